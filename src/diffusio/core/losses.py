@@ -1,0 +1,207 @@
+"""Training losses: denoising score matching under the weightings of the main papers.
+
+A batch of clean data ``x0`` is noised at times ``t`` drawn by a time sampler
+(:mod:`diffusio.core.timesteps`): ``x_t = alpha(t) x0 + sigma(t) eps`` with ``eps ~ N(0, I)``,
+and the model is asked for its prediction at ``(x_t, t)``. Because the conditional score of the
+forward process is ``grad log q(x_t | x0) = -eps / sigma``, every weighting below is the
+denoising score matching objective of Vincent (2011) / Score SDE (Song et al. 2021, eq. 7),
+
+    E_t E_{x0, eps} [ lambda(t) || s_theta(x_t, t) + eps / sigma(t) ||^2 ],
+
+for some weighting ``lambda(t)``; all of them are minimised by the exact score (the oracle
+of :mod:`diffusio.core.oracle`), whatever the network's parameterization.
+
+Weightings (per example; "mean" is over all non-batch dimensions):
+
+* ``simple``     DDPM's L_simple (Ho et al. 2020, eq. 14), generalised: the mean squared error
+                 between the network's native output and its own regression target:
+                 eps -> ``eps``; x0 -> ``x0``; v -> ``v = alpha eps - sigma x0`` (Salimans & Ho
+                 2022, Sec. 4); score -> ``mean ||sigma s_theta + eps||^2``, i.e. the score
+                 regressed onto ``-eps / sigma`` with NCSN's ``sigma^2`` weighting.
+* ``sigma2``     NCSN (Song & Ermon 2019, eq. 2, 5 and 6, ``lambda(sigma) = sigma^2``):
+                 ``0.5 mean ||sigma s_theta + eps||^2`` = ``0.5 mean ||eps_theta - eps||^2``.
+* ``likelihood`` likelihood weighting ``lambda(t) = g(t)^2`` (Song, Durkan, Murray & Ermon 2021,
+                 "Maximum Likelihood Training of Score-Based Diffusion Models", Thm. 1):
+                 ``0.5 g^2 SUM ||s_theta + eps / sigma||^2``
+                 ``= 0.5 (g^2 / sigma^2) SUM ||eps_theta - eps||^2``, summed over dimensions:
+                 the integrand (per unit time) of the continuous-time bound on the negative
+                 log-likelihood in nats, up to a constant independent of theta. Multiply by
+                 ``t_max - t_min`` for the integral itself.
+* ``x0``         mean squared error in data space, ``mean ||x0_theta - x0||^2`` (the objective of
+                 Diffuser, Janner et al. 2022, which predicts x0 directly).
+
+Each per-example loss is multiplied by the time sampler's importance weight, so the returned
+mean is an unbiased estimate of the uniform-time objective, and the *unweighted* per-example
+losses are handed to ``time_sampler.update`` (as improved DDPM's training loop does for its
+loss-aware sampler, Nichol & Dhariwal 2021, Sec. 3.3).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .parameterization import Prediction
+from .processes import Process, broadcast_like
+from .timesteps import TimeSampler, UniformTime, make_time_sampler
+
+__all__ = ["WEIGHTINGS", "REDUCTIONS", "diffusion_loss"]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _mean_flat(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1).mean(1)
+
+
+def _sum_flat(x: Tensor) -> Tensor:
+    return x.reshape(x.shape[0], -1).sum(1)
+
+
+def _simple(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process) -> Tensor:
+    if pred.kind == "eps":
+        target = eps
+    elif pred.kind == "x0":
+        target = x0
+    elif pred.kind == "v":
+        target = pred.alpha * eps - pred.sigma * x0
+    else:  # score: sigma * s_theta regressed onto -eps
+        return _mean_flat((pred.sigma * pred.value + eps) ** 2)
+    return _mean_flat((pred.value - target) ** 2)
+
+
+def _sigma2(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process) -> Tensor:
+    if pred.kind == "score":
+        return 0.5 * _mean_flat((pred.sigma * pred.value + eps) ** 2)
+    return 0.5 * _mean_flat((pred.eps - eps) ** 2)
+
+
+def _likelihood(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process) -> Tensor:
+    g2 = broadcast_like(process.g2(t).to(eps), eps)
+    if pred.kind == "score":
+        return 0.5 * _sum_flat(g2 * (pred.value + eps / pred.sigma) ** 2)
+    return 0.5 * _sum_flat(g2 / pred.sigma**2 * (pred.eps - eps) ** 2)
+
+
+def _x0(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process) -> Tensor:
+    return _mean_flat((pred.x0 - x0) ** 2)
+
+
+_WEIGHTING_FNS: dict[str, Callable[..., Tensor]] = {
+    "simple": _simple,
+    "sigma2": _sigma2,
+    "likelihood": _likelihood,
+    "x0": _x0,
+}
+WEIGHTINGS = tuple(_WEIGHTING_FNS)
+
+
+def _check_x0(x0: Tensor) -> Tensor:
+    if not isinstance(x0, Tensor):
+        raise TypeError(f"x0 must be a tensor, got {type(x0).__name__}")
+    if x0.dim() < 1 or x0.shape[0] < 1:
+        raise ValueError(f"x0 must have a non-empty batch dimension, got shape {tuple(x0.shape)}")
+    if not x0.is_floating_point():
+        raise TypeError(f"x0 must be floating point, got {x0.dtype}")
+    finite = torch.isfinite(x0.detach().reshape(x0.shape[0], -1)).all(1)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero().reshape(-1)
+        raise ValueError(
+            f"x0 has non-finite values in row {int(bad[0])} "
+            f"({bad.numel()} of {x0.shape[0]} rows affected)"
+        )
+    return x0
+
+
+def _check_cond(cond: Mapping[str, Any] | None, n: int) -> dict[str, Any]:
+    if cond is None:
+        return {}
+    if not isinstance(cond, Mapping):
+        raise TypeError(f"cond must be a mapping of keyword arguments, got {type(cond).__name__}")
+    for key, value in cond.items():
+        if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] != n:
+            raise ValueError(
+                f"cond[{key!r}] has batch size {value.shape[0]}, x0 has {n} (shape "
+                f"{tuple(value.shape)})"
+            )
+    return dict(cond)
+
+
+def _resolve_sampler(time_sampler: TimeSampler | str | None, process: Process) -> TimeSampler:
+    if time_sampler is None:
+        return UniformTime(process.t_min, process.t_max)
+    if isinstance(time_sampler, str):
+        if time_sampler == "importance":
+            raise ValueError(
+                "the 'importance' time sampler keeps a loss history across batches: build it "
+                "once with make_time_sampler('importance', process) and pass the instance"
+            )
+        return make_time_sampler(time_sampler, process)
+    if not callable(getattr(time_sampler, "sample", None)):
+        raise TypeError(f"time_sampler must be a TimeSampler, got {type(time_sampler).__name__}")
+    return time_sampler
+
+
+def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    device = generator.device if generator is not None else x.device
+    z = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+    return z.to(x.device)
+
+
+def diffusion_loss(
+    model: Any,
+    x0: Tensor,
+    *,
+    weighting: str = "simple",
+    time_sampler: TimeSampler | str | None = None,
+    cond: Mapping[str, Any] | None = None,
+    generator: torch.Generator | None = None,
+    reduce: str = "mean",
+    return_per_example: bool = False,
+) -> Tensor:
+    """Denoising training loss of ``model`` (a :class:`~diffusio.core.model.DiffusionModel`) on
+    a batch of clean data ``x0`` of shape (N, ...).
+
+    Args:
+        weighting: ``simple``, ``sigma2``, ``likelihood`` or ``x0`` (see the module docstring).
+        time_sampler: a :class:`~diffusio.core.timesteps.TimeSampler`, or the name of a stateless
+            one (``uniform``, ``discrete``); default ``UniformTime(process.t_min, process.t_max)``.
+            Its ``update`` receives the unweighted per-example losses.
+        cond: keyword arguments for the network (``model.predict(x_t, t, **cond)``); tensors
+            with a batch dimension must have N rows.
+        generator: source of randomness for t and the noise (drawn in that order).
+        reduce: batch reduction of the weighted per-example losses: ``mean``, ``sum`` or
+            ``none`` (the (N,) vector).
+        return_per_example: return the weighted per-example losses (N,), like ``reduce="none"``.
+
+    Returns:
+        A scalar (or an (N,) vector) that is differentiable with respect to the model.
+    """
+    if weighting not in _WEIGHTING_FNS:
+        raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"unknown reduce {reduce!r}; valid: {', '.join(REDUCTIONS)}")
+    process = model.process
+    x0 = _check_x0(x0)
+    n = x0.shape[0]
+    kwargs = _check_cond(cond, n)
+    sampler = _resolve_sampler(time_sampler, process)
+
+    t, weight = sampler.sample(n, generator=generator, device=x0.device, dtype=x0.dtype)
+    if t.shape != (n,) or weight.shape != (n,):
+        raise ValueError(
+            f"time sampler returned t {tuple(t.shape)} and weights {tuple(weight.shape)}, "
+            f"expected ({n},)"
+        )
+    eps = _randn_like(x0, generator)
+    x_t = process.marginal(x0, t, eps)
+    pred = model.predict(x_t, t, **kwargs)
+    per_example = _WEIGHTING_FNS[weighting](pred, x0, eps, t, process)
+    sampler.update(t.detach(), per_example.detach())
+    weighted = per_example * weight.to(per_example)
+    if return_per_example or reduce == "none":
+        return weighted
+    return weighted.mean() if reduce == "mean" else weighted.sum()

@@ -1,0 +1,102 @@
+"""The model interface: any network plus a process and a prediction type.
+
+``DiffusionModel(net, process, prediction)`` calls ``net(x_t, t, **cond)`` with continuous ``t``
+of shape (N,) and answers eps / x0 / score / v at (x, t). A trained network and the exact
+oracle (:mod:`diffusio.core.oracle`) are wrapped the same way, so every sampler and the
+likelihood can be checked against closed-form answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .parameterization import Prediction, check_prediction
+from .processes import Process, broadcast_like
+
+__all__ = ["DiffusionModel", "model_dtype"]
+
+
+def model_dtype(module: nn.Module, default: torch.dtype | None = None) -> torch.dtype:
+    """The floating dtype of a module's first parameter or buffer (``default`` if it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return default or torch.get_default_dtype()
+
+
+def model_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU if it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+class DiffusionModel(nn.Module):
+    """Wrap ``net(x_t, t, **cond)`` that predicts ``prediction`` (eps, x0, v or score) under ``process``."""
+
+    def __init__(self, net: nn.Module, process: Process, prediction: str = "eps"):
+        super().__init__()
+        if not isinstance(process, Process):
+            raise TypeError(f"process must be a diffusio Process, got {type(process).__name__}")
+        self.net = net
+        self.process = process
+        self.prediction = check_prediction(prediction)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return model_dtype(self.net)
+
+    @property
+    def device(self) -> torch.device:
+        return model_device(self.net)
+
+    def _times(self, x: Tensor, t: Tensor | float) -> Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(x.shape[0])
+        if t.shape != (x.shape[0],):
+            raise ValueError(
+                f"t must be a scalar or of shape ({x.shape[0]},), got {tuple(t.shape)}"
+            )
+        return t
+
+    def forward(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:
+        """The network's raw output."""
+        return self.net(x, self._times(x, t), **cond)
+
+    def predict(self, x: Tensor, t: Tensor | float, **cond: Any) -> Prediction:
+        """The network's prediction at (x, t), convertible to any parameterization."""
+        t = self._times(x, t)
+        out = self.net(x, t, **cond)
+        if out.shape != x.shape:
+            raise ValueError(
+                f"network returned shape {tuple(out.shape)} for input {tuple(x.shape)}"
+            )
+        alpha = broadcast_like(self.process.alpha(t), x)
+        sigma = broadcast_like(self.process.sigma(t), x)
+        return Prediction(self.prediction, out, x, alpha, sigma)
+
+    def eps(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:
+        """Predicted noise."""
+        return self.predict(x, t, **cond).eps
+
+    def x0(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:
+        """Predicted clean data (Tweedie's estimate E[x0 | x_t])."""
+        return self.predict(x, t, **cond).x0
+
+    def score(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:
+        """Predicted score grad_x log p_t(x)."""
+        return self.predict(x, t, **cond).score
+
+    def v(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:
+        """Predicted velocity v = alpha eps - sigma x0."""
+        return self.predict(x, t, **cond).v
+
+    def loss(self, x0: Tensor, **options: Any) -> Tensor:
+        """Training loss on a batch of clean data; see :func:`diffusio.core.losses.diffusion_loss`."""
+        from .losses import diffusion_loss
+
+        return diffusion_loss(self, x0, **options)

@@ -1,0 +1,84 @@
+"""What a network predicts, and exact conversions between eps, x0, v and the score.
+
+With ``x = alpha x0 + sigma eps`` (any process):
+
+* eps   -> x0 = (x - sigma eps) / alpha                     (DDPM eq. 15)
+* score = -eps / sigma                                      (Vincent 2011; Score SDE eq. 7)
+* v     = alpha eps - sigma x0                              (Salimans & Ho 2022, Sec. 4)
+  -> x0 = (alpha x - sigma v) / (alpha^2 + sigma^2),  eps = (sigma x + alpha v) / (alpha^2 + sigma^2)
+
+:class:`Prediction` holds one network output in its native form and converts lazily, so a
+score-predicting model stays exact where sigma = 0 and an eps-predicting one where alpha = 0.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from torch import Tensor
+
+__all__ = ["PREDICTIONS", "Prediction", "check_prediction"]
+
+PREDICTIONS = ("eps", "x0", "v", "score")
+
+
+def check_prediction(kind: str) -> str:
+    """Validate a prediction name."""
+    if kind not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {kind!r}; valid: {', '.join(PREDICTIONS)}")
+    return kind
+
+
+class Prediction:
+    """A model's output at state ``x`` with coefficients ``alpha``, ``sigma`` (broadcastable to x).
+
+    Attributes ``eps``, ``x0``, ``score`` and ``v`` are exact conversions of the native value.
+    Guidance builds modified predictions with :meth:`with_eps` / :meth:`with_x0`.
+    """
+
+    def __init__(self, kind: str, value: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor):
+        self.kind = check_prediction(kind)
+        self.value, self.x, self.alpha, self.sigma = value, x, alpha, sigma
+        self.__dict__[kind] = value  # seed the cache with the native form
+
+    @cached_property
+    def eps(self) -> Tensor:
+        a, s, x = self.alpha, self.sigma, self.x
+        if self.kind == "x0":
+            return (x - a * self.value) / s
+        if self.kind == "v":
+            return (s * x + a * self.value) / (a * a + s * s)
+        return -s * self.value  # score
+
+    @cached_property
+    def x0(self) -> Tensor:
+        a, s, x = self.alpha, self.sigma, self.x
+        if self.kind == "eps":
+            return (x - s * self.value) / a
+        if self.kind == "v":
+            return (a * x - s * self.value) / (a * a + s * s)
+        return (x + s * s * self.value) / a  # score
+
+    @cached_property
+    def score(self) -> Tensor:
+        return -self.eps / self.sigma
+
+    @cached_property
+    def v(self) -> Tensor:
+        return self.alpha * self.eps - self.sigma * self.x0
+
+    def get(self, kind: str) -> Tensor:
+        """The prediction in the named parameterization."""
+        return getattr(self, check_prediction(kind))
+
+    def with_eps(self, eps: Tensor) -> Prediction:
+        """A prediction of the same state with a new eps."""
+        return Prediction("eps", eps, self.x, self.alpha, self.sigma)
+
+    def with_x0(self, x0: Tensor) -> Prediction:
+        """A prediction of the same state with a new x0."""
+        return Prediction("x0", x0, self.x, self.alpha, self.sigma)
+
+    def with_score(self, score: Tensor) -> Prediction:
+        """A prediction of the same state with a new score."""
+        return Prediction("score", score, self.x, self.alpha, self.sigma)

@@ -1,0 +1,133 @@
+"""Small plotting helpers shared by the demo and the reproductions' reports.
+
+Figures are built on matplotlib's object API with the Agg canvas (no pyplot, no global state, no
+display needed), and written atomically: to a temporary file in the destination folder, then
+``os.replace``-d over the target, so a reader never sees a half-written file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["atomic_path", "new_figure", "save_figure", "scatter_panels", "write_text_atomic"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success move it over ``path`` atomically.
+
+    The parent folder is created if needed. On an exception the temporary file is removed and
+    ``path`` is left untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp"
+    )
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def new_figure(width: float = 6.0, height: float = 4.0, dpi: int = 100) -> Figure:
+    """A matplotlib Figure bound to the Agg canvas (independent of pyplot's backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(
+    fig: Figure, path: str | os.PathLike, dpi: int | None = None, **kwargs: Any
+) -> Path:
+    """Save ``fig`` to ``path`` atomically (format from the suffix, PNG by default)."""
+    target = Path(path)
+    fmt = target.suffix.lstrip(".").lower() or "png"
+    with atomic_path(target, suffix=f".{fmt}") as tmp:
+        fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", **kwargs)
+    return target
+
+
+def _as_xy(points: Any) -> Any:
+    """(N, >=2) array-like (torch tensors included) -> (N, 2) float numpy array."""
+    import numpy as np
+
+    if hasattr(points, "detach"):
+        points = points.detach().cpu().numpy()
+    arr = np.asarray(points, dtype=float)
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise ValueError(f"scatter panels need (N, 2) points, got shape {arr.shape}")
+    return arr[:, :2]
+
+
+def scatter_panels(
+    panels: Sequence[tuple[str, Any]],
+    ncols: int | None = None,
+    lim: float | None = None,
+    size: float = 3.0,
+    point_size: float = 1.5,
+    alpha: float = 0.5,
+    color: str = "C0",
+    suptitle: str | None = None,
+) -> Figure:
+    """One square scatter panel per ``(title, points)`` pair, with shared axis limits.
+
+    ``points`` is anything (N, 2)-shaped (numpy array, list, torch tensor). ``lim`` fixes the
+    axes to ``[-lim, lim]``; by default it covers the 99.5% quantile of all absolute coordinates,
+    so a few far-off samples do not squash the panels.
+    """
+    import numpy as np
+
+    if not panels:
+        raise ValueError("scatter_panels needs at least one panel")
+    data = [(title, _as_xy(points)) for title, points in panels]
+    n = len(data)
+    ncols = max(1, min(ncols or n, n))
+    nrows = -(-n // ncols)
+    if lim is None:
+        finite = np.concatenate([np.abs(xy[np.isfinite(xy).all(1)]).ravel() for _, xy in data])
+        lim = float(np.quantile(finite, 0.995)) * 1.1 if finite.size else 1.0
+        lim = lim if lim > 0 else 1.0
+    fig = new_figure(size * ncols, size * nrows + (0.4 if suptitle else 0.0))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for ax, (title, xy) in zip(axes.ravel(), data, strict=False):
+        ax.scatter(xy[:, 0], xy[:, 1], s=point_size, alpha=alpha, color=color, linewidths=0)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[n:]:
+        ax.set_axis_off()
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return fig

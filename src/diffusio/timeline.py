@@ -1,0 +1,436 @@
+"""The seed timeline as data: every paper, the module that implements it, and an honest status.
+
+Each :class:`Entry` is one row of the seed table in ``DESIGN.md``. Its status is *computed*, not
+written down, so it moves forward by itself as later work lands:
+
+``reproduced``
+    ``diffusio.papers.<reproduction>`` exists (``-`` becomes ``_``) and defines a callable
+    ``reproduce``: ``diffusio reproduce NAME`` can check the paper's headline claim.
+``partial``
+    the core algorithm the paper contributes is implemented (every module in ``Entry.core`` is
+    importable) but there is no reproduction yet; ``Entry.notes`` says what exists and what not.
+``missing``
+    neither.
+
+Module presence is checked with :func:`importlib.util.find_spec`, which does not import the module
+(nor torch); only an existing paper module is imported, to look for its ``reproduce``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import textwrap
+from collections import Counter
+from dataclasses import dataclass
+
+__all__ = [
+    "REPRODUCE_ATTR",
+    "STATUSES",
+    "TIMELINE",
+    "Entry",
+    "find_entry",
+    "format_table",
+    "module_exists",
+    "status_counts",
+]
+
+STATUSES: tuple[str, ...] = ("missing", "partial", "reproduced")
+
+#: The attribute a paper module defines to count as a reproduction.
+REPRODUCE_ATTR = "reproduce"
+
+PAPERS_PACKAGE = "diffusio.papers"
+
+
+def module_exists(name: str) -> bool:
+    """Whether module ``name`` can be found, without importing it (its parents are imported)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a missing parent package raises ModuleNotFoundError
+        return False
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One seed paper.
+
+    ``label`` is the seed entry as written in DESIGN.md; ``reproduction`` its reproduction name
+    (``None`` for entries without a reproduction of their own, such as the backbones); ``core``
+    the modules implementing the algorithm the paper contributes, the first being the one shown
+    (empty when none is written yet); ``notes`` what exists and what does not.
+    """
+
+    year: int
+    label: str
+    authors: str
+    short: str
+    title: str
+    reproduction: str | None
+    core: tuple[str, ...] = ()
+    notes: str = ""
+
+    @property
+    def paper_module(self) -> str | None:
+        """``diffusio.papers.<name>`` holding this entry's reproduction (may not exist yet)."""
+        if self.reproduction is None:
+            return None
+        return f"{PAPERS_PACKAGE}.{self.reproduction.replace('-', '_')}"
+
+    def has_reproduction(self) -> bool:
+        """Whether the paper module exists and defines a callable ``reproduce``."""
+        name = self.paper_module
+        if name is None or not module_exists(name):
+            return False
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # a broken paper module is not a reproduction; never break `list`
+            return False
+        return callable(getattr(module, REPRODUCE_ATTR, None))
+
+    def core_implemented(self) -> bool:
+        """Whether every module of the paper's core algorithm exists."""
+        return bool(self.core) and all(module_exists(m) for m in self.core)
+
+    @property
+    def status(self) -> str:
+        """``reproduced``, ``partial`` or ``missing``, computed from what exists now."""
+        if self.has_reproduction():
+            return "reproduced"
+        if self.core_implemented():
+            return "partial"
+        return "missing"
+
+    @property
+    def module(self) -> str:
+        """The module to read for this entry: the reproduction once it exists, else the core
+        module implementing its algorithm, else where the reproduction will live."""
+        if self.paper_module is not None and self.has_reproduction():
+            return self.paper_module
+        if self.core and (self.core_implemented() or self.paper_module is None):
+            return self.core[0]
+        return self.paper_module or "-"
+
+
+TIMELINE: tuple[Entry, ...] = (
+    Entry(
+        year=2015,
+        label="Sohl-Dickstein 2015",
+        authors="Sohl-Dickstein et al.",
+        short="diffusion probabilistic models",
+        title="Deep Unsupervised Learning using Nonequilibrium Thermodynamics",
+        reproduction="sohl-dickstein-2015",
+        notes=(
+            "The VP forward process it introduced is in diffusio.core.processes; its learned "
+            "reverse Gaussian kernels trained on the variational bound are not."
+        ),
+    ),
+    Entry(
+        year=2019,
+        label="Song & Ermon 2019 (NCSN)",
+        authors="Song & Ermon",
+        short="NCSN",
+        title="Generative Modeling by Estimating Gradients of the Data Distribution",
+        reproduction="ncsn-2019",
+        core=(
+            "diffusio.core.samplers",
+            "diffusio.core.processes",
+            "diffusio.core.losses",
+        ),
+        notes=(
+            "Core: geometric noise levels (ve process), denoising score matching with sigma^2"
+            " weighting, the annealed-langevin sampler."
+        ),
+    ),
+    Entry(
+        year=2020,
+        label="Ho 2020 (DDPM)",
+        authors="Ho et al.",
+        short="DDPM",
+        title="Denoising Diffusion Probabilistic Models",
+        reproduction="ddpm-2020",
+        core=(
+            "diffusio.core.samplers",
+            "diffusio.core.processes",
+            "diffusio.core.losses",
+        ),
+        notes=(
+            "Core: vp-linear schedule, L_simple eps loss on the discrete grid, ddpm ancestral"
+            " sampler, x0 clipping."
+        ),
+    ),
+    Entry(
+        year=2021,
+        label="Song 2021 (Score SDE)",
+        authors="Song et al.",
+        short="Score SDE",
+        title="Score-Based Generative Modeling through Stochastic Differential Equations",
+        reproduction="score-sde-2021",
+        core=(
+            "diffusio.core.samplers",
+            "diffusio.core.processes",
+            "diffusio.core.likelihood",
+        ),
+        notes=(
+            "Core: vp, sub-vp and ve SDEs; euler-maruyama, pc and probability-flow ODE "
+            "samplers (ode-euler, ode-heun, ode-rk45); exact likelihood via the probability-"
+            "flow ODE."
+        ),
+    ),
+    Entry(
+        year=2021,
+        label="Song 2021 (DDIM)",
+        authors="Song et al.",
+        short="DDIM",
+        title="Denoising Diffusion Implicit Models",
+        reproduction="ddim-2021",
+        core=("diffusio.core.samplers",),
+        notes=("Core: the ddim sampler (eta interpolates to ddpm), on any trained eps model."),
+    ),
+    Entry(
+        year=2021,
+        label="Nichol & Dhariwal 2021 (improved DDPM)",
+        authors="Nichol & Dhariwal",
+        short="improved DDPM",
+        title="Improved Denoising Diffusion Probabilistic Models",
+        reproduction="iddpm-2021",
+        core=(
+            "diffusio.core.processes",
+            "diffusio.core.timesteps",
+            "diffusio.core.losses",
+        ),
+        notes=(
+            "Core: vp-cosine schedule (processes) and importance-sampled training times "
+            "(timesteps). Not yet: the learned variance head and the hybrid loss."
+        ),
+    ),
+    Entry(
+        year=2021,
+        label="Dhariwal & Nichol 2021 (classifier guidance)",
+        authors="Dhariwal & Nichol",
+        short="classifier guidance",
+        title="Diffusion Models Beat GANs on Image Synthesis",
+        reproduction="guided-diffusion-2021",
+        notes=(
+            "Classifier guidance (a prediction modifier) and the noisy classifier are not "
+            "written yet."
+        ),
+    ),
+    Entry(
+        year=2021,
+        label="Ho & Salimans (classifier-free guidance)",
+        authors="Ho & Salimans",
+        short="classifier-free guidance",
+        title="Classifier-Free Diffusion Guidance",
+        reproduction="cfg-2021",
+        notes=("Condition dropout and the guided eps mix are not written yet."),
+    ),
+    Entry(
+        year=2022,
+        label="Rombach 2022 (latent diffusion)",
+        authors="Rombach et al.",
+        short="latent diffusion",
+        title="High-Resolution Image Synthesis with Latent Diffusion Models",
+        reproduction="ldm-2022",
+        notes=("Autoencoder and latent-space training are not written yet."),
+    ),
+    Entry(
+        year=2022,
+        label="Ramesh 2022 (DALL·E 2)",
+        authors="Ramesh et al.",
+        short="DALL·E 2",
+        title="Hierarchical Text-Conditional Image Generation with CLIP Latents",
+        reproduction="dalle2-2022",
+        notes=("Prior over embeddings and the embedding-conditioned decoder are not written yet."),
+    ),
+    Entry(
+        year=2022,
+        label="Saharia 2022 (Imagen)",
+        authors="Saharia et al.",
+        short="Imagen",
+        title="Photorealistic Text-to-Image Diffusion Models with Deep Language Understanding",
+        reproduction="imagen-2022",
+        core=("diffusio.core.steering",),
+        notes=(
+            "Core: dynamic thresholding (a prediction modifier usable in every sampler). Not "
+            "yet: frozen-text-encoder conditioning, the super-resolution cascade."
+        ),
+    ),
+    Entry(
+        year=2020,
+        label="Brown 2020 (language generation)",
+        authors="Brown et al.",
+        short="language generation",
+        title="Language Models are Few-Shot Learners",
+        reproduction="text-2020",
+        notes=(
+            "The seeds' language-generation entry; the text domain (diffusion over token "
+            "embeddings) is not written yet."
+        ),
+    ),
+    Entry(
+        year=2021,
+        label="Tashiro 2021 (CSDI)",
+        authors="Tashiro et al.",
+        short="CSDI",
+        title=(
+            "CSDI: Conditional Score-based Diffusion Models for Probabilistic Time Series "
+            "Imputation"
+        ),
+        reproduction="csdi-2021",
+        notes=(
+            "Building blocks in core: the vp-quadratic schedule (processes) and the "
+            "inpainting constraint (steering). Not yet: the conditional imputation network "
+            "and self-supervised masking."
+        ),
+    ),
+    Entry(
+        year=2022,
+        label="Janner 2022 (Diffuser)",
+        authors="Janner et al.",
+        short="Diffuser",
+        title="Planning with Diffusion for Flexible Behavior Synthesis",
+        reproduction="diffuser-2022",
+        notes=(
+            "Building blocks in core: the inpainting constraint for start/goal clamping "
+            "(steering) and the x0 loss (losses). Not yet: temporal U-Net, value guidance, "
+            "environments."
+        ),
+    ),
+    Entry(
+        year=2023,
+        label="Ajay 2023 (Decision Diffuser)",
+        authors="Ajay et al.",
+        short="Decision Diffuser",
+        title="Is Conditional Generative Modeling all you need for Decision-Making?",
+        reproduction="decision-diffuser-2023",
+        notes=("Return conditioning and inverse dynamics are not written yet."),
+    ),
+    Entry(
+        year=2023,
+        label="Song 2023 (loss-guided diffusion)",
+        authors="Song et al.",
+        short="loss-guided diffusion",
+        title="Loss-Guided Diffusion Models for Plug-and-Play Controllable Generation",
+        reproduction="lgd-2023",
+        notes=("Loss guidance (DPS / LGD-MC) is not written yet."),
+    ),
+    Entry(
+        year=2023,
+        label="Chi 2023 (Diffusion Policy)",
+        authors="Chi et al.",
+        short="Diffusion Policy",
+        title="Diffusion Policy: Visuomotor Policy Learning via Action Diffusion",
+        reproduction="diffusion-policy-2023",
+        notes=(
+            "The policy domain (observation-conditioned action chunks, receding horizon) is "
+            "not written yet."
+        ),
+    ),
+    Entry(
+        year=2023,
+        label="Nikitin 2023 (TSGM)",
+        authors="Nikitin et al.",
+        short="TSGM",
+        title="TSGM: A Flexible Framework for Generative Modeling of Synthetic Time Series",
+        reproduction="tsgm-2023",
+        notes=("The time-series generation domain is not written yet."),
+    ),
+    Entry(
+        year=2024,
+        label="Wei 2024 (DiffPhyCon)",
+        authors="Wei et al.",
+        short="DiffPhyCon",
+        title="DiffPhyCon: A Generative Approach to Control Complex Physical Systems",
+        reproduction="diffphycon-2024",
+        notes=("Physics simulators and prior reweighting are not written yet."),
+    ),
+    Entry(
+        year=2024,
+        label="Wei 2024 (CL-DiffPhyCon)",
+        authors="Wei et al.",
+        short="CL-DiffPhyCon",
+        title="CL-DiffPhyCon: Closed-loop Diffusion Control of Complex Physical Systems",
+        reproduction="cl-diffphycon-2024",
+        notes=("Asynchronous closed-loop denoising is not written yet."),
+    ),
+    Entry(
+        year=2024,
+        label="Ren 2024 (DPPO)",
+        authors="Ren et al.",
+        short="DPPO",
+        title="Diffusion Policy Policy Optimization",
+        reproduction="dppo-2024",
+        notes=("Policy-gradient fine-tuning of the denoising chain is not written yet."),
+    ),
+    Entry(
+        year=2025,
+        label="Huang 2025 (Diffuse-CLoC)",
+        authors="Huang et al.",
+        short="Diffuse-CLoC",
+        title="Diffuse-CLoC: Guided Diffusion for Physics-based Character Look-ahead Control",
+        reproduction="diffuse-cloc-2025",
+        notes=("Guided look-ahead control of a simulated character is not written yet."),
+    ),
+    Entry(
+        year=2015,
+        label="Ronneberger 2015 (U-Net) and the attention appendix",
+        authors="Ronneberger et al.",
+        short="U-Net",
+        title="U-Net: Convolutional Networks for Biomedical Image Segmentation",
+        reproduction=None,
+        core=(
+            "diffusio.nets.unet",
+            "diffusio.nets.attention",
+        ),
+        notes=(
+            "Backbones with no reproduction of their own (at most partial): the U-Net and the"
+            " attention blocks of the appendix, exercised by the image, planning and control "
+            "reproductions."
+        ),
+    ),
+)
+
+
+def find_entry(name: str) -> Entry:
+    """The entry with reproduction name ``name`` (``ValueError`` listing valid names if none)."""
+    for entry in TIMELINE:
+        if entry.reproduction == name:
+            return entry
+    valid = ", ".join(e.reproduction for e in TIMELINE if e.reproduction)
+    raise ValueError(f"unknown reproduction {name!r}; valid: {valid}")
+
+
+def status_counts(entries: tuple[Entry, ...] | list[Entry] = TIMELINE) -> dict[str, int]:
+    """Number of entries per status, in :data:`STATUSES` order."""
+    counts = Counter(e.status for e in entries)
+    return {s: counts.get(s, 0) for s in STATUSES}
+
+
+def format_table(entries: tuple[Entry, ...] | list[Entry] = TIMELINE, notes: bool = False) -> str:
+    """The timeline as an aligned text table plus a summary line of counts per status."""
+    header = ("year", "paper", "reproduction", "module", "status")
+    rows = []
+    statuses = []
+    for e in entries:
+        status = e.status
+        statuses.append(status)
+        rows.append((str(e.year), e.label, e.reproduction or "-", e.module, status))
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    out = [line(header), line(tuple("-" * w for w in widths))]
+    for entry, row in zip(entries, rows, strict=True):
+        out.append(line(row))
+        if notes and entry.notes:
+            indent = " " * (widths[0] + 2)
+            out.extend(
+                textwrap.wrap(entry.notes, 98, initial_indent=indent, subsequent_indent=indent)
+            )
+    counts = Counter(statuses)
+    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in reversed(STATUSES))
+    out.append("")
+    out.append(f"{len(rows)} entries: {summary}")
+    return "\n".join(out)

@@ -1,0 +1,192 @@
+"""The command line, the timeline table and the exact-oracle demo."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+import math
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from diffusio import cli
+from diffusio.timeline import STATUSES, TIMELINE, Entry, find_entry, status_counts
+
+# The reproduction names of DESIGN.md's seed table, in its order.
+DESIGN_REPRODUCTIONS = [
+    "sohl-dickstein-2015", "ncsn-2019", "ddpm-2020", "score-sde-2021", "ddim-2021",
+    "iddpm-2021", "guided-diffusion-2021", "cfg-2021", "ldm-2022", "dalle2-2022", "imagen-2022",
+    "text-2020", "csdi-2021", "diffuser-2022", "decision-diffuser-2023", "lgd-2023",
+    "diffusion-policy-2023", "tsgm-2023", "diffphycon-2024", "cl-diffphycon-2024", "dppo-2024",
+    "diffuse-cloc-2025", None,
+]  # fmt: skip
+
+
+def test_timeline_matches_design_table():
+    assert len(TIMELINE) == 23
+    assert [e.reproduction for e in TIMELINE] == DESIGN_REPRODUCTIONS
+    for entry in TIMELINE:
+        assert entry.status in STATUSES
+        assert entry.title and entry.label and entry.notes
+        assert entry.module.startswith("diffusio.")
+        if entry.reproduction is not None:
+            assert entry.paper_module == "diffusio.papers." + entry.reproduction.replace("-", "_")
+    assert sum(status_counts().values()) == 23
+    assert find_entry("ddim-2021").short == "DDIM"
+    with pytest.raises(ValueError, match="unknown reproduction"):
+        find_entry("no-such-paper")
+
+
+def test_list_shows_every_entry(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == ["year", "paper", "reproduction", "module", "status"]
+    rows = [line for line in lines[2:] if line[:4].isdigit()]
+    assert len(rows) == 23
+    for entry, row in zip(TIMELINE, rows, strict=True):
+        assert entry.label in row
+        assert (entry.reproduction or "-") in row
+        assert row.split()[-1] in STATUSES
+    counts = status_counts()
+    summary = lines[-1]
+    assert summary.startswith("23 entries:")
+    for status, count in counts.items():
+        assert f"{count} {status}" in summary
+
+
+def test_list_verbose_and_filter(capsys):
+    assert cli.main(["list", "-v", "--status", "missing"]) == 0
+    out = capsys.readouterr().out
+    assert "Sohl-Dickstein 2015" in out and "variational bound" in out
+    for entry in TIMELINE:
+        if entry.status != "missing":
+            assert entry.label not in out
+
+
+def test_status_is_computed_from_what_exists(monkeypatch):
+    """A paper module defining `reproduce` makes an entry reproduced; core modules make it
+    partial; a paper module without `reproduce` is not a reproduction."""
+    name = "diffusio.papers.fake_paper_2099"
+    entry = Entry(2099, "Fake 2099", "Fake et al.", "fake", "A Fake Paper", "fake-paper-2099")
+    assert entry.status == "missing"
+    assert entry.module == name
+
+    partial = Entry(2099, "Fake", "F", "f", "T", "fake-paper-2099", core=("diffusio.core.model",))
+    assert partial.status == "partial" and partial.module == "diffusio.core.model"
+    absent = Entry(2099, "Fake", "F", "f", "T", "fake-paper-2099", core=("diffusio.core.nope",))
+    assert absent.status == "missing"
+
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    monkeypatch.setitem(sys.modules, name, module)
+    assert entry.status == "missing"  # exists, but defines no reproduction
+    module.reproduce = lambda *args, **kwargs: None
+    assert entry.status == "reproduced"
+    assert entry.module == name
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["bogus"], ["list", "--bogus"], ["list", "--status", "done"], ["demo", "--seed", "x"]],
+)
+def test_bad_arguments_exit_nonzero(argv, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: diffusio") and "error:" in err
+    assert "Traceback" not in err
+
+
+def test_help_and_version(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "list" in capsys.readouterr().out
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("diffusio ")
+
+
+def test_user_errors_are_one_line(capsys):
+    assert cli.main(["demo", "--samplers", "ddim"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("diffusio: error: bad sampler spec 'ddim'")
+
+
+def test_file_not_found_is_one_line(monkeypatch, capsys):
+    def missing(args):
+        raise FileNotFoundError(2, "No such file or directory", "runs/x/model.ckpt")
+
+    extra = cli.Command("load", "raises", lambda parser: None, missing)
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, extra))
+    assert cli.main(["load"]) == 2
+    err = capsys.readouterr().err
+    assert err == "diffusio: error: No such file or directory: runs/x/model.ckpt\n"
+
+
+def test_python_dash_m():
+    done = subprocess.run(
+        [sys.executable, "-m", "diffusio", "list"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "23 entries:" in done.stdout
+
+
+def test_demo_writes_figure_and_metrics(tmp_path: Path, capsys):
+    pytest.importorskip("diffusio.core.samplers")
+    out = tmp_path / "demo"
+    argv = ["demo", "--out", str(out), "--seed", "1", "--no-progress", "-n", "400",
+            "--samplers", "ddim:20,dpm-solver++:10"]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "noise floor" in printed and str(out / "metrics.json") in printed
+
+    png = (out / "samplers.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 400 and metrics["seed"] == 1
+    assert [r["sampler"] for r in metrics["samplers"]] == ["ddim", "dpm-solver++"]
+    assert [r["nfe"] for r in metrics["samplers"]] == [20, 10]
+    assert math.isfinite(metrics["noise_floor"])
+    for row in metrics["samplers"]:
+        # exact model: only discretisation error; chi-square/dof is ~1 for exact samples
+        assert row["finite"] and 0 < row["discrepancy"] < 50
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "samplers.png"]
+
+
+def test_demo_run_validates_arguments(tmp_path: Path):
+    from diffusio import demo
+
+    assert demo.parse_samplers("ddim:50, ode-heun:20") == [("ddim", 50), ("ode-heun", 20)]
+    for spec in ["", "ddim", "ddim:0", "ddim:x", ":5"]:
+        with pytest.raises(ValueError):
+            demo.parse_samplers(spec)
+    pytest.importorskip("diffusio.core.samplers")
+    with pytest.raises(ValueError, match="n must be"):
+        demo.run(tmp_path, n=10)
+    with pytest.raises(ValueError, match="positive integer"):
+        demo.run(tmp_path, n=200, samplers=[("ddim", 0)])
+
+
+def test_save_figure_is_atomic(tmp_path: Path):
+    from diffusio.plotting import save_figure, scatter_panels
+
+    fig = scatter_panels([("a", [[0.0, 1.0], [1.0, 0.0]]), ("b", [[2.0, 2.0]])], ncols=2)
+    target = tmp_path / "sub" / "fig.png"
+    save_figure(fig, target)
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert [p.name for p in target.parent.iterdir()] == ["fig.png"]  # no temp files left
+
+    class BoomError(RuntimeError):
+        pass
+
+    def fail(*args, **kwargs):
+        raise BoomError
+
+    fig.savefig = fail
+    with pytest.raises(BoomError):
+        save_figure(fig, target)
+    assert [p.name for p in target.parent.iterdir()] == ["fig.png"]  # old file kept, no temp
+    with pytest.raises(ValueError):
+        scatter_panels([("bad", [1.0, 2.0])])
