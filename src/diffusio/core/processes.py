@@ -337,7 +337,7 @@ class VPCosine(Process):
         return torch.log(torch.cos(self._angle(t))) - 0.5 * self._log_f0
 
     def sigma(self, t: Tensor) -> Tensor:
-        return torch.sqrt(-torch.expm1(2 * self.log_alpha(t)).clamp_min(0.0))
+        return torch.sqrt((-torch.expm1(2 * self.log_alpha(t))).clamp_min(0.0))
 
     def dlog_alpha_dt(self, t: Tensor) -> Tensor:
         return -torch.tan(self._angle(t)) * self._half_pi / (1 + self.s)
