@@ -12,7 +12,7 @@ The core API::
 and ``diffusio.oracle.GaussianMixture`` for exact answers without training.
 """
 
-from .core import oracle
+from . import oracle
 from .core.likelihood import bits_per_dim, dequantize, discrete_bits_per_dim, nll
 from .core.losses import diffusion_loss
 from .core.model import DiffusionModel

@@ -120,6 +120,7 @@ def sample(
     start = time.perf_counter()
     with torch.no_grad():
         out = fn(ctx, x, **options)
+        out = ctx.constrain(out, None)  # the final state counts as clean data
     if not return_stats:
         return out
     used = options.get("steps", inspect.signature(fn).parameters["steps"].default)

@@ -74,7 +74,7 @@ def _posterior_run(ctx: SamplingContext, x: Tensor, times: list[float], noise_st
     for i in ctx.steps(len(times), desc="sampling"):
         pred = ctx.predict(x, times[i])
         if i == len(times) - 1:
-            return ctx.constrain(pred.x0, None)
+            return pred.x0
         (a_t, s_t), (a_s, s_s) = coefs[i], coefs[i + 1]
         var_post, transition = _posterior_variance(a_t, s_t, a_s, s_s)
         mean_std, c = noise_std(var_post, transition, s_s)

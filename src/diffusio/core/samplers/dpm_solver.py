@@ -50,5 +50,5 @@ def dpm_solver_pp(
         x = ctx.constrain(x, times[i + 1])
         x0_prev, h_prev = x0, h
     if denoise:
-        return ctx.constrain(ctx.predict(x, times[-1]).x0, None)
+        return ctx.predict(x, times[-1]).x0
     return x

@@ -27,7 +27,7 @@ def probability_flow(ctx: SamplingContext, x: Tensor, t: float) -> Tensor:
 
 
 def _finish(ctx: SamplingContext, x: Tensor, t: float, denoise: bool) -> Tensor:
-    return ctx.constrain(ctx.predict(x, t).x0, None) if denoise else x
+    return ctx.predict(x, t).x0 if denoise else x
 
 
 def ode_euler(

@@ -28,7 +28,7 @@ __all__ = ["annealed_langevin", "euler_maruyama", "predictor_corrector"]
 
 def _finish(ctx: SamplingContext, x: Tensor, t: float, denoise: bool) -> Tensor:
     if denoise:
-        return ctx.constrain(ctx.predict(x, t).x0, None)
+        return ctx.predict(x, t).x0
     return x
 
 

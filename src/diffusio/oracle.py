@@ -1,0 +1,5 @@
+"""``diffusio.oracle``: the exact Gaussian-mixture oracle (see :mod:`diffusio.core.oracle`)."""
+
+from .core.oracle import GaussianMixture, OracleNet
+
+__all__ = ["GaussianMixture", "OracleNet"]

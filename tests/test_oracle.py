@@ -1,0 +1,89 @@
+"""The oracle itself: exact scores, conversions between parameterizations, a sensitive metric."""
+
+import pytest
+import torch
+
+from diffusio import DiffusionModel, make_process
+from diffusio.core.parameterization import Prediction
+from diffusio.oracle import GaussianMixture
+
+DT = torch.float64
+
+
+@pytest.mark.parametrize("name", ["vp-linear", "ve", "sub-vp"])
+def test_score_matches_finite_differences(mixture, name):
+    process = make_process(name)
+    x = mixture.sample(64, seed=0) * 1.3
+    t = torch.full((64,), 0.2, dtype=DT)
+    a, s = process.alpha(t), process.sigma(t)
+    x = a[:, None] * x + s[:, None] * torch.randn(
+        64, 2, dtype=DT, generator=torch.Generator().manual_seed(1)
+    )
+    score = mixture.model(process).score(x, t)
+    h = 1e-5  # central differences: truncation O(h^2) ~ 1e-10, rounding O(eps/h) ~ 1e-11
+    fd = torch.stack(
+        [
+            (mixture.noised_log_prob(x + h * e, a, s) - mixture.noised_log_prob(x - h * e, a, s))
+            / (2 * h)
+            for e in torch.eye(2, dtype=DT)
+        ],
+        dim=1,
+    )
+    rel = (score - fd).norm(dim=1) / fd.norm(dim=1).clamp_min(1e-3)
+    assert float(rel.max()) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["eps", "x0", "v", "score"])
+def test_every_parameterization_gives_the_same_model(mixture, kind):
+    process = make_process("vp-cosine")
+    x = torch.randn(32, 2, dtype=DT, generator=torch.Generator().manual_seed(2))
+    t = torch.linspace(0.05, 0.95, 32, dtype=DT)
+    reference = mixture.model(process, "eps")
+    model = mixture.model(process, kind)
+    for attr in ("eps", "x0", "v", "score"):
+        torch.testing.assert_close(
+            getattr(model, attr)(x, t), getattr(reference, attr)(x, t), rtol=1e-10, atol=1e-10
+        )
+
+
+def test_prediction_conversions_round_trip():
+    gen = torch.Generator().manual_seed(3)
+    x, value = torch.randn(2, 8, 5, dtype=DT, generator=gen)
+    alpha, sigma = torch.rand(2, 8, 1, dtype=DT, generator=gen) + 0.1
+    for kind in ("eps", "x0", "v", "score"):
+        pred = Prediction(kind, value, x, alpha, sigma)
+        # x = alpha x0 + sigma eps holds for every conversion
+        torch.testing.assert_close(alpha * pred.x0 + sigma * pred.eps, x, rtol=1e-12, atol=1e-12)
+        for other in ("eps", "x0", "v", "score"):
+            back = Prediction(other, pred.get(other), x, alpha, sigma).get(kind)
+            torch.testing.assert_close(back, value, rtol=1e-12, atol=1e-12)
+
+
+def test_score_model_is_exact_at_zero_noise(mixture):
+    model = mixture.model(make_process("vp-linear"), "score")
+    x = mixture.sample(16, seed=4)
+    xr = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(mixture.log_prob(xr).sum(), xr)
+    torch.testing.assert_close(model.score(x, 0.0), grad, rtol=1e-10, atol=1e-12)
+
+
+def test_mode_discrepancy_detects_modes_20_percent_too_wide(mixture):
+    exact = [mixture.mode_discrepancy(mixture.sample(4000, seed=s)) for s in range(5)]
+    wide = GaussianMixture(mixture.means, mixture.stds * 1.2, mixture.weights)
+    shifted = GaussianMixture(mixture.means, mixture.stds, [0.45, 0.35, 0.2])
+    floor = sum(exact) / len(exact)
+    assert 0.5 < floor < 2.0  # a chi-square per degree of freedom: about 1 for exact samples
+    assert mixture.mode_discrepancy(wide.sample(4000, seed=9)) > 20 * floor
+    assert mixture.mode_discrepancy(shifted.sample(4000, seed=9)) > 5 * floor
+
+
+def test_oracle_validates_input():
+    with pytest.raises(ValueError, match="means"):
+        GaussianMixture([0.0, 1.0], [1.0])
+    with pytest.raises(ValueError, match="stds"):
+        GaussianMixture([[0.0], [1.0]], [1.0, -1.0])
+    mix = GaussianMixture([[0.0, 0.0]], [1.0])
+    with pytest.raises(ValueError, match="dimension 2"):
+        mix.log_prob(torch.zeros(3, 5, dtype=DT))
+    with pytest.raises(TypeError, match="Process"):
+        DiffusionModel(torch.nn.Identity(), "vp-linear")
