@@ -134,7 +134,6 @@ def test_python_dash_m():
 
 
 def test_demo_writes_figure_and_metrics(tmp_path: Path, capsys):
-    pytest.importorskip("diffusio.core.samplers")
     out = tmp_path / "demo"
     argv = ["demo", "--out", str(out), "--seed", "1", "--no-progress", "-n", "400",
             "--samplers", "ddim:20,dpm-solver++:10"]  # fmt: skip
@@ -162,7 +161,6 @@ def test_demo_run_validates_arguments(tmp_path: Path):
     for spec in ["", "ddim", "ddim:0", "ddim:x", ":5"]:
         with pytest.raises(ValueError):
             demo.parse_samplers(spec)
-    pytest.importorskip("diffusio.core.samplers")
     with pytest.raises(ValueError, match="n must be"):
         demo.run(tmp_path, n=10)
     with pytest.raises(ValueError, match="positive integer"):

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,20 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch single-threaded inside the block. The oracle works on tiny tensors, where extra
+    intra-op threads only spin-wait: 20x slower with one busy core on a 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run(
     out_dir: str | Path = "runs/demo",
     seed: int = 0,
@@ -148,35 +163,36 @@ def run(
 
     rows: list[dict[str, Any]] = []
     panels: list[tuple[str, Any]] = []
-    for name, steps in pairs:
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            samples, stats = sample(
-                model,
-                (n, mixture.dim),
-                sampler=name,
-                steps=steps,
-                seed=seed,
-                progress=progress,
-                return_stats=True,
+    with single_thread():
+        for name, steps in pairs:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                samples, stats = sample(
+                    model,
+                    (n, mixture.dim),
+                    sampler=name,
+                    steps=steps,
+                    seed=seed,
+                    progress=progress,
+                    return_stats=True,
+                )
+            seconds = time.perf_counter() - t0
+            samples = samples.detach().cpu().to(torch.float64)
+            finite = bool(torch.isfinite(samples).all())
+            disc = mixture.mode_discrepancy(samples, reference) if finite else None
+            nfe = int(stats["nfe"])
+            rows.append(
+                {
+                    "sampler": name,
+                    "steps": steps,
+                    "nfe": nfe,
+                    "discrepancy": disc,
+                    "seconds": seconds,
+                    "finite": finite,
+                }
             )
-        seconds = time.perf_counter() - t0
-        samples = samples.detach().cpu().to(torch.float64)
-        finite = bool(torch.isfinite(samples).all())
-        disc = mixture.mode_discrepancy(samples, reference) if finite else None
-        nfe = int(stats["nfe"])
-        rows.append(
-            {
-                "sampler": name,
-                "steps": steps,
-                "nfe": nfe,
-                "discrepancy": disc,
-                "seconds": seconds,
-                "finite": finite,
-            }
-        )
-        shown = f"{disc:.2f}" if disc is not None else "non-finite"
-        panels.append((f"{name}  NFE={nfe}  disc={shown}", samples))
+            shown = f"{disc:.2f}" if disc is not None else "non-finite"
+            panels.append((f"{name}  NFE={nfe}  disc={shown}", samples))
     panels.append((f"exact samples  disc={exact_row['discrepancy']:.2f}", exact))
 
     fig = scatter_panels(
