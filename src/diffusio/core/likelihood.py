@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 import torch
@@ -61,46 +61,6 @@ def _check_finite(x: Tensor) -> None:
 def _model_device(model: Any) -> torch.device:
     device = getattr(model, "device", None)
     return torch.device(device) if device is not None else torch.device("cpu")
-
-
-@overload
-def nll(
-    model: Any,
-    x: Tensor,
-    exact: bool = ...,
-    *,
-    t_min: float | None = ...,
-    t_max: float | None = ...,
-    rtol: float = ...,
-    atol: float = ...,
-    num_probes: int = ...,
-    probe: str = ...,
-    seed: int | None = ...,
-    prior_log_prob: Callable[[Tensor], Tensor] | None = ...,
-    cond: dict[str, Any] | None = ...,
-    progress: bool = ...,
-    return_stats: Literal[False] = ...,
-) -> Tensor: ...
-
-
-@overload
-def nll(
-    model: Any,
-    x: Tensor,
-    exact: bool = ...,
-    *,
-    t_min: float | None = ...,
-    t_max: float | None = ...,
-    rtol: float = ...,
-    atol: float = ...,
-    num_probes: int = ...,
-    probe: str = ...,
-    seed: int | None = ...,
-    prior_log_prob: Callable[[Tensor], Tensor] | None = ...,
-    cond: dict[str, Any] | None = ...,
-    progress: bool = ...,
-    return_stats: Literal[True],
-) -> tuple[Tensor, dict[str, Any]]: ...
 
 
 def nll(
@@ -206,14 +166,10 @@ def nll(
             total=t1 - t0, desc="nll", unit="t", bar_format="{l_bar}{bar}| {elapsed}{postfix}"
         )
 
-    def coefs(t: float) -> tuple[float, float]:
-        tt = torch.tensor(t, dtype=torch.float64)
-        return float(process.dlog_alpha_dt(tt)), float(process.g2(tt))
-
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         nonlocal nfe
         nfe += 1
-        f, g2 = coefs(t)
+        f, g2 = process.sde_coefficients(t)
         # Outside any caller's inference_mode / no_grad: the divergence needs autograd in x.
         with torch.inference_mode(False), torch.enable_grad():
             xt = torch.from_numpy(y[:nx].reshape(shape)).to(device=device, dtype=dtype)

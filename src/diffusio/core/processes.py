@@ -131,6 +131,11 @@ class Process(ABC):
         t = _as_tensor(t)
         return self.dsigma2_dt(t) - 2.0 * self.dlog_alpha_dt(t) * self.sigma(t) ** 2
 
+    def sde_coefficients(self, t: float) -> tuple[float, float]:
+        """(f(t), g(t)^2) as Python floats, computed in float64: the scalars a solver needs."""
+        tt = torch.tensor(float(t), dtype=torch.float64)
+        return float(self.dlog_alpha_dt(tt)), float(self.g2(tt))
+
     def diffusion(self, t: Tensor | float) -> Tensor:
         """Diffusion coefficient g(t) of the forward SDE."""
         return self.g2(t).clamp_min(0.0).sqrt()

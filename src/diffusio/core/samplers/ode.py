@@ -21,8 +21,7 @@ __all__ = ["ode_euler", "ode_heun", "ode_rk45", "probability_flow"]
 
 def probability_flow(ctx: SamplingContext, x: Tensor, t: float) -> Tensor:
     """The probability-flow ODE's velocity dx/dt at (x, t), from the guided prediction."""
-    tt = torch.tensor(t, dtype=torch.float64)
-    f, g2 = float(ctx.process.dlog_alpha_dt(tt)), float(ctx.process.g2(tt))
+    f, g2 = ctx.process.sde_coefficients(t)
     return f * x - 0.5 * g2 * ctx.predict(x, t).score
 
 

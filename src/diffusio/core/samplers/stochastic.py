@@ -70,8 +70,7 @@ def annealed_langevin(
 
 
 def _euler_maruyama_step(ctx: SamplingContext, x: Tensor, t: float, t_next: float) -> Tensor:
-    tt = torch.tensor(t, dtype=torch.float64)
-    f, g2 = float(ctx.process.dlog_alpha_dt(tt)), float(ctx.process.g2(tt))
+    f, g2 = ctx.process.sde_coefficients(t)
     dt = t_next - t  # negative: time runs backwards
     score = ctx.predict(x, t).score
     return x + (f * x - g2 * score) * dt + math.sqrt(g2 * -dt) * ctx.noise_like(x)
