@@ -65,6 +65,7 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(payload, fh, indent=1, sort_keys=False)
             fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

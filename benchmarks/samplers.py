@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import sys
 import time
@@ -34,7 +35,7 @@ from _common import environment, median, timed, write_json_atomic  # noqa: E402
 from diffusio.core.model import DiffusionModel  # noqa: E402
 from diffusio.core.oracle import GaussianMixture  # noqa: E402
 from diffusio.core.processes import make_process  # noqa: E402
-from diffusio.core.samplers import sample  # noqa: E402
+from diffusio.core.samplers import SAMPLERS, sample  # noqa: E402
 
 THREADS = 1
 DIFFUSERS_BASE = {
@@ -122,6 +123,11 @@ def diffusers_configs() -> list[dict[str, Any]]:
     return cfgs
 
 
+def _default(sampler: str, option: str) -> Any:
+    """diffusio's own default for a sampler option, read from its signature."""
+    return inspect.signature(SAMPLERS[sampler]).parameters[option].default
+
+
 def diffusio_configs() -> list[dict[str, Any]]:
     """diffusio configurations; ``steps`` maps the NFE budget K to the ``steps`` argument."""
     cfgs: list[dict[str, Any]] = []
@@ -147,7 +153,7 @@ def diffusio_configs() -> list[dict[str, Any]]:
                 f"dpm-solver++(steps=K, spacing={spacing}{tag})",
                 {"spacing": spacing, "lower_order_final": lof, "denoise": False},
                 "K",
-                default=spacing == "log-snr" and lof,
+                default=spacing == make_process("vp-linear").solver_spacing and lof,
             )
             add(
                 "dpm-solver++",
@@ -161,7 +167,7 @@ def diffusio_configs() -> list[dict[str, Any]]:
             f"ddim(discrete, spacing={spacing})",
             {"spacing": spacing},
             "K",
-            spacing == "time",
+            spacing == _default("ddim", "spacing"),
         )
     for spacing in ("time", "log-snr", "quadratic"):
         add(
@@ -354,6 +360,18 @@ def _summarise(rows: list[dict[str, Any]], res: dict[str, Any]) -> dict[str, Any
         s["excess_ratio_diffusio_default_to_diffusers_best"] = max(
             ours["discrepancy"] - fl, 1e-9
         ) / max(theirs["discrepancy"] - fl, 1e-9)
+    # the same algorithm in both libraries (time-uniform DPM++2M down to the least-noisy table
+    # entry): these two numbers should agree, which validates the harness
+    twins = {
+        "diffusio": "dpm-solver++(steps=K, spacing=time)",
+        "diffusers": "DPM++2M(timestep_spacing=linspace, final_sigmas_type=sigma_min)",
+    }
+    s["cross_check_same_algorithm"] = {
+        f"{lib} {label}": r["discrepancy"]
+        for lib, label in twins.items()
+        for r in rows
+        if r["label"] == label
+    }
     return s
 
 
@@ -412,10 +430,15 @@ def overhead(args, log: Callable[[str], None]) -> dict[str, Any]:
             }
             for k in names[1:]:
                 run_s = median(samples[k])
+                # paired within each round (raw and run timed milliseconds apart), so slow
+                # drifts of a shared machine cancel; the median over rounds is the estimate
+                paired = [a - b for a, b in zip(samples[k], samples["raw network"], strict=True)]
                 row[k] = {
                     "run_ms": run_s * 1e3,
-                    "overhead_us_per_step": (run_s - raw_s) / K * 1e6,
                     "run_ms_iqr": _iqr(samples[k]) * 1e3,
+                    "overhead_us_per_step": median(paired) / K * 1e6,
+                    "overhead_us_per_step_iqr": _iqr(paired) / K * 1e6,
+                    "overhead_us_per_step_unpaired": (run_s - raw_s) / K * 1e6,
                 }
             res_net[str(K)] = row
             log(
@@ -486,7 +509,7 @@ def markdown(result: dict[str, Any]) -> str:
         "| diffusers DPM++2M default | diffusers best multistep | diffusio ddim | diffusers DDIM |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for mname, res in result["accuracy"].items():
+    for mname, res in result.get("accuracy", {}).items():
         for nfe, block in res["nfe"].items():
             s = block["summary"]
             if nfe == "1000":
@@ -502,6 +525,20 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {_fmt(s['diffusers_multistep_best'], True)} "
                 f"| {_fmt(s['diffusio_ddim_default'])} | {_fmt(s['diffusers_ddim_best'], True)} |"
             )
+    lines += [
+        "",
+        "Cross-check, same algorithm in both libraries (time-uniform DPM++2M to t_min):",
+        "",
+    ]
+    for mname, res in result.get("accuracy", {}).items():
+        for nfe, block in res["nfe"].items():
+            cc = block["summary"].get("cross_check_same_algorithm")
+            if cc:
+                vals = " vs ".join(f"{v:.2f}" for v in cc.values())
+                lines.append(f"- {mname}, NFE {nfe}: diffusio vs diffusers {vals}")
+        dd = res.get("consistency", {}).get("max_abs_diff")
+        if dd is not None:
+            lines.append(f"- {mname}: DDIM on identical timesteps, max |difference| {dd:.1e}")
     lines += [
         "",
         "Overhead per step (us, median; run time minus raw network time, divided by steps)",
@@ -546,13 +583,20 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
             s[f"{mname}_nfe10_diffusio_best_dpm_config"] = b["diffusio_dpm_best"]["label"]
             s[f"{mname}_nfe10_diffusio_best_dpm"] = b["diffusio_dpm_best"]["discrepancy"]
     for name, block in result.get("overhead", {}).items():
-        fit = block["fit"]
+        K = "20" if "20" in block["by_steps"] else next(iter(block["by_steps"]))
+        row, fit = block["by_steps"][K], block["fit"]
         for ours, theirs in (
             ("diffusio ddim", "diffusers DDIM"),
             ("diffusio dpm-solver++", "diffusers DPM++2M"),
         ):
-            a, b = fit[ours]["per_step_us"], fit[theirs]["per_step_us"]
-            s[f"{name}_overhead_ratio_{ours.split()[1]}_vs_{theirs.split()[1]}"] = a / b
+            a, b = row[ours]["overhead_us_per_step"], row[theirs]["overhead_us_per_step"]
+            s[f"{name}_K{K}_overhead_us_per_step_{ours.replace(' ', '_')}"] = a
+            s[f"{name}_K{K}_overhead_us_per_step_{theirs.replace(' ', '_')}"] = b
+            pair = f"{ours.split()[1]}_vs_{theirs.split()[1]}"
+            s[f"{name}_K{K}_overhead_ratio_{pair}"] = a / b
+            s[f"{name}_slope_overhead_ratio_{pair}"] = (
+                fit[ours]["per_step_us"] / fit[theirs]["per_step_us"]
+            )
     return s
 
 
@@ -569,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
         args.repeats, args.overhead_steps, args.batch = 15, [10, 50], 256
     else:
         args.n, args.seeds, args.nfes, args.ddpm1000 = 4000, [0, 1, 2, 3, 4], [10, 20, 50], True
-        args.repeats, args.overhead_steps, args.batch = 41, [10, 20, 50], 256
+        args.repeats, args.overhead_steps, args.batch = 61, [10, 20, 50], 256
 
     t0 = time.perf_counter()
 
@@ -598,8 +642,9 @@ def main(argv: list[str] | None = None) -> int:
                 "steps": args.overhead_steps,
                 "repeats": args.repeats,
                 "threads": THREADS,
-                "method": "median(run) - median(raw network calls), / steps; runs interleaved "
-                "in rotating order; diffusers scheduler built once, set_timesteps timed",
+                "method": "median over rounds of (run - raw network calls of the same "
+                "round) / steps; runs interleaved in rotating order; diffusers scheduler "
+                "built once, set_timesteps timed; slope = least-squares per-step cost over K",
             },
         },
     }

@@ -87,3 +87,13 @@ def test_oracle_validates_input():
         mix.log_prob(torch.zeros(3, 5, dtype=DT))
     with pytest.raises(TypeError, match="Process"):
         DiffusionModel(torch.nn.Identity(), "vp-linear")
+
+
+def test_fused_combination_equals_the_definition():
+    gen = torch.Generator().manual_seed(5)
+    x, value = torch.randn(2, 16, 3, dtype=DT, generator=gen)
+    for kind in ("eps", "x0", "v", "score"):
+        for alpha, sigma in ((0.8, 0.6), (0.3, 0.95)):
+            pred = Prediction(kind, value, x, alpha, sigma)
+            expected = 0.7 * pred.x0 + -0.2 * pred.eps
+            torch.testing.assert_close(pred.combine(0.7, -0.2), expected, rtol=1e-12, atol=1e-12)

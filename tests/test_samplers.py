@@ -220,3 +220,16 @@ def test_dynamic_threshold_matches_imagen_definition():
     # row 0: s = max|x0| = 3 -> x0 / 3; row 1: s = max(0.4, 1) = 1 -> unchanged
     torch.testing.assert_close(out[0], x0[0] / 3.0)
     torch.testing.assert_close(out[1], x0[1])
+
+
+@pytest.mark.parametrize("process_name", ["vp-linear", "vp-cosine", "vp-quadratic", "sub-vp", "ve"])
+def test_time_grids_are_decreasing_with_exact_ends(process_name):
+    from diffusio.core.samplers.base import GRID_SPACINGS, time_grid
+
+    process = make_process(process_name)
+    for spacing in GRID_SPACINGS:
+        grid = time_grid(process, 12, spacing)
+        assert len(grid) == 13 and grid[0] == process.t_max and grid[-1] == process.t_min
+        assert all(a > b for a, b in zip(grid, grid[1:], strict=False)), spacing
+    with pytest.raises(ValueError, match="unknown grid spacing 'linear'; valid: time"):
+        time_grid(process, 12, "linear")

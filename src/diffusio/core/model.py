@@ -70,13 +70,25 @@ class DiffusionModel(nn.Module):
     def predict(self, x: Tensor, t: Tensor | float, **cond: Any) -> Prediction:
         """The network's prediction at (x, t), convertible to any parameterization."""
         t = self._times(x, t)
-        out = self.net(x, t, **cond)
+        alpha = broadcast_like(self.process.alpha(t), x)
+        sigma = broadcast_like(self.process.sigma(t), x)
+        return self.predict_with_coefficients(x, t, alpha, sigma, cond)
+
+    def predict_with_coefficients(
+        self,
+        x: Tensor,
+        t: Tensor,
+        alpha: Tensor | float,
+        sigma: Tensor | float,
+        cond: dict[str, Any] | None = None,
+    ) -> Prediction:
+        """:meth:`predict` with ``alpha(t)``, ``sigma(t)`` already known (samplers compute them
+        once per grid); ``t`` must have shape (N,)."""
+        out = self.net(x, t, **(cond or {}))
         if out.shape != x.shape:
             raise ValueError(
                 f"network returned shape {tuple(out.shape)} for input {tuple(x.shape)}"
             )
-        alpha = broadcast_like(self.process.alpha(t), x)
-        sigma = broadcast_like(self.process.sigma(t), x)
         return Prediction(self.prediction, out, x, alpha, sigma)
 
     def eps(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:

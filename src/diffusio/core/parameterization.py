@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import torch
 from torch import Tensor
 
 __all__ = ["PREDICTIONS", "Prediction", "check_prediction"]
@@ -30,13 +31,16 @@ def check_prediction(kind: str) -> str:
 
 
 class Prediction:
-    """A model's output at state ``x`` with coefficients ``alpha``, ``sigma`` (broadcastable to x).
+    """A model's output at state ``x`` with coefficients ``alpha``, ``sigma`` (tensors broadcastable
+    to x, or Python floats when every example shares one time).
 
     Attributes ``eps``, ``x0``, ``score`` and ``v`` are exact conversions of the native value.
     Guidance builds modified predictions with :meth:`with_eps` / :meth:`with_x0`.
     """
 
-    def __init__(self, kind: str, value: Tensor, x: Tensor, alpha: Tensor, sigma: Tensor):
+    def __init__(
+        self, kind: str, value: Tensor, x: Tensor, alpha: Tensor | float, sigma: Tensor | float
+    ):
         self.kind = check_prediction(kind)
         self.value, self.x, self.alpha, self.sigma = value, x, alpha, sigma
         self.__dict__[kind] = value  # seed the cache with the native form
@@ -66,6 +70,17 @@ class Prediction:
     @cached_property
     def v(self) -> Tensor:
         return self.alpha * self.eps - self.sigma * self.x0
+
+    def combine(self, c_x0: float, c_eps: float) -> Tensor:
+        """``c_x0 * x0 + c_eps * eps`` (the form of every DDPM/DDIM step), fused into two tensor
+        operations from the native value when both coefficients and alpha, sigma are floats."""
+        a, s = self.alpha, self.sigma
+        if isinstance(a, float) and isinstance(s, float) and self.kind in ("eps", "x0"):
+            if self.kind == "eps":  # x0 = (x - s eps) / a
+                return torch.add(self.x.mul(c_x0 / a), self.value, alpha=c_eps - c_x0 * s / a)
+            if s > 0:  # eps = (x - a x0) / s
+                return torch.add(self.x.mul(c_eps / s), self.value, alpha=c_x0 - c_eps * a / s)
+        return c_x0 * self.x0 + c_eps * self.eps
 
     def get(self, kind: str) -> Tensor:
         """The prediction in the named parameterization."""

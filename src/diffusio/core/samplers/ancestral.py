@@ -54,12 +54,23 @@ def grid_times(
             idx = torch.linspace(0, math.sqrt(T - 1), steps, dtype=torch.float64) ** 2
         else:
             idx = torch.linspace(0, T - 1, steps, dtype=torch.float64)
-        timesteps = sorted(set(int(round(float(i))) for i in idx))
+        timesteps = _distinct_indices([round(float(i)) for i in idx], T)
     bad = [i for i in timesteps if not 0 <= int(i) < T]
     if bad:
         raise ValueError(f"timesteps {bad} outside the grid 0..{T - 1}")
     chosen = sorted({int(i) for i in timesteps}, reverse=True)
     return [float(table.times[i]) for i in chosen]
+
+
+def _distinct_indices(indices: list[int], size: int) -> list[int]:
+    """Make rounded, increasing grid indices distinct (so ``steps`` means ``steps`` evaluations)
+    by pushing collisions forward, then back from the end of the grid."""
+    out: list[int] = []
+    for i in indices:
+        out.append(max(i, out[-1] + 1) if out else max(i, 0))
+    for k in range(len(out) - 1, -1, -1):
+        out[k] = min(out[k], size - 1 - (len(out) - 1 - k))
+    return out
 
 
 def _posterior_variance(a_t: float, s_t: float, a_s: float, s_s: float) -> tuple[float, float]:
@@ -70,6 +81,7 @@ def _posterior_variance(a_t: float, s_t: float, a_s: float, s_s: float) -> tuple
 
 def _posterior_run(ctx: SamplingContext, x: Tensor, times: list[float], noise_std) -> Tensor:
     """Walk x down ``times`` (then to clean data); ``noise_std(var_post, transition)`` gives c."""
+    ctx.precompute(times)
     coefs = [ctx.coefficients(t) for t in times]
     for i in ctx.steps(len(times), desc="sampling"):
         pred = ctx.predict(x, times[i])
@@ -78,7 +90,7 @@ def _posterior_run(ctx: SamplingContext, x: Tensor, times: list[float], noise_st
         (a_t, s_t), (a_s, s_s) = coefs[i], coefs[i + 1]
         var_post, transition = _posterior_variance(a_t, s_t, a_s, s_s)
         mean_std, c = noise_std(var_post, transition, s_s)
-        x = a_s * pred.x0 + mean_std * pred.eps
+        x = pred.combine(a_s, mean_std)
         if c > 0:
             x = x + c * ctx.noise_like(x)
         x = ctx.constrain(x, times[i + 1])

@@ -18,7 +18,7 @@ from ..processes import Process
 
 __all__ = ["SamplingContext", "time_grid", "GRID_SPACINGS"]
 
-GRID_SPACINGS = ("time", "log-snr", "quadratic")
+GRID_SPACINGS = ("time", "log-snr", "quadratic", "karras")
 
 
 @dataclass
@@ -32,22 +32,32 @@ class SamplingContext:
     generator: torch.Generator | None = None
     progress: bool = False
     nfe: int = 0
+    _coefficients: dict[float, tuple[float, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def process(self) -> Process:
         return self.model.process
 
     def evaluate(self, x: Tensor, t: float | Tensor, **cond: Any) -> Prediction:
-        """One counted network evaluation at (x, t) with the given conditioning (no guidance)."""
-        self.nfe += 1
-        return self.model.predict(x, self._time_vector(x, t), **cond)
+        """One counted network evaluation at (x, t) with the given conditioning (no guidance).
 
-    def predict(self, x: Tensor, t: float | Tensor) -> Prediction:
+        ``t`` is a Python float (one time for the batch: its coefficients come from the cache)
+        or a tensor of per-example times.
+        """
+        self.nfe += 1
+        if isinstance(t, Tensor):
+            return self.model.predict(x, t, **cond)
+        alpha, sigma = self.coefficients(t)
+        t_vec = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+        return self.model.predict_with_coefficients(x, t_vec, alpha, sigma, cond)
+
+    def predict(self, x: Tensor, t: float) -> Prediction:
         """The guided prediction at (x, t): the model's output passed through every modifier."""
-        t_vec = self._time_vector(x, t)
-        pred = self.evaluate(x, t_vec, **self.cond)
-        for modifier in self.guidance:
-            pred = modifier(pred, t_vec, self)
+        pred = self.evaluate(x, t, **self.cond)
+        if self.guidance:
+            t_vec = torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+            for modifier in self.guidance:
+                pred = modifier(pred, t_vec, self)
         return pred
 
     def constrain(self, x: Tensor, t: float | None) -> Tensor:
@@ -60,19 +70,32 @@ class SamplingContext:
         """Standard normal noise from the sampler's generator."""
         return torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
 
+    def precompute(self, times: Sequence[float]) -> None:
+        """Compute alpha, sigma, f and g^2 at every time in one vectorised float64 call."""
+        missing = [t for t in times if t not in self._coefficients]
+        if not missing:
+            return
+        tt = torch.tensor(missing, dtype=torch.float64)
+        p = self.process
+        columns = (p.alpha(tt), p.sigma(tt), p.dlog_alpha_dt(tt), p.g2(tt))
+        rows = torch.stack([c.expand_as(tt) for c in columns], dim=1).tolist()
+        self._coefficients.update(zip(missing, map(tuple, rows), strict=True))
+
     def coefficients(self, t: float) -> tuple[float, float]:
-        """(alpha(t), sigma(t)) as Python floats, computed in float64."""
-        tt = torch.tensor(t, dtype=torch.float64)
-        return float(self.process.alpha(tt)), float(self.process.sigma(tt))
+        """(alpha(t), sigma(t)) as Python floats (cached)."""
+        if t not in self._coefficients:
+            self.precompute([t])
+        return self._coefficients[t][:2]
+
+    def sde_coefficients(self, t: float) -> tuple[float, float]:
+        """(f(t), g(t)^2) of the forward SDE as Python floats (cached)."""
+        if t not in self._coefficients:
+            self.precompute([t])
+        return self._coefficients[t][2:]
 
     def steps(self, n: int, desc: str) -> Iterable[int]:
         """range(n), with a progress bar when enabled."""
         return tqdm(range(n), desc=desc, disable=not self.progress, leave=False)
-
-    @staticmethod
-    def _time_vector(x: Tensor, t: float | Tensor) -> Tensor:
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        return t.expand(x.shape[0]) if t.dim() == 0 else t
 
 
 def time_grid(
@@ -85,7 +108,9 @@ def time_grid(
     """``steps + 1`` decreasing times from t_max to t_min.
 
     ``time``: uniform in t; ``quadratic``: uniform in sqrt(t) (DDIM's quadratic selection);
-    ``log-snr``: uniform in lambda = log(alpha^2/sigma^2) (DPM-Solver, Lu et al. 2022, Sec. 3.3).
+    ``log-snr``: uniform in lambda = log(alpha^2/sigma^2) (DPM-Solver, Lu et al. 2022, Sec. 3.3);
+    ``karras``: uniform in s^(1/rho), rho = 7, for the noise level s = sigma/alpha (EDM, Karras et
+    al. 2022, eq. 5): the same noise levels for every process.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
@@ -97,11 +122,17 @@ def time_grid(
         grid = torch.linspace(hi, lo, steps + 1, dtype=torch.float64)
     elif spacing == "quadratic":
         grid = torch.linspace(math.sqrt(hi), math.sqrt(lo), steps + 1, dtype=torch.float64) ** 2
-    elif spacing == "log-snr":
-        if lo == 0.0 and math.isinf(float(process.log_snr(torch.tensor(0.0, dtype=torch.float64)))):
-            raise ValueError("log-snr spacing needs t_min > 0 for this process")
+    elif spacing in ("log-snr", "karras"):
         lam = process.log_snr(torch.tensor([hi, lo], dtype=torch.float64))
-        grid = process.t_from_log_snr(torch.linspace(float(lam[0]), float(lam[1]), steps + 1))
+        if math.isinf(float(lam[1])):
+            raise ValueError(f"{spacing} spacing needs sigma(t_min) > 0 for this process")
+        if spacing == "log-snr":
+            levels = torch.linspace(float(lam[0]), float(lam[1]), steps + 1, dtype=torch.float64)
+        else:  # noise level s = exp(-lambda / 2), uniform in s^(1/7)
+            s_hi, s_lo = torch.exp(-0.5 * lam) ** (1 / 7)
+            s = torch.linspace(float(s_hi), float(s_lo), steps + 1, dtype=torch.float64) ** 7
+            levels = -2 * torch.log(s)
+        grid = process.t_from_log_snr(levels)
         grid[0], grid[-1] = hi, lo
     else:
         raise ValueError(f"unknown grid spacing {spacing!r}; valid: {', '.join(GRID_SPACINGS)}")

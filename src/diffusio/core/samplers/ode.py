@@ -21,7 +21,7 @@ __all__ = ["ode_euler", "ode_heun", "ode_rk45", "probability_flow"]
 
 def probability_flow(ctx: SamplingContext, x: Tensor, t: float) -> Tensor:
     """The probability-flow ODE's velocity dx/dt at (x, t), from the guided prediction."""
-    f, g2 = ctx.process.sde_coefficients(t)
+    f, g2 = ctx.sde_coefficients(t)
     return f * x - 0.5 * g2 * ctx.predict(x, t).score
 
 
@@ -34,6 +34,7 @@ def ode_euler(
 ) -> Tensor:
     """Explicit Euler on the probability-flow ODE (one evaluation per step)."""
     times = time_grid(ctx.process, steps, spacing)
+    ctx.precompute(times)
     for i in ctx.steps(steps, desc="ode-euler"):
         t, t_next = times[i], times[i + 1]
         x = ctx.constrain(x + (t_next - t) * probability_flow(ctx, x, t), t_next)
@@ -45,6 +46,7 @@ def ode_heun(
 ) -> Tensor:
     """Heun's second-order method (two evaluations per step)."""
     times = time_grid(ctx.process, steps, spacing)
+    ctx.precompute(times)
     for i in ctx.steps(steps, desc="ode-heun"):
         t, t_next = times[i], times[i + 1]
         h = t_next - t

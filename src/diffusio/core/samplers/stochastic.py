@@ -70,7 +70,7 @@ def annealed_langevin(
 
 
 def _euler_maruyama_step(ctx: SamplingContext, x: Tensor, t: float, t_next: float) -> Tensor:
-    f, g2 = ctx.process.sde_coefficients(t)
+    f, g2 = ctx.sde_coefficients(t)
     dt = t_next - t  # negative: time runs backwards
     score = ctx.predict(x, t).score
     return x + (f * x - g2 * score) * dt + math.sqrt(g2 * -dt) * ctx.noise_like(x)
@@ -81,6 +81,7 @@ def euler_maruyama(
 ) -> Tensor:
     """Euler–Maruyama on the reverse SDE (Song et al. 2021, eq. 6)."""
     times = time_grid(ctx.process, steps, spacing)
+    ctx.precompute(times)
     for i in ctx.steps(steps, desc="euler-maruyama"):
         t, t_next = times[i], times[i + 1]
         x = ctx.constrain(_euler_maruyama_step(ctx, x, t, t_next), t_next)
@@ -109,6 +110,7 @@ def predictor_corrector(
         raise ValueError(f"unknown predictor {predictor!r}; valid: {', '.join(PREDICTORS)}")
     process = ctx.process
     times = time_grid(process, steps, spacing)
+    ctx.precompute(times)
     for i in ctx.steps(steps, desc="pc"):
         t, t_next = times[i], times[i + 1]
         (a_t, s_t), (a_s, s_s) = ctx.coefficients(t), ctx.coefficients(t_next)
