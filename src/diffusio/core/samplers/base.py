@@ -133,7 +133,7 @@ def time_grid(
             s = torch.linspace(float(s_hi), float(s_lo), steps + 1, dtype=torch.float64) ** 7
             levels = -2 * torch.log(s)
         grid = process.t_from_log_snr(levels)
-        grid[0], grid[-1] = hi, lo
     else:
         raise ValueError(f"unknown grid spacing {spacing!r}; valid: {', '.join(GRID_SPACINGS)}")
+    grid[0], grid[-1] = hi, lo  # exact ends, whatever the rounding of the transform
     return [float(t) for t in grid]
