@@ -178,9 +178,11 @@ class Process(ABC):
 
     @property
     def prior_std(self) -> float:
-        """Standard deviation of the Gaussian prior at t_max."""
-        t = torch.tensor(self.t_max, dtype=torch.float64)
-        return float(torch.sqrt(self.alpha(t) ** 2 + self.sigma(t) ** 2))
+        """Standard deviation of the Gaussian prior at t_max (computed once)."""
+        if "_prior_std" not in self.__dict__:
+            t = torch.tensor(self.t_max, dtype=torch.float64)
+            self.__dict__["_prior_std"] = float(torch.sqrt(self.alpha(t) ** 2 + self.sigma(t) ** 2))
+        return self.__dict__["_prior_std"]
 
     def prior_sample(
         self,

@@ -20,6 +20,7 @@ Samplers whose last state is still noisy (SDE/Langevin) add one denoising evalua
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable, Sequence
@@ -50,9 +51,15 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
 }
 
 
-def _check_options(name: str, fn: Callable[..., Tensor], options: dict[str, Any]) -> None:
+@functools.cache
+def _signature(fn: Callable[..., Tensor]) -> dict[str, Any]:
+    """A sampler's options and their defaults (cached: called on every ``sample``)."""
     params = inspect.signature(fn).parameters
-    valid = [p for p in params if p not in ("ctx", "x", "steps")]
+    return {k: p.default for k, p in params.items() if k not in ("ctx", "x")}
+
+
+def _check_options(name: str, fn: Callable[..., Tensor], options: dict[str, Any]) -> None:
+    valid = [p for p in _signature(fn) if p != "steps"]
     unknown = [k for k in options if k not in valid]
     if unknown:
         raise ValueError(
@@ -123,7 +130,7 @@ def sample(
         out = ctx.constrain(out, None)  # the final state counts as clean data
     if not return_stats:
         return out
-    used = options.get("steps", inspect.signature(fn).parameters["steps"].default)
+    used = options.get("steps", _signature(fn)["steps"])
     stats = {
         "nfe": ctx.nfe,
         "sampler": sampler,

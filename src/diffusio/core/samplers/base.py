@@ -32,7 +32,8 @@ class SamplingContext:
     generator: torch.Generator | None = None
     progress: bool = False
     nfe: int = 0
-    _coefficients: dict[float, tuple[float, ...]] = field(default_factory=dict, repr=False)
+    _coefficients: dict[float, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _sde_coefficients: dict[float, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     @property
     def process(self) -> Process:
@@ -70,28 +71,30 @@ class SamplingContext:
         """Standard normal noise from the sampler's generator."""
         return torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
 
-    def precompute(self, times: Sequence[float]) -> None:
-        """Compute alpha, sigma, f and g^2 at every time in one vectorised float64 call."""
-        missing = [t for t in times if t not in self._coefficients]
+    def precompute(self, times: Sequence[float], sde: bool = False) -> None:
+        """Compute alpha, sigma (and, with ``sde``, f and g^2) at every time in one vectorised
+        float64 call."""
+        cache = self._sde_coefficients if sde else self._coefficients
+        missing = [t for t in times if t not in cache]
         if not missing:
             return
         tt = torch.tensor(missing, dtype=torch.float64)
         p = self.process
-        columns = (p.alpha(tt), p.sigma(tt), p.dlog_alpha_dt(tt), p.g2(tt))
+        columns = (p.dlog_alpha_dt(tt), p.g2(tt)) if sde else (p.alpha(tt), p.sigma(tt))
         rows = torch.stack([c.expand_as(tt) for c in columns], dim=1).tolist()
-        self._coefficients.update(zip(missing, map(tuple, rows), strict=True))
+        cache.update(zip(missing, map(tuple, rows), strict=True))
 
     def coefficients(self, t: float) -> tuple[float, float]:
         """(alpha(t), sigma(t)) as Python floats (cached)."""
         if t not in self._coefficients:
             self.precompute([t])
-        return self._coefficients[t][:2]
+        return self._coefficients[t]
 
     def sde_coefficients(self, t: float) -> tuple[float, float]:
         """(f(t), g(t)^2) of the forward SDE as Python floats (cached)."""
-        if t not in self._coefficients:
-            self.precompute([t])
-        return self._coefficients[t][2:]
+        if t not in self._sde_coefficients:
+            self.precompute([t], sde=True)
+        return self._sde_coefficients[t]
 
     def steps(self, n: int, desc: str) -> Iterable[int]:
         """range(n), with a progress bar when enabled."""

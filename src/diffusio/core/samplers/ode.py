@@ -35,6 +35,7 @@ def ode_euler(
     """Explicit Euler on the probability-flow ODE (one evaluation per step)."""
     times = time_grid(ctx.process, steps, spacing)
     ctx.precompute(times)
+    ctx.precompute(times, sde=True)
     for i in ctx.steps(steps, desc="ode-euler"):
         t, t_next = times[i], times[i + 1]
         x = ctx.constrain(x + (t_next - t) * probability_flow(ctx, x, t), t_next)
@@ -47,6 +48,7 @@ def ode_heun(
     """Heun's second-order method (two evaluations per step)."""
     times = time_grid(ctx.process, steps, spacing)
     ctx.precompute(times)
+    ctx.precompute(times, sde=True)
     for i in ctx.steps(steps, desc="ode-heun"):
         t, t_next = times[i], times[i + 1]
         h = t_next - t

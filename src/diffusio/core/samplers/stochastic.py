@@ -82,6 +82,7 @@ def euler_maruyama(
     """Euler–Maruyama on the reverse SDE (Song et al. 2021, eq. 6)."""
     times = time_grid(ctx.process, steps, spacing)
     ctx.precompute(times)
+    ctx.precompute(times, sde=True)
     for i in ctx.steps(steps, desc="euler-maruyama"):
         t, t_next = times[i], times[i + 1]
         x = ctx.constrain(_euler_maruyama_step(ctx, x, t, t_next), t_next)
@@ -111,6 +112,7 @@ def predictor_corrector(
     process = ctx.process
     times = time_grid(process, steps, spacing)
     ctx.precompute(times)
+    ctx.precompute(times, sde=True)
     for i in ctx.steps(steps, desc="pc"):
         t, t_next = times[i], times[i + 1]
         (a_t, s_t), (a_s, s_s) = ctx.coefficients(t), ctx.coefficients(t_next)
