@@ -107,3 +107,15 @@ def test_unknown_process_lists_valid_names():
         make_process("vp-lineer")
     with pytest.raises(ValueError, match="bad options"):
         make_process("ve", beta_max=3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cosine_end_is_finite_in_every_dtype(dtype):
+    process = make_process("vp-cosine")
+    t = torch.tensor([0.0, 1.0], dtype=dtype)
+    eps = torch.finfo(dtype).eps
+    alpha, sigma = process.alpha(t), process.sigma(t)
+    assert torch.isfinite(alpha).all() and torch.isfinite(sigma).all()
+    assert float(alpha[1]) <= 4 * eps and float(sigma[1]) == pytest.approx(1.0, abs=4 * eps)
+    # sigma(0) = sqrt(1 - alpha(0)^2) is the square root of a rounding error: at most sqrt(4 eps)
+    assert float(sigma[0]) <= math.sqrt(4 * eps)

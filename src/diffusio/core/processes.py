@@ -353,7 +353,8 @@ class VPCosine(Process):
         return (_as_tensor(t) + self.s) / (1 + self.s) * self._half_pi
 
     def log_alpha(self, t: Tensor) -> Tensor:
-        return torch.log(torch.cos(self._angle(t))) - 0.5 * self._log_f0
+        # clamp: in float32 cos(pi/2) rounds slightly negative; alpha(1) = 0 exactly
+        return torch.log(torch.cos(self._angle(t)).clamp_min(0.0)) - 0.5 * self._log_f0
 
     def sigma(self, t: Tensor) -> Tensor:
         return torch.sqrt((-torch.expm1(2 * self.log_alpha(t))).clamp_min(0.0))

@@ -1,0 +1,173 @@
+"""A time-conditioned residual MLP for low-dimensional data (2-D toys, small vectors).
+
+``TimeMLP(dim)(x, t, y=None)`` maps x (N, dim), t (N,) in [0, 1] (and optional class labels y)
+to a tensor of x's shape, the interface :class:`~diffusio.core.model.DiffusionModel` calls.
+
+Layout::
+
+    c = act(Linear(act(Linear(embed(t))))) [+ class_embedding(y)]        time (and class) features
+    h = Linear(x)
+    h = h + act(W_k h + E_k c)          for k = 1..depth                 residual hidden layers
+    out = Linear(h)                     zero-initialised: the initial output is exactly 0
+
+The time features are added into every hidden layer, as DDPM adds its step embedding into every
+residual block (Ho et al. 2020, App. B). Classes use ``nn.Embedding(num_classes + 1, hidden)``
+whose last row (index ``num_classes``) is the *null* class used by classifier-free guidance (Ho &
+Salimans 2021): ``y=None`` means the null class for every row.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .embeddings import FourierEmbedding, SinusoidalEmbedding
+
+__all__ = ["ACTIVATIONS", "EMBEDDINGS", "TimeMLP", "count_parameters"]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "softplus": nn.Softplus,
+}
+EMBEDDINGS: dict[str, type[nn.Module]] = {
+    "fourier": FourierEmbedding,
+    "sinusoidal": SinusoidalEmbedding,
+}
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters (buffers such as fixed Fourier weights excluded)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _choice(kind: str, name: str, table: dict[str, type[nn.Module]]) -> type[nn.Module]:
+    key = str(name).lower()
+    if key not in table:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(table))}")
+    return table[key]
+
+
+class _Block(nn.Module):
+    """``h + act(W h + E c)``: one hidden layer with the conditioning added before activation."""
+
+    def __init__(self, hidden: int, activation: type[nn.Module]):
+        super().__init__()
+        self.linear = nn.Linear(hidden, hidden)
+        self.cond = nn.Linear(hidden, hidden)
+        self.act = activation()
+
+    def forward(self, h: Tensor, c: Tensor) -> Tensor:
+        return h + self.act(self.linear(h) + self.cond(c))
+
+
+class TimeMLP(nn.Module):
+    """Residual MLP ``net(x, t, y=None)`` for x of shape (N, dim); see the module docstring.
+
+    Args:
+        dim: data dimension D (input and output width).
+        hidden: hidden width.
+        depth: number of residual hidden layers (each receives the time/class features).
+        embedding: ``fourier`` (Gaussian Fourier features, Tancik et al. 2020; Score SDE App.
+            C.1) or ``sinusoidal`` (DDPM Sec. 4 / App. B).
+        embed_dim: width of the raw time embedding.
+        num_classes: number of classes for conditioning (``None``: unconditional). Index
+            ``num_classes`` is the null class.
+        activation: ``silu``, ``gelu``, ``relu``, ``tanh`` or ``softplus``.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 256,
+        depth: int = 3,
+        embedding: str = "fourier",
+        embed_dim: int = 64,
+        num_classes: int | None = None,
+        activation: str = "silu",
+    ):
+        super().__init__()
+        for label, value, low in (("dim", dim, 1), ("hidden", hidden, 1), ("depth", depth, 0)):
+            if int(value) != value or value < low:
+                raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
+        act = _choice("activation", activation, ACTIVATIONS)
+        embed_cls = _choice("embedding", embedding, EMBEDDINGS)
+        self.dim, self.hidden, self.depth = int(dim), int(hidden), int(depth)
+        self.num_classes = None if num_classes is None else int(num_classes)
+        self.embedding_name, self.activation_name = str(embedding).lower(), str(activation).lower()
+
+        self.time_embed = nn.Sequential(
+            embed_cls(embed_dim),
+            nn.Linear(embed_dim, hidden),
+            act(),
+            nn.Linear(hidden, hidden),
+        )
+        self.class_embed = (
+            nn.Embedding(self.num_classes + 1, hidden) if self.num_classes is not None else None
+        )
+        self.cond_act = act()
+        self.input = nn.Linear(self.dim, hidden)
+        self.blocks = nn.ModuleList(_Block(hidden, act) for _ in range(self.depth))
+        self.output = nn.Linear(hidden, self.dim)
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    @property
+    def null_class(self) -> int | None:
+        """The label index meaning "no class" (``num_classes``), or None if unconditional."""
+        return self.num_classes
+
+    def _labels(self, y: Tensor | int | None, n: int, device: torch.device) -> Tensor | None:
+        if self.class_embed is None:
+            if y is not None:
+                raise ValueError("this TimeMLP is unconditional (num_classes=None) but got y")
+            return None
+        if y is None:
+            return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
+        y = torch.as_tensor(y, device=device)
+        if y.is_floating_point() or y.is_complex():
+            raise ValueError(f"class labels y must be integers, got dtype {y.dtype}")
+        y = y.long()
+        if y.dim() == 0:
+            y = y.expand(n)
+        if y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},) or be a scalar, got {tuple(y.shape)}")
+        if y.numel() and (y.min() < 0 or y.max() > self.num_classes):
+            raise ValueError(
+                f"class labels must lie in [0, {self.num_classes}] "
+                f"({self.num_classes} is the null class), got range "
+                f"[{int(y.min())}, {int(y.max())}]"
+            )
+        return y
+
+    def forward(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise ValueError(
+                f"TimeMLP expected input of shape (N, {self.dim}), got {tuple(x.shape)}"
+            )
+        n = x.shape[0]
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if t.dim() == 0:
+            t = t.expand(n)
+        if t.shape != (n,):
+            raise ValueError(f"t must be a scalar or of shape ({n},), got {tuple(t.shape)}")
+        c = self.time_embed(t)
+        labels = self._labels(y, n, x.device)
+        if labels is not None:
+            c = c + self.class_embed(labels)
+        c = self.cond_act(c)
+        h = self.input(x)
+        for block in self.blocks:
+            h = block(h, c)
+        return self.output(h)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, hidden={self.hidden}, depth={self.depth}, "
+            f"embedding={self.embedding_name!r}, num_classes={self.num_classes}, "
+            f"activation={self.activation_name!r}"
+        )
