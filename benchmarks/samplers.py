@@ -30,12 +30,13 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import diffusers  # noqa: E402
-from _common import environment, median, timed, write_json_atomic  # noqa: E402
+from _common import environment, median, timed  # noqa: E402
 
 from diffusio.core.model import DiffusionModel  # noqa: E402
 from diffusio.core.oracle import GaussianMixture  # noqa: E402
 from diffusio.core.processes import make_process  # noqa: E402
 from diffusio.core.samplers import SAMPLERS, sample  # noqa: E402
+from diffusio.io import write_json_atomic  # noqa: E402
 
 THREADS = 1
 DIFFUSERS_BASE = {

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from diffusio import cli
+from diffusio.cli import main
 from diffusio.timeline import STATUSES, TIMELINE, Entry, find_entry, status_counts
 
 # The reproduction names of DESIGN.md's seed table, in its order.
@@ -188,3 +189,101 @@ def test_save_figure_is_atomic(tmp_path: Path):
     assert [p.name for p in target.parent.iterdir()] == ["fig.png"]  # old file kept, no temp
     with pytest.raises(ValueError):
         scatter_panels([("bad", [1.0, 2.0])])
+
+
+# ----------------------------------------------------------------------- train / sample / nll
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "toy"
+    code = main(["train", "toy-8gaussians", "--steps", "30", "--out", str(out), "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_train_writes_a_loadable_run(tiny_run):
+    for name in ("config.json", "model.safetensors", "ema.safetensors", "metrics.jsonl"):
+        assert (tiny_run / name).is_file(), name
+
+
+def test_sample_writes_npz_in_data_units_and_png(tiny_run, tmp_path):
+    import numpy as np
+
+    npz = tmp_path / "s.npz"
+    assert (
+        main(
+            [
+                "sample",
+                str(tiny_run),
+                "--n",
+                "64",
+                "--steps",
+                "5",
+                "--out",
+                str(npz),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    samples = np.load(npz)["samples"]
+    assert samples.shape == (64, 2) and np.isfinite(samples).all()
+    png = tmp_path / "s.png"
+    assert (
+        main(
+            [
+                "sample",
+                str(tiny_run),
+                "--n",
+                "64",
+                "--steps",
+                "5",
+                "--out",
+                str(png),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nll_prints_nats_in_data_units(tiny_run, capsys):
+    assert main(["nll", str(tiny_run), "--data", "8gaussians", "--n", "16", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    value = float(out.split()[0])
+    assert " nats " in out and "bits/dim" in out and math.isfinite(value)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "toy-nope"], "unknown config 'toy-nope'"),
+        (["train"], "a config"),
+        (["sample", "/nonexistent/run"], "run directory not found"),
+        (["nll", "/nonexistent/run", "--data", "8gaussians"], "run directory not found"),
+        (["reproduce", "ddpm-2020"], "no reproduction of 'ddpm-2020' yet"),
+        (["reproduce", "nope-1999"], "unknown reproduction 'nope-1999'"),
+    ],
+)
+def test_command_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("diffusio: error:") and message in err and "\n" not in err
+
+
+def test_sample_and_nll_reject_bad_files(tiny_run, tmp_path, capsys):
+    assert main(["sample", str(tiny_run), "--out", str(tmp_path / "s.txt")]) == 2
+    assert "unsupported output" in capsys.readouterr().err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1.0,2.0\nnan,3.0\n")
+    assert main(["nll", str(tiny_run), "--data", str(bad), "--no-progress"]) == 2
+    assert "row 1" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.npy"
+    import numpy as np
+
+    np.save(wrong, np.zeros((4, 3), dtype=np.float32))
+    assert main(["nll", str(tiny_run), "--data", str(wrong), "--no-progress"]) == 2
+    assert "3 columns" in capsys.readouterr().err
+    (tiny_run / "ema.safetensors").write_bytes(b"garbage")
+    assert main(["sample", str(tiny_run), "--n", "4", "--no-progress"]) == 2
+    assert "ema.safetensors" in capsys.readouterr().err

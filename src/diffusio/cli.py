@@ -1,4 +1,4 @@
-"""The ``diffusio`` command line: ``diffusio list | demo`` (train, sample, nll, reproduce later).
+"""The ``diffusio`` command line: ``diffusio list | demo | train | sample | nll | reproduce``.
 
 Each subcommand is a :class:`Command`: a name, a one-line help, a function adding its arguments
 to its subparser, and a function running it from the parsed arguments and returning an exit
@@ -92,8 +92,103 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------- train / sample
+def _configure_train(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="a preset name or a YAML/JSON config file")
+    parser.add_argument("--list-presets", action="store_true", help="list the built-in presets")
+    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<config>)")
+    parser.add_argument("--steps", type=int, metavar="N", help="override the number of steps")
+    parser.add_argument("--seed", type=int, metavar="S", help="override the seed")
+    parser.add_argument("--save-every", type=int, metavar="N", help="checkpoint interval")
+    parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from diffusio import commands
+
+    if args.list_presets:
+        from diffusio.train.config import PRESETS
+
+        for name, preset in PRESETS.items():
+            print(f"{name:20s} data={preset['data']}, steps={preset['steps']}")
+        return 0
+    if args.config is None:
+        raise ValueError("a config (preset name or file) is required; see --list-presets")
+    commands.train(
+        args.config,
+        out=args.out,
+        resume=args.resume,
+        progress=args.progress,
+        steps=args.steps,
+        seed=args.seed,
+        save_every=args.save_every,
+    )
+    return 0
+
+
+def _configure_sample(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by train")
+    parser.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
+    parser.add_argument("--sampler", default="dpm-solver++", help="sampler name")
+    parser.add_argument("--steps", type=int, metavar="K", help="sampler steps")
+    parser.add_argument("--seed", type=int, default=0, metavar="S")
+    parser.add_argument("--out", metavar="FILE", help=".npz (array 'samples') or .png")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _run_sample(args: argparse.Namespace) -> int:
+    from diffusio import commands
+
+    commands.sample_run(
+        args.run_dir,
+        n=args.n,
+        sampler=args.sampler,
+        steps=args.steps,
+        seed=args.seed,
+        out=args.out,
+        progress=args.progress,
+    )
+    return 0
+
+
+def _configure_nll(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by train")
+    parser.add_argument("--data", required=True, metavar="NAME|FILE", help="toy name or file")
+    parser.add_argument("--n", type=int, default=1000, help="rows to evaluate (default 1000)")
+    parser.add_argument("--seed", type=int, default=1, metavar="S")
+    parser.add_argument("--hutchinson", action="store_true", help="estimate the divergence")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def _run_nll(args: argparse.Namespace) -> int:
+    from diffusio import commands
+
+    commands.nll_run(
+        args.run_dir,
+        args.data,
+        n=args.n,
+        seed=args.seed,
+        exact=False if args.hutchinson else None,
+        progress=args.progress,
+    )
+    return 0
+
+
+def _configure_reproduce(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="a reproduction name from `diffusio list`")
+    parser.add_argument("--quick", action="store_true", help="the few-minute version")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/NAME)")
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from diffusio import commands
+
+    commands.reproduce(args.name, quick=args.quick, out=args.out)
+    return 0
+
+
 # --------------------------------------------------------------------------------- registry
-# Later: train, sample, nll, reproduce, bench -- one Command each.
 COMMANDS: tuple[Command, ...] = (
     Command(
         "list",
@@ -110,6 +205,10 @@ COMMANDS: tuple[Command, ...] = (
         "samplers.png and metrics.json: each sampler's mode discrepancy (about 1 for exact "
         "samples) next to the noise floor of fresh exact samples.",
     ),
+    Command("train", "train a model from a preset or config file", _configure_train, _run_train),
+    Command("sample", "sample a trained run to .npz or .png", _configure_sample, _run_sample),
+    Command("nll", "negative log-likelihood of data under a trained run", _configure_nll, _run_nll),
+    Command("reproduce", "run a paper's reproduction", _configure_reproduce, _run_reproduce),
 )
 
 
