@@ -1,6 +1,8 @@
 """Shared test settings: one intra-op thread (small tensors on 2 cores run faster and with
 less jitter that way) and the mixtures the exact tests use."""
 
+import sys
+
 import pytest
 import torch
 
@@ -17,3 +19,14 @@ def mixture() -> GaussianMixture:
         stds=[[0.5, 0.5], [0.4, 0.7], [0.6, 0.6]],
         weights=[0.5, 0.3, 0.2],
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """accelerate keeps process-wide singletons; reset them after any test that used it."""
+    yield
+    if "accelerate.state" in sys.modules:
+        from accelerate.state import AcceleratorState, GradientState
+
+        AcceleratorState._reset_state(True)
+        GradientState._reset_state()

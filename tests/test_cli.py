@@ -205,46 +205,18 @@ def test_train_writes_a_loadable_run(tiny_run):
         assert (tiny_run / name).is_file(), name
 
 
-def test_sample_writes_npz_in_data_units_and_png(tiny_run, tmp_path):
+@pytest.mark.parametrize("suffix", [".npz", ".png"])
+def test_sample_writes_npz_in_data_units_or_png(tiny_run, tmp_path, suffix):
     import numpy as np
 
-    npz = tmp_path / "s.npz"
-    assert (
-        main(
-            [
-                "sample",
-                str(tiny_run),
-                "--n",
-                "64",
-                "--steps",
-                "5",
-                "--out",
-                str(npz),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    samples = np.load(npz)["samples"]
-    assert samples.shape == (64, 2) and np.isfinite(samples).all()
-    png = tmp_path / "s.png"
-    assert (
-        main(
-            [
-                "sample",
-                str(tiny_run),
-                "--n",
-                "64",
-                "--steps",
-                "5",
-                "--out",
-                str(png),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = tmp_path / f"s{suffix}"
+    argv = ["sample", str(tiny_run), "--n", "64", "--steps", "5", "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    if suffix == ".npz":
+        samples = np.load(out)["samples"]
+        assert samples.shape == (64, 2) and np.isfinite(samples).all()
+    else:
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_nll_prints_nats_in_data_units(tiny_run, capsys):

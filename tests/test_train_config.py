@@ -17,17 +17,6 @@ from diffusio.nets.mlp import TimeMLP
 from diffusio.train import PRESETS, TrainConfig, Trainer, build_model, load_config, load_run
 from diffusio.train.config import load_data, model_from_spec, model_spec
 
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """accelerate keeps process-wide singletons; reset them so no state leaks between tests."""
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 TINY = {
     "data": "moons",
     "n_data": 1000,

@@ -19,17 +19,6 @@ from torch import nn
 from diffusio.train import EMA, TrainConfig, Trainer, learning_rate, load_checkpoint, read_metrics
 from diffusio.train.checkpoint import read_safetensors
 
-
-@pytest.fixture(autouse=True)
-def _fresh_accelerate_state():
-    """accelerate keeps process-wide singletons; reset them so no state leaks between tests."""
-    yield
-    from accelerate.state import AcceleratorState, GradientState
-
-    AcceleratorState._reset_state(True)
-    GradientState._reset_state()
-
-
 TINY = {
     "data": "swissroll",
     "n_data": 2000,
