@@ -276,8 +276,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 """Built-in configs: 2-D toys with a vp-linear process, eps prediction, a residual TimeMLP
 (hidden 256, depth 3; 4 for the checkerboard's sharp edges), batch 512, AdamW at 2e-3 with a
 200-step warm-up and a cosine decay (which measured clearly better than a constant rate at equal
-steps), EMA 0.999. Measured on two CPU cores: about 15-20 s per 1000 steps, so 2.5-7 minutes
-per preset. (``rings`` is left out: at this scale the MLP does not resolve its thin rings.)"""
+steps), EMA 0.999. Measured on two CPU cores: about 16-24 s per 1000 steps (more when the cores
+are shared), so 3-8 minutes per preset. (``rings`` is left out: at this scale the MLP does not
+resolve its thin rings.)"""
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
