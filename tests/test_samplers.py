@@ -233,3 +233,11 @@ def test_time_grids_are_decreasing_with_exact_ends(process_name):
         assert all(a > b for a, b in zip(grid, grid[1:], strict=False)), spacing
     with pytest.raises(ValueError, match="unknown grid spacing 'linear'; valid: time"):
         time_grid(process, 12, "linear")
+
+
+def test_inpaint_rejects_non_finite_known_entries_only():
+    known = torch.tensor([1.0, float("nan")])
+    Inpaint(known, torch.tensor([True, False]))  # NaN where nothing is known: fine
+    Inpaint(known[:1], torch.tensor([[True], [False]]))  # mask broadcasting to more dims
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        Inpaint(known, torch.tensor([False, True]))

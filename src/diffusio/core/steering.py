@@ -82,7 +82,7 @@ class Inpaint:
     """
 
     def __init__(self, known: Tensor, mask: Tensor):
-        if not torch.isfinite(known[mask.expand_as(known).bool()] if mask.dim() else known).all():
+        if not torch.isfinite(torch.where(mask.bool(), known, 0.0)).all():  # only known entries
             raise ValueError("Inpaint: the known values contain NaN or Inf")
         self.known, self.mask = known, mask.bool()
 

@@ -61,6 +61,10 @@ class SamplingContext:
                 pred = modifier(pred, t_vec, self)
         return pred
 
+    def finish(self, x: Tensor, t: float, denoise: bool) -> Tensor:
+        """The sampler's output: E[x0 | x] at time t (one more evaluation) if ``denoise``, else x."""
+        return self.predict(x, t).x0 if denoise else x
+
     def constrain(self, x: Tensor, t: float | None) -> Tensor:
         """Apply every state constraint to x, now at time t (None: clean data)."""
         for constraint in self.constraints:

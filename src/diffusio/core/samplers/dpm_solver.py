@@ -58,6 +58,4 @@ def dpm_solver_pp(
         x = (s_next / s_t) * x - a_next * math.expm1(-h) * d
         x = ctx.constrain(x, times[i + 1])
         x0_prev, h_prev = x0, h
-    if denoise:
-        return ctx.predict(x, times[-1]).x0
-    return x
+    return ctx.finish(x, times[-1], denoise)

@@ -25,10 +25,6 @@ def probability_flow(ctx: SamplingContext, x: Tensor, t: float) -> Tensor:
     return f * x - 0.5 * g2 * ctx.predict(x, t).score
 
 
-def _finish(ctx: SamplingContext, x: Tensor, t: float, denoise: bool) -> Tensor:
-    return ctx.predict(x, t).x0 if denoise else x
-
-
 def ode_euler(
     ctx: SamplingContext, x: Tensor, steps: int = 100, spacing: str = "time", denoise: bool = False
 ) -> Tensor:
@@ -39,7 +35,7 @@ def ode_euler(
     for i in ctx.steps(steps, desc="ode-euler"):
         t, t_next = times[i], times[i + 1]
         x = ctx.constrain(x + (t_next - t) * probability_flow(ctx, x, t), t_next)
-    return _finish(ctx, x, times[-1], denoise)
+    return ctx.finish(x, times[-1], denoise)
 
 
 def ode_heun(
@@ -55,7 +51,7 @@ def ode_heun(
         d1 = probability_flow(ctx, x, t)
         d2 = probability_flow(ctx, x + h * d1, t_next)
         x = ctx.constrain(x + 0.5 * h * (d1 + d2), t_next)
-    return _finish(ctx, x, times[-1], denoise)
+    return ctx.finish(x, times[-1], denoise)
 
 
 def ode_rk45(
@@ -90,4 +86,4 @@ def ode_rk45(
     if not sol.success:
         raise RuntimeError(f"ode-rk45 failed: {sol.message}")
     x = torch.from_numpy(sol.y[:, -1]).reshape(shape).to(dtype=dtype, device=device)
-    return _finish(ctx, x, process.t_min, denoise)
+    return ctx.finish(x, process.t_min, denoise)

@@ -26,12 +26,6 @@ from .base import SamplingContext, time_grid
 __all__ = ["annealed_langevin", "euler_maruyama", "predictor_corrector"]
 
 
-def _finish(ctx: SamplingContext, x: Tensor, t: float, denoise: bool) -> Tensor:
-    if denoise:
-        return ctx.predict(x, t).x0
-    return x
-
-
 def _mean_norm(v: Tensor) -> Tensor:
     return v.reshape(v.shape[0], -1).norm(dim=1).mean()
 
@@ -66,7 +60,7 @@ def annealed_langevin(
             score = ctx.predict(x, t).score
             x = x + a * score + math.sqrt(2 * a) * ctx.noise_like(x)
             x = ctx.constrain(x, t)
-    return _finish(ctx, x, times[-1], denoise)
+    return ctx.finish(x, times[-1], denoise)
 
 
 def _euler_maruyama_step(ctx: SamplingContext, x: Tensor, t: float, t_next: float) -> Tensor:
@@ -86,7 +80,7 @@ def euler_maruyama(
     for i in ctx.steps(steps, desc="euler-maruyama"):
         t, t_next = times[i], times[i + 1]
         x = ctx.constrain(_euler_maruyama_step(ctx, x, t, t_next), t_next)
-    return _finish(ctx, x, times[-1], denoise)
+    return ctx.finish(x, times[-1], denoise)
 
 
 PREDICTORS = ("reverse-diffusion", "euler-maruyama", "none")
@@ -131,4 +125,4 @@ def predictor_corrector(
         elif predictor == "euler-maruyama":
             x = _euler_maruyama_step(ctx, x, t, t_next)
         x = ctx.constrain(x, t_next)
-    return _finish(ctx, x, times[-1], denoise)
+    return ctx.finish(x, times[-1], denoise)
