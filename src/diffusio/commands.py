@@ -7,7 +7,6 @@ clear line; the CLI prints that line and exits non-zero.
 from __future__ import annotations
 
 import importlib
-import math
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +111,8 @@ def nll_run(
     """
     import torch
 
-    from diffusio.core.likelihood import bits_per_dim, nll
+    from diffusio.core.likelihood import bits_per_dim
+    from diffusio.metrics.likelihood import data_nll, mean_and_stderr
     from diffusio.train.config import load_run
 
     model, _, normalizer = load_run(run_dir)
@@ -120,13 +120,8 @@ def nll_run(
     x, label, entropy = load_eval_data(data, n, seed)
     if x.shape[1] != dim:
         raise ValueError(f"data has {x.shape[1]} columns, the model was trained on {dim}")
-    y = normalizer.transform(x) if normalizer is not None else x
-    exact = dim <= 16 if exact is None else exact
-    nats = nll(model, y.to(model.dtype), exact=exact, seed=seed, progress=progress)
-    if normalizer is not None:
-        nats = nats - normalizer.log_det_jacobian()
-    mean = float(nats.mean())
-    stderr = float(nats.std()) / math.sqrt(nats.numel()) if nats.numel() > 1 else float("nan")
+    nats = data_nll(model, x, normalizer, exact=exact, seed=seed, progress=progress)
+    mean, stderr = mean_and_stderr(nats)
     result = {
         "nll_nats": mean,
         "stderr": stderr,
