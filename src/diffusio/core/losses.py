@@ -29,6 +29,11 @@ Weightings (per example; "mean" is over all non-batch dimensions):
                  ``t_max - t_min`` for the integral itself.
 * ``x0``         mean squared error in data space, ``mean ||x0_theta - x0||^2`` (the objective of
                  Diffuser, Janner et al. 2022, which predicts x0 directly).
+* ``vlb``        the variational bound of the discrete chain (Sohl-Dickstein et al. 2015, eq. 14;
+                 Ho et al. 2020, eq. 5; :mod:`diffusio.core.vlb`): ``T L_i + L_T`` in nats per
+                 example for one table index i per example, an unbiased estimate of the whole
+                 bound. It trains the mean *and* a learned variance (``variance="learned"``) and
+                 needs times on the table (the ``discrete`` or ``importance`` sampler).
 
 Each per-example loss is multiplied by the time sampler's importance weight, so the returned
 mean is an unbiased estimate of the uniform-time objective, and the *unweighted* per-example
@@ -96,7 +101,17 @@ _WEIGHTING_FNS: dict[str, Callable[..., Tensor]] = {
     "likelihood": _likelihood,
     "x0": _x0,
 }
-WEIGHTINGS = tuple(_WEIGHTING_FNS)
+WEIGHTINGS = (*_WEIGHTING_FNS, "vlb")
+
+
+def _vlb_loss(model: Any, x0: Tensor, eps: Tensor, t: Tensor, cond: dict[str, Any]) -> Tensor:
+    """``T L_i + L_T`` per example (nats), with ``i`` the table index of ``t``."""
+    from .vlb import prior_kl, time_indices, vlb_term
+
+    process = model.process
+    index = time_indices(process, t)
+    T = len(process.discrete())
+    return T * vlb_term(model, x0, index, noise=eps, **cond) + prior_kl(process, x0)
 
 
 def _check_x0(x0: Tensor) -> Tensor:
@@ -166,9 +181,10 @@ def diffusion_loss(
     a batch of clean data ``x0`` of shape (N, ...).
 
     Args:
-        weighting: ``simple``, ``sigma2``, ``likelihood`` or ``x0`` (see the module docstring).
+        weighting: ``simple``, ``sigma2``, ``likelihood``, ``x0`` or ``vlb`` (module docstring).
         time_sampler: a :class:`~diffusio.core.timesteps.TimeSampler`, or the name of a stateless
-            one (``uniform``, ``discrete``); default ``UniformTime(process.t_min, process.t_max)``.
+            one (``uniform``, ``discrete``); default ``UniformTime(process.t_min, process.t_max)``
+            (``discrete`` for ``vlb``).
             Its ``update`` receives the unweighted per-example losses.
         cond: keyword arguments for the network (``model.predict(x_t, t, **cond)``); tensors
             with a batch dimension must have N rows.
@@ -180,7 +196,7 @@ def diffusion_loss(
     Returns:
         A scalar (or an (N,) vector) that is differentiable with respect to the model.
     """
-    if weighting not in _WEIGHTING_FNS:
+    if weighting not in WEIGHTINGS:
         raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
     if reduce not in REDUCTIONS:
         raise ValueError(f"unknown reduce {reduce!r}; valid: {', '.join(REDUCTIONS)}")
@@ -188,6 +204,8 @@ def diffusion_loss(
     x0 = _check_x0(x0)
     n = x0.shape[0]
     kwargs = _check_cond(cond, n)
+    if time_sampler is None and weighting == "vlb":
+        time_sampler = "discrete"  # the bound is defined on the table
     sampler = _resolve_sampler(time_sampler, process)
 
     t, weight = sampler.sample(n, generator=generator, device=x0.device, dtype=x0.dtype)
@@ -197,9 +215,12 @@ def diffusion_loss(
             f"expected ({n},)"
         )
     eps = _randn_like(x0, generator)
-    x_t = process.marginal(x0, t, eps)
-    pred = model.predict(x_t, t, **kwargs)
-    per_example = _WEIGHTING_FNS[weighting](pred, x0, eps, t, process)
+    if weighting == "vlb":
+        per_example = _vlb_loss(model, x0, eps, t, kwargs)
+    else:
+        x_t = process.marginal(x0, t, eps)
+        pred = model.predict(x_t, t, **kwargs)
+        per_example = _WEIGHTING_FNS[weighting](pred, x0, eps, t, process)
     sampler.update(t.detach(), per_example.detach())
     weighted = per_example * weight.to(per_example)
     if return_per_example or reduce == "none":

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .parameterization import Prediction, check_prediction
 from .processes import Process, broadcast_like
 
-__all__ = ["DiffusionModel", "model_dtype"]
+__all__ = ["VARIANCES", "DiffusionModel", "model_dtype"]
 
 
 def model_dtype(module: nn.Module, default: torch.dtype | None = None) -> torch.dtype:
@@ -34,16 +34,31 @@ def model_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-class DiffusionModel(nn.Module):
-    """Wrap ``net(x_t, t, **cond)`` that predicts ``prediction`` (eps, x0, v or score) under ``process``."""
+VARIANCES = ("fixed", "learned")
 
-    def __init__(self, net: nn.Module, process: Process, prediction: str = "eps"):
+
+class DiffusionModel(nn.Module):
+    """Wrap ``net(x_t, t, **cond)`` that predicts ``prediction`` (eps, x0, v or score) under
+    ``process``.
+
+    ``variance="learned"``: the network also outputs the reverse kernel's variance, as a second
+    block of channels (dim 1) of the same size as x: its output has twice x's channels, the
+    first half the prediction, the second the raw variance value ``Prediction.variance``
+    (improved DDPM, Nichol & Dhariwal 2021, eq. 15; see :mod:`diffusio.core.vlb`).
+    """
+
+    def __init__(
+        self, net: nn.Module, process: Process, prediction: str = "eps", variance: str = "fixed"
+    ):
         super().__init__()
         if not isinstance(process, Process):
             raise TypeError(f"process must be a diffusio Process, got {type(process).__name__}")
+        if variance not in VARIANCES:
+            raise ValueError(f"unknown variance {variance!r}; valid: {', '.join(VARIANCES)}")
         self.net = net
         self.process = process
         self.prediction = check_prediction(prediction)
+        self.variance = variance
 
     @property
     def dtype(self) -> torch.dtype:
@@ -85,11 +100,19 @@ class DiffusionModel(nn.Module):
         """:meth:`predict` with ``alpha(t)``, ``sigma(t)`` already known (samplers compute them
         once per grid); ``t`` must have shape (N,)."""
         out = self.net(x, t, **(cond or {}))
+        variance = None
+        if self.variance == "learned":
+            if out.dim() < 2 or out.shape[1] != 2 * x.shape[1]:
+                raise ValueError(
+                    f"a learned-variance network must return twice the input's channels (dim 1),"
+                    f" got shape {tuple(out.shape)} for input {tuple(x.shape)}"
+                )
+            out, variance = out.chunk(2, dim=1)
         if out.shape != x.shape:
             raise ValueError(
                 f"network returned shape {tuple(out.shape)} for input {tuple(x.shape)}"
             )
-        return Prediction(self.prediction, out, x, alpha, sigma)
+        return Prediction(self.prediction, out, x, alpha, sigma, variance)
 
     def eps(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:
         """Predicted noise."""

@@ -35,14 +35,23 @@ class Prediction:
     to x, or Python floats when every example shares one time).
 
     Attributes ``eps``, ``x0``, ``score`` and ``v`` are exact conversions of the native value.
-    Guidance builds modified predictions with :meth:`with_eps` / :meth:`with_x0`.
+    Guidance builds modified predictions with :meth:`with_eps` / :meth:`with_x0`, which keep
+    ``variance``: the raw variance output of a learned-variance model (improved DDPM's ``v``,
+    Nichol & Dhariwal 2021, eq. 15), or None.
     """
 
     def __init__(
-        self, kind: str, value: Tensor, x: Tensor, alpha: Tensor | float, sigma: Tensor | float
+        self,
+        kind: str,
+        value: Tensor,
+        x: Tensor,
+        alpha: Tensor | float,
+        sigma: Tensor | float,
+        variance: Tensor | None = None,
     ):
         self.kind = check_prediction(kind)
         self.value, self.x, self.alpha, self.sigma = value, x, alpha, sigma
+        self.variance = variance
         self.__dict__[kind] = value  # seed the cache with the native form
 
     @cached_property
@@ -88,12 +97,12 @@ class Prediction:
 
     def with_eps(self, eps: Tensor) -> Prediction:
         """A prediction of the same state with a new eps."""
-        return Prediction("eps", eps, self.x, self.alpha, self.sigma)
+        return Prediction("eps", eps, self.x, self.alpha, self.sigma, self.variance)
 
     def with_x0(self, x0: Tensor) -> Prediction:
         """A prediction of the same state with a new x0."""
-        return Prediction("x0", x0, self.x, self.alpha, self.sigma)
+        return Prediction("x0", x0, self.x, self.alpha, self.sigma, self.variance)
 
     def with_score(self, score: Tensor) -> Prediction:
         """A prediction of the same state with a new score."""
-        return Prediction("score", score, self.x, self.alpha, self.sigma)
+        return Prediction("score", score, self.x, self.alpha, self.sigma, self.variance)

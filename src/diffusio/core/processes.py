@@ -226,6 +226,11 @@ class VPLinear(Process):
             raise ValueError(
                 f"vp-linear needs 0 < beta_min <= beta_max, got {beta_min}, {beta_max}"
             )
+        if int(num_steps) != num_steps or num_steps < 1 or beta_max / num_steps >= 1:
+            raise ValueError(
+                f"vp-linear's table has betas up to beta_max / num_steps = {beta_max}/{num_steps},"
+                f" which must be < 1: use num_steps > {int(beta_max)} (or a smaller beta_max)"
+            )
         self.beta_min, self.beta_max, self.num_steps = float(beta_min), float(beta_max), num_steps
 
     def options(self) -> dict[str, Any]:

@@ -67,7 +67,8 @@ class TimeMLP(nn.Module):
     """Residual MLP ``net(x, t, y=None)`` for x of shape (N, dim); see the module docstring.
 
     Args:
-        dim: data dimension D (input and output width).
+        dim: data dimension D (the input width).
+        out_dim: output width (default D; 2 D for a learned-variance model).
         hidden: hidden width.
         depth: number of residual hidden layers (each receives the time/class features).
         embedding: ``fourier`` (Gaussian Fourier features, Tancik et al. 2020; Score SDE App.
@@ -87,9 +88,17 @@ class TimeMLP(nn.Module):
         embed_dim: int = 64,
         num_classes: int | None = None,
         activation: str = "silu",
+        out_dim: int | None = None,
     ):
         super().__init__()
-        for label, value, low in (("dim", dim, 1), ("hidden", hidden, 1), ("depth", depth, 0)):
+        out_dim = dim if out_dim is None else out_dim
+        checks = (
+            ("dim", dim, 1),
+            ("hidden", hidden, 1),
+            ("depth", depth, 0),
+            ("out_dim", out_dim, 1),
+        )
+        for label, value, low in checks:
             if int(value) != value or value < low:
                 raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
         if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
@@ -97,6 +106,7 @@ class TimeMLP(nn.Module):
         act = _choice("activation", activation, ACTIVATIONS)
         embed_cls = _choice("embedding", embedding, EMBEDDINGS)
         self.dim, self.hidden, self.depth = int(dim), int(hidden), int(depth)
+        self.out_dim = int(out_dim)
         self.num_classes = None if num_classes is None else int(num_classes)
         self.embedding_name, self.activation_name = str(embedding).lower(), str(activation).lower()
 
@@ -112,7 +122,7 @@ class TimeMLP(nn.Module):
         self.cond_act = act()
         self.input = nn.Linear(self.dim, hidden)
         self.blocks = nn.ModuleList(_Block(hidden, act) for _ in range(self.depth))
-        self.output = nn.Linear(hidden, self.dim)
+        self.output = nn.Linear(hidden, self.out_dim)
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.losses import WEIGHTINGS
-from ..core.model import DiffusionModel
+from ..core.model import VARIANCES, DiffusionModel
 from ..core.parameterization import PREDICTIONS
 from ..core.processes import PROCESSES, make_process
 from ..core.timesteps import TIME_SAMPLERS
@@ -78,7 +78,9 @@ class TrainConfig:
     coordinate (the statistics are saved with the run).
 
     Model: ``process`` / ``process_options`` (:func:`~diffusio.core.processes.make_process`),
-    ``prediction`` (eps, x0, v, score), ``weighting`` (loss weighting, see
+    ``prediction`` (eps, x0, v, score), ``variance`` (``fixed``, or ``learned``: the network
+    also outputs the reverse kernel's variance, see :mod:`diffusio.core.vlb`; its output width
+    ``out_dim`` is filled in as twice the data's), ``weighting`` (loss weighting, see
     :mod:`diffusio.core.losses`), ``time_sampler`` / ``time_sampler_options``
     (:func:`~diffusio.core.timesteps.make_time_sampler`), ``net`` (a name in :data:`NETS`) and
     ``net_options`` (constructor options; the data dimension is filled in).
@@ -99,6 +101,7 @@ class TrainConfig:
     process: str = "vp-linear"
     process_options: dict[str, Any] = field(default_factory=dict)
     prediction: str = "eps"
+    variance: str = "fixed"
     weighting: str = "simple"
     time_sampler: str = "uniform"
     time_sampler_options: dict[str, Any] = field(default_factory=dict)
@@ -164,6 +167,7 @@ class TrainConfig:
 
         choice("process", PROCESSES)
         choice("prediction", PREDICTIONS)
+        choice("variance", VARIANCES)
         choice("weighting", WEIGHTINGS)
         choice("time_sampler", TIME_SAMPLERS)
         choice("mixed_precision", MIXED_PRECISION)
@@ -387,14 +391,21 @@ def build_net(name: str, options: Mapping[str, Any]) -> nn.Module:
 
 
 def _net_options(config: TrainConfig, dim: int | None) -> dict[str, Any]:
-    """``net_options`` with the data dimension filled in as ``dim`` (for networks that take it)."""
+    """``net_options`` with the data dimension filled in as ``dim`` (for networks that take it),
+    and ``out_dim`` as twice that for a learned-variance model."""
     options = dict(config.net_options)
-    takes_dim = "dim" in inspect.signature(_net_class(config.net)).parameters
-    if takes_dim and "dim" not in options:
+    parameters = inspect.signature(_net_class(config.net)).parameters
+    if "dim" in parameters and "dim" not in options:
         if dim is None:
             x = load_data(config)
             dim = int(x[0].numel()) if x.dim() > 1 else 1
         options["dim"] = int(dim)
+    if config.variance == "learned" and "out_dim" not in options:
+        if "out_dim" not in parameters or "dim" not in options:
+            raise ValueError(
+                f"net {config.net!r} cannot output a learned variance (it takes no dim/out_dim)"
+            )
+        options["out_dim"] = 2 * int(options["dim"])
     return options
 
 
@@ -405,6 +416,7 @@ def model_spec(config: TrainConfig, dim: int | None = None) -> dict[str, Any]:
     return {
         "process": {"name": config.process, "options": process.options()},
         "prediction": config.prediction,
+        "variance": config.variance,
         "net": {
             "name": config.net,
             "class": NETS.get(config.net, config.net),
@@ -425,7 +437,9 @@ def model_from_spec(spec: Mapping[str, Any], seed: int | None = None) -> Diffusi
         if seed is not None:
             torch.manual_seed(seed)
         net = build_net(name, net_spec.get("options", {}))
-    return DiffusionModel(net, process, spec.get("prediction", "eps"))
+    return DiffusionModel(
+        net, process, spec.get("prediction", "eps"), spec.get("variance", "fixed")
+    )
 
 
 def build_model(config: TrainConfig, dim: int | None = None) -> DiffusionModel:

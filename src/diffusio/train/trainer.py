@@ -448,6 +448,8 @@ class Trainer:
         except (KeyError, TypeError):
             raise ValueError(f"{cfg_file}: not a diffusio run config") from None
         current = self.config.to_dict()
+        # keys added to TrainConfig after the run was written count as their defaults
+        saved = {**TrainConfig.from_dict({}).to_dict(), **saved}
         differ = sorted(
             k for k in set(saved) | set(current) if k not in RESUMABLE_KEYS
             and saved.get(k) != current.get(k)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ..vlb import learned_log_variance
 from .base import SamplingContext, time_grid
 
 __all__ = ["ddim", "ddpm", "grid_times"]
@@ -79,8 +80,11 @@ def _posterior_variance(a_t: float, s_t: float, a_s: float, s_s: float) -> tuple
     return (s_s**2 / s_t**2) * transition, transition
 
 
-def _posterior_run(ctx: SamplingContext, x: Tensor, times: list[float], noise_std) -> Tensor:
-    """Walk x down ``times`` (then to clean data); ``noise_std(var_post, transition)`` gives c."""
+def _posterior_run(
+    ctx: SamplingContext, x: Tensor, times: list[float], noise_std, learned: bool = False
+) -> Tensor:
+    """Walk x down ``times`` (then to clean data); ``noise_std(var_post, transition)`` gives c,
+    or, with ``learned``, the model's learned variance does (improved DDPM eq. 15)."""
     ctx.precompute(times)
     coefs = [ctx.coefficients(t) for t in times]
     for i in ctx.steps(len(times), desc="sampling"):
@@ -90,8 +94,13 @@ def _posterior_run(ctx: SamplingContext, x: Tensor, times: list[float], noise_st
         (a_t, s_t), (a_s, s_s) = coefs[i], coefs[i + 1]
         var_post, transition = _posterior_variance(a_t, s_t, a_s, s_s)
         mean_std, c = noise_std(var_post, transition, s_s)
+        if learned:
+            logvar = learned_log_variance(
+                pred.variance, math.log(transition), math.log(max(var_post, 1e-300))
+            )
+            c = torch.exp(0.5 * logvar)
         x = pred.combine(a_s, mean_std)
-        if c > 0:
+        if learned or c > 0:
             x = x + c * ctx.noise_like(x)
         x = ctx.constrain(x, times[i + 1])
     return x
@@ -121,17 +130,23 @@ def ddpm(
     ctx: SamplingContext,
     x: Tensor,
     steps: int | None = None,
-    variance: str = "posterior",
+    variance: str | None = None,
     timesteps: Sequence[int] | None = None,
     discrete: bool = True,
     spacing: str = "time",
 ) -> Tensor:
-    """Ancestral sampling (Ho et al. 2020, Algorithm 2); ``variance`` is "posterior" or "beta"."""
-    if variance not in ("posterior", "beta"):
-        raise ValueError(f"unknown ddpm variance {variance!r}; valid: posterior, beta")
+    """Ancestral sampling (Ho et al. 2020, Algorithm 2); ``variance`` is "posterior", "beta" or
+    "learned" (the model's own, improved DDPM eq. 15; the default for a learned-variance model)."""
+    if variance is None:
+        variance = "learned" if ctx.model.variance == "learned" else "posterior"
+    if variance not in ("posterior", "beta", "learned"):
+        raise ValueError(f"unknown ddpm variance {variance!r}; valid: posterior, beta, learned")
+    if variance == "learned" and ctx.model.variance != "learned":
+        raise ValueError("variance='learned' needs a model trained with variance='learned'")
 
     def noise_std(var_post: float, transition: float, s_s: float) -> tuple[float, float]:
         mean_std = math.sqrt(max(s_s**2 - var_post, 0.0))  # posterior mean's eps coefficient
         return mean_std, math.sqrt(var_post if variance == "posterior" else transition)
 
-    return _posterior_run(ctx, x, grid_times(ctx, steps, timesteps, discrete, spacing), noise_std)
+    times = grid_times(ctx, steps, timesteps, discrete, spacing)
+    return _posterior_run(ctx, x, times, noise_std, learned=variance == "learned")

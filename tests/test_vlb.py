@@ -1,0 +1,139 @@
+"""The variational bound against exact answers: Gaussian data has exactly Gaussian reverse
+kernels, so a model whose kernels are exact (mean *and* variance) has a bound whose expectation is
+the data's entropy plus KL(q(x_T) || p(x_T)), and its ancestral chain samples the data exactly."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from diffusio.core.model import DiffusionModel
+from diffusio.core.processes import make_process
+from diffusio.core.samplers import sample
+from diffusio.core.vlb import (
+    normal_kl,
+    prior_kl,
+    step_coefficients,
+    time_indices,
+    vlb,
+    vlb_term,
+)
+
+MEAN, STD = 0.7, 0.4  # data N(MEAN, STD^2) in every dimension
+
+
+class ExactKernel(nn.Module):
+    """Outputs (x0-prediction, v) that make the model's p(x_{i-1} | x_i) equal the true reverse
+    kernel q(x_{i-1} | x_i) of Gaussian data: mean and variance from the joint Gaussian."""
+
+    def __init__(self, process):
+        super().__init__()
+        self.process = process
+
+    def forward(self, x, t):
+        index = time_indices(self.process, t)
+        c = step_coefficients(self.process, index, x)
+        var_prev = c.alpha_prev**2 * STD**2 + c.sigma_prev**2
+        var_now = c.alpha**2 * STD**2 + c.sigma**2
+        a = c.alpha / c.alpha_prev
+        mean = c.alpha_prev * MEAN + a * var_prev / var_now * (x - c.alpha * MEAN)
+        var = var_prev - a**2 * var_prev**2 / var_now
+        # posterior_mean(x0_hat, x) = A x + B x0_hat  ->  solve for x0_hat
+        big_a = a * c.sigma_prev**2 / c.sigma**2
+        big_b = c.alpha_prev * c.beta / c.sigma**2
+        x0_hat = (mean - big_a * x) / big_b
+        log_beta, log_tilde = torch.log(c.beta), c.log_beta_tilde_clipped
+        v = 2.0 * (torch.log(var) - log_tilde) / (log_beta - log_tilde) - 1.0
+        return torch.cat([x0_hat, v.expand_as(x)], dim=1)
+
+
+def exact_model(num_steps=40):
+    process = make_process("vp-linear", num_steps=num_steps)
+    return DiffusionModel(ExactKernel(process), process, "x0", variance="learned")
+
+
+def test_exact_kernels_make_the_bound_the_entropy_plus_prior_mismatch():
+    model = exact_model()
+    dim, n = 2, 4000
+    gen = torch.Generator().manual_seed(0)
+    x0 = MEAN + STD * torch.randn(n, dim, generator=gen, dtype=torch.float64)
+    out = vlb(model, x0, generator=gen)
+    entropy = dim * 0.5 * math.log(2 * math.pi * math.e * STD**2)
+    table = model.process.discrete()
+    a_T, s_T = float(table.alphas[-1]), float(table.sigmas[-1])
+    var_T = a_T**2 * STD**2 + s_T**2
+    mismatch = dim * 0.5 * (var_T + (a_T * MEAN) ** 2 - 1.0 - math.log(var_T))
+    total = out["total"]
+    stderr = float(total.std()) / math.sqrt(n)
+    assert abs(float(total.mean()) - (entropy + mismatch)) < 4 * stderr
+    assert stderr < 0.05  # a sharp check: the entropy is 1.005 nats
+    assert out["terms"].shape == (n, 40) and out["prior"].shape == (n,)
+
+
+def test_exact_learned_variance_chain_samples_the_data():
+    model = exact_model()
+    table = model.process.discrete()
+    a_T, s_T = float(table.alphas[-1]), float(table.sigmas[-1])
+    n = 20_000
+    gen = torch.Generator().manual_seed(1)
+    x_T = a_T * MEAN + math.sqrt(a_T**2 * STD**2 + s_T**2) * torch.randn(
+        n, 1, generator=gen, dtype=torch.float64
+    )  # the exact q(x_T), so the exact chain ends exactly at the data distribution
+    x = sample(model, (n, 1), "ddpm", seed=2, x_init=x_T)
+    # mean within 4 standard errors; variance within 4 of its standard error sqrt(2/n) var
+    assert abs(float(x.mean()) - MEAN) < 4 * STD / math.sqrt(n)
+    assert abs(float(x.var()) / STD**2 - 1.0) < 4 * math.sqrt(2.0 / n)
+    fixed = sample(model, (n, 1), "ddpm", seed=2, x_init=x_T, variance="posterior")
+    assert abs(float(fixed.var()) / STD**2 - 1.0) > 8 * math.sqrt(2.0 / n)  # beta-tilde: wrong
+
+
+def test_vlb_terms_are_kls_and_the_decoder():
+    model = exact_model(num_steps=25)
+    x0 = torch.full((3, 2), MEAN, dtype=torch.float64)
+    noise = torch.zeros_like(x0)
+    index = torch.tensor([0, 1, 24])
+    terms = vlb_term(model, x0, index, noise=noise)
+    assert torch.isfinite(terms).all()
+    kl = normal_kl(torch.zeros(2), torch.zeros(2), torch.ones(2), torch.zeros(2))
+    assert torch.allclose(kl, torch.full((2,), 0.5))
+    # KL(N(a x0, s^2) || N(0, 1)) in closed form
+    table = model.process.discrete()
+    a, s = float(table.alphas[-1]), float(table.sigmas[-1])
+    expected = 2 * 0.5 * (s**2 + (a * MEAN) ** 2 - 1 - 2 * math.log(s))
+    assert torch.allclose(prior_kl(model.process, x0), torch.full((3,), expected).double())
+
+
+def test_learned_variance_errors_are_clear():
+    with pytest.raises(ValueError, match="num_steps > 20"):
+        make_process("vp-linear", num_steps=10)  # its betas would exceed 1
+    process = make_process("vp-linear", num_steps=25)
+    with pytest.raises(ValueError, match="variance"):
+        DiffusionModel(nn.Identity(), process, "eps", variance="guess")
+    model = DiffusionModel(lambda x, t: x, process, "eps", variance="learned")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="twice the input"):
+        model.predict(torch.zeros(2, 3), 0.5)
+    with pytest.raises(ValueError, match="discrete grid"):
+        time_indices(process, torch.tensor([0.123456]))
+    fixed = DiffusionModel(nn.Identity(), process, "eps")
+    with pytest.raises(ValueError, match="learned"):
+        sample(fixed, (2, 2), "ddpm", variance="learned")
+
+
+def test_a_learned_variance_run_trains_saves_and_samples(tmp_path):
+    from diffusio.train.config import load_config, load_run
+    from diffusio.train.trainer import Trainer
+
+    config = load_config(
+        "toy-swissroll", steps=20, n_data=512, batch_size=64, save_every=0, variance="learned",
+        weighting="vlb", time_sampler="discrete", process_options={"num_steps": 40},
+    )  # fmt: skip
+    Trainer(config, tmp_path, progress=False).fit()
+    model, _, _ = load_run(tmp_path)
+    assert model.variance == "learned" and model.net.out_dim == 4
+    x = sample(model, (16, 2), "ddpm", seed=0)  # the learned variance by default
+    assert x.shape == (16, 2) and torch.isfinite(x).all()
+    bound = vlb(model, torch.zeros(4, 2))["total"]
+    assert bound.shape == (4,) and torch.isfinite(bound).all()
