@@ -48,7 +48,7 @@ def test_toy_errors_and_non_exact_toys():
         toy_entropy("spirals")
     with pytest.raises(ValueError, match="non-negative integer"):
         sample_toy("moons", -1)
-    for name in ("swissroll", "moons", "rings", "pinwheel"):
+    for name in ("moons", "rings", "pinwheel"):
         assert toy_entropy(name) is None and toy_mixture(name) is None
     assert toy_mixture("checkerboard") is None
 
@@ -96,6 +96,18 @@ def test_eight_gaussians_modes_match_the_mixture():
         _close(float(n_k[k]) / n, 1 / 8, math.sqrt(1 / 8 * 7 / 8 / n))
     # The oracle's chi-square per degree of freedom (40 of them) has mean 1 and sd ~0.22.
     assert mix.mode_discrepancy(x) < 1 + Z * math.sqrt(2 / 40)
+
+
+def test_swissroll_entropy_and_density():
+    from diffusio.data.toys import swissroll_log_prob
+
+    H = toy_entropy("swissroll")
+    assert abs(H - 2.66965) < 1e-4  # quadrature: grid step 0.05 and 0.04 agree to 1e-5
+    x = sample_toy("swissroll", 4000, seed=3).double()
+    logp = swissroll_log_prob(x)
+    _close(float(-logp.mean()), H, float(logp.std()) / math.sqrt(len(x)))
+    # the s-integral has converged: four times the nodes changes log p by < 1e-4
+    assert torch.allclose(swissroll_log_prob(x[:200], nodes=16000), logp[:200], atol=1e-4)
 
 
 def test_eight_gaussians_entropy():

@@ -35,6 +35,16 @@ def test_csdi_quadratic_table_is_exact():
     torch.testing.assert_close(table.betas, betas, rtol=0, atol=TOL)
 
 
+def test_sohl_dickstein_reciprocal_table_is_exact():
+    betas = 1.0 / torch.linspace(40.0, 2.0, 40, dtype=DT)  # their code's beta_baseline
+    betas[0] += 1e-3  # step1_beta
+    table = make_process("vp-reciprocal").discrete()
+    torch.testing.assert_close(table.betas, betas, rtol=0, atol=TOL)
+    assert 0.02 < float(table.alphas_cumprod[-1]) < 0.03  # about 1/T of the signal variance left
+    with pytest.raises(ValueError, match="num_steps >= 2"):
+        make_process("vp-reciprocal", num_steps=1)
+
+
 def test_ve_ladder_is_geometric():
     table = make_process("ve", sigma_min=0.01, sigma_max=1.0, num_steps=10).discrete()
     expected = torch.exp(torch.linspace(math.log(0.01), 0.0, 10, dtype=DT))  # NCSN, Sec. 4.2

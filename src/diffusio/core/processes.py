@@ -479,10 +479,24 @@ def _vp_quadratic(beta_start: float = 1e-4, beta_end: float = 0.5, num_steps: in
     return VPTable(betas, name="vp-quadratic", opts=opts)
 
 
+def _vp_reciprocal(num_steps: int = 40, step1_beta: float = 1e-3) -> VPTable:
+    """Sohl-Dickstein et al. 2015's schedule: ``beta_t = 1 / (T - (t - 1)(T - 2)/(T - 1))``,
+    i.e. 1/T rising to 1/2 (each step removes about the same share of the *remaining* signal, so
+    alpha-bar_T ~ 1/T), with ``step1_beta`` added to beta_1 (their code's floor on the first
+    step's variance). T = 40 for their swiss roll."""
+    if int(num_steps) != num_steps or num_steps < 2:
+        raise ValueError(f"vp-reciprocal needs num_steps >= 2, got {num_steps!r}")
+    betas = 1.0 / torch.linspace(float(num_steps), 2.0, int(num_steps), dtype=torch.float64)
+    betas[0] += step1_beta
+    opts = {"num_steps": num_steps, "step1_beta": step1_beta}
+    return VPTable(betas, name="vp-reciprocal", opts=opts)
+
+
 PROCESSES = {
     "vp-linear": VPLinear,
     "vp-cosine": VPCosine,
     "vp-quadratic": _vp_quadratic,
+    "vp-reciprocal": _vp_reciprocal,
     "sub-vp": SubVP,
     "ve": VE,
 }
@@ -490,7 +504,7 @@ PROCESSES = {
 
 def make_process(name: str, **options: Any) -> Process:
     """Build a forward process by name (``vp-linear``, ``vp-cosine``, ``vp-quadratic``,
-    ``sub-vp``, ``ve``); ``options`` go to its constructor."""
+    ``vp-reciprocal``, ``sub-vp``, ``ve``); ``options`` go to its constructor."""
     if name not in PROCESSES:
         raise ValueError(f"unknown process {name!r}; valid: {', '.join(PROCESSES)}")
     try:
