@@ -227,3 +227,17 @@ def test_noise_floor_separates_exact_from_shifted_samples():
         bad = with_noise_floor(metric, x + shift, ref, **kw)
         noise = max(abs(exact["value"]), abs(exact["floor"]), abs(bad["floor"]))
         assert bad["value"] > 10 * noise, (metric.__name__, bad, exact)
+
+
+def test_noise_floor_with_repeats_is_a_steady_typical_size():
+    def ref(n, seed):
+        return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed))
+
+    exact = ref(500, 99)
+    out = with_noise_floor(mmd, exact, ref, seed=0, repeats=8, bandwidth=0.5)
+    assert out["floor"] > 0  # an RMS, unlike a single unbiased MMD^2 draw (which can be < 0)
+    assert abs(out["value"]) < 4 * out["floor"]  # exact samples sit at the floor
+    shifted = with_noise_floor(mmd, exact + 0.3, ref, seed=0, repeats=8, bandwidth=0.5)
+    assert shifted["value"] > 10 * shifted["floor"]
+    with pytest.raises(ValueError, match="repeats"):
+        with_noise_floor(mmd, exact, ref, repeats=0, bandwidth=0.5)

@@ -164,19 +164,28 @@ def with_noise_floor(
     samples: Any,
     reference_sampler: Callable[[int, int], Tensor],
     seed: int = 0,
+    repeats: int = 1,
     **kw: Any,
 ) -> dict[str, float]:
-    """``{"value": metric(samples, ref_0), "floor": metric(ref_1, ref_2)}``.
+    """``{"value": metric(samples, ref_0), "floor": ...}``.
 
     ``ref_k = reference_sampler(n, seed + k)`` are independent reference sets of the same size n
-    as ``samples``: ``floor`` is what an exact sampler scores at that size, so a value within a
-    few floors is statistically indistinguishable from exact. (Use seeds for ``samples`` that
-    differ from ``seed .. seed + 2``.) ``kw`` goes to ``metric``.
+    as ``samples``: the floor is what an exact sampler scores at that size, so a value within a
+    few floors is statistically indistinguishable from exact. With ``repeats=1`` it is
+    ``metric(ref_1, ref_2)``; with more, the root-mean-square over ``repeats`` disjoint pairs --
+    the typical size of the metric between exact sets, a steadier floor (needed for the unbiased
+    MMD^2, which scatters around 0 between exact sets). (Use seeds for ``samples`` outside
+    ``seed .. seed + 2 repeats``.) ``kw`` goes to ``metric``.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     samples = torch.as_tensor(samples)
     n = samples.shape[0]
-    refs = [reference_sampler(n, seed + k) for k in range(3)]
-    return {
-        "value": float(metric(samples, refs[0], **kw)),
-        "floor": float(metric(refs[1], refs[2], **kw)),
-    }
+    value = float(metric(samples, reference_sampler(n, seed), **kw))
+    draws = [
+        float(metric(reference_sampler(n, seed + 2 * k + 1), reference_sampler(n, seed + 2 * k + 2),
+                     **kw))
+        for k in range(repeats)
+    ]  # fmt: skip
+    floor = draws[0] if repeats == 1 else math.sqrt(sum(d * d for d in draws) / repeats)
+    return {"value": value, "floor": floor}
