@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .threads import torch_threads
 
 __all__ = ["DEFAULT_SAMPLERS", "make_mixture", "parse_samplers", "run"]
 
@@ -106,20 +107,6 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch single-threaded inside the block. The oracle works on tiny tensors, where extra
-    intra-op threads only spin-wait: 20x slower with one busy core on a 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def run(
     out_dir: str | Path = "runs/demo",
     seed: int = 0,
@@ -163,7 +150,7 @@ def run(
 
     rows: list[dict[str, Any]] = []
     panels: list[tuple[str, Any]] = []
-    with single_thread():
+    with torch_threads(1):
         for name, steps in pairs:
             t0 = time.perf_counter()
             with torch.no_grad():

@@ -151,7 +151,7 @@ class Report:
             f"# {self.title}\n",
             f"{self.reference}\n",
             f"Reproduction `{self.name}`, {run} run: {info['seconds']:.0f} s on {info['machine']}"
-            f" ({info['threads']} torch threads), torch {info['torch']}. Every number below was "
+            f" (torch threads: {info['threads']}), torch {info['torch']}. Every number below was "
             f"measured by this run; rerun with `diffusio reproduce {self.name}"
             f"{' --quick' if self.quick else ''}`.\n",
             "## Scale\n",
