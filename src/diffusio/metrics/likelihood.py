@@ -27,22 +27,24 @@ def data_nll(
     seed: int | None = 0,
     progress: bool = False,
     **options: Any,
-) -> Tensor:
+) -> Tensor | tuple[Tensor, dict[str, Any]]:
     """Per-row NLL in nats of data ``x`` (data units, shape (N, D)) under ``model``.
 
     ``normalizer`` is the run's :class:`~diffusio.data.normalize.Standardizer` (or None);
     ``exact`` defaults to the exact divergence for D <= 16 and Hutchinson's estimator above.
-    ``options`` go to :func:`diffusio.core.nll` (tolerances, t_min, ...).
+    ``options`` go to :func:`diffusio.core.nll` (tolerances, t_min, ...; with
+    ``return_stats=True`` the result is ``(nats, stats)``, stats holding the solver's NFE).
     """
     x = torch.as_tensor(x)
     dim = int(x[0].numel())
     y = normalizer.transform(x) if normalizer is not None else x
     exact = dim <= 16 if exact is None else exact
     with torch.enable_grad():
-        nats = nll(model, y.to(model.dtype), exact=exact, seed=seed, progress=progress, **options)
+        out = nll(model, y.to(model.dtype), exact=exact, seed=seed, progress=progress, **options)
+    nats, stats = out if options.get("return_stats") else (out, None)
     if normalizer is not None:
         nats = nats - normalizer.log_det_jacobian()
-    return nats
+    return nats if stats is None else (nats, stats)
 
 
 def mean_and_stderr(values: Tensor) -> tuple[float, float]:
