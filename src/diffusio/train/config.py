@@ -283,8 +283,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 steps), EMA 0.999. Measured on two CPU cores: about 16-24 s per 1000 steps (more when the cores
 are shared), so 3-9 minutes per preset. toy-8gaussians trains 24,000 steps: at 12,000 its NLL is
 as good (2.821 vs 2.808 nats) but its samples' MMD^2 at the modes' scale is 2.1-2.5x the noise
-floor, at 24,000 1.6-2.1x (``benchmarks/toy_quality.py``). (``rings`` is left out: at this scale the MLP does not
-resolve its thin rings.)"""
+floor, at 24,000 1.6-2.1x (``benchmarks/toy_quality.py``). (``rings`` is left out: at this
+scale the MLP does not resolve its thin rings.)"""
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
