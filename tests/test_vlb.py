@@ -25,13 +25,21 @@ from diffusio.core.vlb import (
 MEAN, STD = 0.7, 0.4  # data N(MEAN, STD^2) in every dimension
 
 
+def exact_reverse_variance(c):
+    """Variance of the true reverse kernel q(x_{i-1} | x_i) of N(MEAN, STD^2) data."""
+    var_prev = c.alpha_prev**2 * STD**2 + c.sigma_prev**2
+    var_now = c.alpha**2 * STD**2 + c.sigma**2
+    return var_prev - (c.alpha / c.alpha_prev) ** 2 * var_prev**2 / var_now
+
+
 class ExactKernel(nn.Module):
     """Outputs (x0-prediction, v) that make the model's p(x_{i-1} | x_i) equal the true reverse
-    kernel q(x_{i-1} | x_i) of Gaussian data: mean and variance from the joint Gaussian."""
+    kernel q(x_{i-1} | x_i) of Gaussian data: mean and variance from the joint Gaussian. With
+    ``fixed=True`` only the x0-prediction: the exact mean with the fixed beta-tilde variance."""
 
-    def __init__(self, process):
+    def __init__(self, process, fixed=False):
         super().__init__()
-        self.process = process
+        self.process, self.fixed = process, fixed
 
     def forward(self, x, t):
         index = time_indices(self.process, t)
@@ -40,19 +48,21 @@ class ExactKernel(nn.Module):
         var_now = c.alpha**2 * STD**2 + c.sigma**2
         a = c.alpha / c.alpha_prev
         mean = c.alpha_prev * MEAN + a * var_prev / var_now * (x - c.alpha * MEAN)
-        var = var_prev - a**2 * var_prev**2 / var_now
         # posterior_mean(x0_hat, x) = A x + B x0_hat  ->  solve for x0_hat
         big_a = a * c.sigma_prev**2 / c.sigma**2
         big_b = c.alpha_prev * c.beta / c.sigma**2
         x0_hat = (mean - big_a * x) / big_b
+        if self.fixed:
+            return x0_hat
         log_beta, log_tilde = torch.log(c.beta), c.log_beta_tilde_clipped
-        v = 2.0 * (torch.log(var) - log_tilde) / (log_beta - log_tilde) - 1.0
+        v = 2.0 * (torch.log(exact_reverse_variance(c)) - log_tilde) / (log_beta - log_tilde) - 1
         return torch.cat([x0_hat, v.expand_as(x)], dim=1)
 
 
-def exact_model(num_steps=40):
+def exact_model(num_steps=40, fixed=False):
     process = make_process("vp-linear", num_steps=num_steps)
-    return DiffusionModel(ExactKernel(process), process, "x0", variance="learned")
+    variance = "fixed" if fixed else "learned"
+    return DiffusionModel(ExactKernel(process, fixed), process, "x0", variance=variance)
 
 
 def test_exact_kernels_make_the_bound_the_entropy_plus_prior_mismatch():
@@ -69,8 +79,18 @@ def test_exact_kernels_make_the_bound_the_entropy_plus_prior_mismatch():
     total = out["total"]
     stderr = float(total.std()) / math.sqrt(n)
     assert abs(float(total.mean()) - (entropy + mismatch)) < 4 * stderr
-    assert stderr < 0.05  # a sharp check: the entropy is 1.005 nats
     assert out["terms"].shape == (n, 40) and out["prior"].shape == (n,)
+
+    # The same means with the fixed beta-tilde variance: each step adds, in expectation, exactly
+    # KL(N(m, W) || N(m, beta-tilde)) per dimension (W the true reverse variance), because
+    # E_{x0 | x_i} KL(q(. | x_i, x0) || p) = E KL(q(. | x_i, x0) || q(. | x_i)) + KL(q(. | x_i) || p).
+    fixed = vlb(exact_model(fixed=True), x0, generator=torch.Generator().manual_seed(0))["total"]
+    c = step_coefficients(model.process, torch.arange(40), torch.zeros(40, 1, dtype=torch.float64))
+    ratio = exact_reverse_variance(c) / torch.exp(c.log_beta_tilde_clipped)
+    excess = dim * float((0.5 * (ratio - 1 - torch.log(ratio))).sum())
+    fixed_se = float(fixed.std()) / math.sqrt(n)
+    assert abs(float(fixed.mean()) - (entropy + mismatch + excess)) < 4 * fixed_se
+    assert excess > 8 * max(stderr, fixed_se)  # the check above can tell the two apart
 
 
 def test_exact_learned_variance_chain_samples_the_data():

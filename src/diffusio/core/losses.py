@@ -52,6 +52,7 @@ from torch import Tensor
 from .parameterization import Prediction
 from .processes import Process, broadcast_like
 from .timesteps import TimeSampler, UniformTime, make_time_sampler
+from .vlb import prior_kl, time_indices, vlb_term
 
 __all__ = ["WEIGHTINGS", "REDUCTIONS", "diffusion_loss"]
 
@@ -106,8 +107,6 @@ WEIGHTINGS = (*_WEIGHTING_FNS, "vlb")
 
 def _vlb_loss(model: Any, x0: Tensor, eps: Tensor, t: Tensor, cond: dict[str, Any]) -> Tensor:
     """``T L_i + L_T`` per example (nats), with ``i`` the table index of ``t``."""
-    from .vlb import prior_kl, time_indices, vlb_term
-
     process = model.process
     index = time_indices(process, t)
     T = len(process.discrete())

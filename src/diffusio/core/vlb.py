@@ -108,26 +108,16 @@ def step_coefficients(process: Any, index: Tensor, like: Tensor) -> StepCoeffici
     ``like`` (N, ...) and in its dtype."""
     table = process.discrete()
     alphas, sigmas = table.alphas.to(like.device), table.sigmas.to(like.device)
+    # the whole table's step i -> i - 1, the data (alpha 1, sigma 0) preceding index 0
+    alphas_prev = torch.cat([alphas.new_ones(1), alphas[:-1]])
+    sigmas_prev = torch.cat([sigmas.new_zeros(1), sigmas[:-1]])
+    betas = sigmas**2 - (alphas / alphas_prev) ** 2 * sigmas_prev**2
+    tildes = sigmas_prev**2 * betas / sigmas**2
+    # improved DDPM clips index 0's log beta-tilde (= log 0) to index 1's
+    log_tildes = torch.log(torch.cat([tildes[1:2] if len(table) > 1 else betas[:1], tildes[1:]]))
     index = index.to(like.device)
-    prev = (index - 1).clamp(min=0)
-    first = index == 0
-    alpha, sigma = alphas[index], sigmas[index]
-    alpha_prev = torch.where(first, torch.ones_like(alpha), alphas[prev])
-    sigma_prev = torch.where(first, torch.zeros_like(sigma), sigmas[prev])
-    beta = sigma**2 - (alpha / alpha_prev) ** 2 * sigma_prev**2
-    beta_tilde = sigma_prev**2 * beta / sigma**2
-    # beta-tilde of index 1, for the clipped log variance at index 0 (improved DDPM)
-    a1 = alphas[1] / alphas[0] if len(table) > 1 else alphas.new_tensor(1.0)
-    beta_1 = sigmas[1] ** 2 - a1**2 * sigmas[0] ** 2 if len(table) > 1 else sigmas[0] ** 2
-    tilde_1 = sigmas[0] ** 2 * beta_1 / sigmas[1] ** 2 if len(table) > 1 else sigmas[0] ** 2
-    log_tilde = torch.where(first, torch.log(tilde_1).expand_as(beta), torch.log(beta_tilde))
-
-    def shape(c: Tensor) -> Tensor:
-        return broadcast_like(c.to(like.dtype), like)
-
-    return StepCoefficients(
-        *(shape(c) for c in (alpha, sigma, alpha_prev, sigma_prev, beta, beta_tilde, log_tilde))
-    )
+    columns = (alphas, sigmas, alphas_prev, sigmas_prev, betas, tildes, log_tildes)
+    return StepCoefficients(*(broadcast_like(c[index].to(like.dtype), like) for c in columns))
 
 
 def reverse_kernel(
@@ -174,8 +164,8 @@ def vlb_term(
     mean, logvar, _ = reverse_kernel(model, x, index, coefs, **cond)
     first = broadcast_like(index.to(x0.device) == 0, x0)
     true_mean = coefs.posterior_mean(x0, x)
-    safe_logvar = torch.where(first, torch.zeros_like(logvar), torch.log(coefs.beta_tilde))
-    kl = normal_kl(true_mean, safe_logvar.expand_as(x0), mean, logvar)
+    # log beta-tilde (finite at index 0 too, where the decoder term replaces the KL)
+    kl = normal_kl(true_mean, coefs.log_beta_tilde_clipped.expand_as(x0), mean, logvar)
     decoder = gaussian_nll(x0, mean, logvar)
     return _sum_flat(torch.where(first, decoder, kl))
 

@@ -39,8 +39,7 @@ def data_nll(
     dim = int(x[0].numel())
     y = normalizer.transform(x) if normalizer is not None else x
     exact = dim <= 16 if exact is None else exact
-    with torch.enable_grad():
-        out = nll(model, y.to(model.dtype), exact=exact, seed=seed, progress=progress, **options)
+    out = nll(model, y.to(model.dtype), exact=exact, seed=seed, progress=progress, **options)
     nats, stats = out if options.get("return_stats") else (out, None)
     if normalizer is not None:
         nats = nats - normalizer.log_det_jacobian()

@@ -44,12 +44,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.likelihood import nll
 from ..core.model import DiffusionModel
 from ..core.oracle import GaussianMixture
 from ..core.samplers import sample
 from ..data.toys import sample_toy, toy_entropy, toy_mixture
-from ..metrics import mean_and_stderr, mmd, sliced_wasserstein
+from ..metrics import data_nll, mean_and_stderr, mmd, sliced_wasserstein
 from ..plotting import new_figure, scatter_panels
 from ..train.config import TrainConfig, build_model, load_config, load_data
 from .report import Report, fmt
@@ -354,13 +353,9 @@ def ode_nll(
 ) -> tuple[Tensor, int]:
     """Per-row probability-flow ODE NLL (eq. 39-40, exact divergence) of data x in data units,
     solved by RK45 at ``rtol = atol = tol``, and the solve's NFE."""
-    y = normalizer.transform(x) if normalizer is not None else x
-    with torch.enable_grad():
-        nats, stats = nll(
-            model, y.to(model.dtype), exact=True, rtol=tol, atol=tol, seed=0, return_stats=True
-        )
-    if normalizer is not None:
-        nats = nats - normalizer.log_det_jacobian()
+    nats, stats = data_nll(
+        model, x, normalizer, exact=True, seed=0, rtol=tol, atol=tol, return_stats=True
+    )
     return nats.detach().cpu(), int(stats["nfe"])
 
 

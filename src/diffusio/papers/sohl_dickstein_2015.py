@@ -118,9 +118,9 @@ class _FixedVariance(nn.Module):
 
 def with_fixed_variance(model: DiffusionModel, v: float) -> DiffusionModel:
     """``model`` with its learned variance replaced by a fixed one (see :class:`_FixedVariance`)."""
-    net = _FixedVariance(model.net, v)
-    net.dim = model.net.dim  # type: ignore[attr-defined]
-    return DiffusionModel(net, model.process, model.prediction, variance="learned")
+    return DiffusionModel(
+        _FixedVariance(model.net, v), model.process, model.prediction, variance="learned"
+    )
 
 
 def bound_nats(model: DiffusionModel, normalizer: Any, x: Tensor, seed: int) -> dict[str, Any]:
