@@ -23,10 +23,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "is_image_source",
     "load_cifar_batch",
     "load_idx",
     "load_image_folder",
+    "load_images",
     "load_npz_images",
+    "resize_images",
     "to_model_range",
 ]
 
@@ -204,3 +207,67 @@ def to_model_range(images: np.ndarray | Tensor) -> Tensor:
     if x.dtype != torch.uint8:
         raise ValueError(f"expected uint8 images in [0, 255], got dtype {x.dtype}")
     return x.to(torch.float32) / 127.5 - 1.0
+
+
+def resize_images(x: Tensor, size: int) -> Tensor:
+    """Float images (N, C, H, W) in [-1, 1] resized to ``size`` x ``size`` (bilinear, with
+    antialiasing when shrinking), clamped back to [-1, 1]."""
+    if int(size) != size or size < 1:
+        raise ValueError(f"image size must be a positive integer, got {size!r}")
+    if x.dim() != 4:
+        raise ValueError(f"expected images (N, C, H, W), got shape {tuple(x.shape)}")
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    shrink = size < min(x.shape[-2:])
+    out = torch.nn.functional.interpolate(
+        x, size=(int(size), int(size)), mode="bilinear", align_corners=False, antialias=shrink
+    )
+    return out.clamp(-1.0, 1.0)
+
+
+def is_image_source(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names image files :func:`load_images` reads: a folder, an IDX file
+    (``*-idx3-ubyte[.gz]``), a CIFAR-10 batch (``data_batch_*``, ``test_batch``) or an ``.npz``
+    holding a 3-D or 4-D array."""
+    path = Path(path)
+    name = path.name.lower()
+    if path.is_dir() or "idx3-ubyte" in name or name.startswith(("data_batch", "test_batch")):
+        return True
+    if path.suffix.lower() == ".npz" and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                return any(archive[k].ndim in (3, 4) for k in archive.files)
+        except (OSError, ValueError, EOFError):
+            return False
+    return False
+
+
+def load_images(path: str | os.PathLike, size: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """Any image source :func:`is_image_source` accepts as ``(x, labels)``: x float32 (N, C, H,
+    W) in [-1, 1] (resized to ``size`` if given), labels int64 (N,) or None. An IDX image file
+    takes its labels from the sibling ``*-idx1-ubyte[.gz]`` file when there is one."""
+    path = Path(path)
+    name = path.name.lower()
+    labels: np.ndarray | None
+    if path.is_dir():
+        images, labels, _ = load_image_folder(path, size)
+    elif "idx3-ubyte" in name:
+        images = _as_nchw(load_idx(path), path)
+        sibling = path.with_name(path.name.replace("images-idx3", "labels-idx1"))
+        labels = load_idx(sibling) if sibling != path and sibling.is_file() else None
+    elif name.startswith(("data_batch", "test_batch")):
+        images, labels = load_cifar_batch(path)
+    elif path.suffix.lower() == ".npz":
+        images, labels = load_npz_images(path)
+    else:
+        raise ValueError(f"{path}: not an image source (folder, .npz, IDX or CIFAR-10 batch)")
+    if images.dtype == np.uint8:
+        x = to_model_range(images)
+    else:
+        x = torch.as_tensor(np.asarray(images, dtype=np.float32))
+        if not torch.isfinite(x).all() or x.min() < -1.0 or x.max() > 1.0:
+            raise ValueError(f"{path}: float images must be finite and lie in [-1, 1]")
+    if size is not None:
+        x = resize_images(x, size)
+    y = None if labels is None else torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    return x.contiguous(), y

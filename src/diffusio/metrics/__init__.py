@@ -4,17 +4,34 @@
 * :func:`mmd` (unbiased MMD^2, Gretton et al. 2012)
 * :func:`energy_distance` (Székely & Rizzo 2013)
 * :func:`with_noise_floor` -- a metric next to its value between exact sample sets.
+* :func:`frechet_distance` and :class:`ImageEvaluator` -- FID (Heusel et al. 2017) in the
+  feature space of a small classifier diffusio trains and caches (not Inception), with its
+  noise floor, class histogram and confidence.
 * :func:`data_nll` -- probability-flow ODE NLL in the data's own units (normalization undone).
 """
 
 from .distances import energy_distance, mmd, sliced_wasserstein, with_noise_floor
+from .fid import (
+    FeatureClassifier,
+    ImageEvaluator,
+    feature_statistics,
+    frechet_distance,
+    load_classifier,
+    train_classifier,
+)
 from .likelihood import data_nll, mean_and_stderr
 
 __all__ = [
+    "FeatureClassifier",
+    "ImageEvaluator",
     "data_nll",
     "energy_distance",
+    "feature_statistics",
+    "frechet_distance",
+    "load_classifier",
     "mean_and_stderr",
     "mmd",
     "sliced_wasserstein",
+    "train_classifier",
     "with_noise_floor",
 ]
