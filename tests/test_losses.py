@@ -96,7 +96,7 @@ def test_oracle_minimises_simple_loss(kind):
         assert_mean(diff - delta**2 * c2, 0.0)
 
 
-@pytest.mark.parametrize("weighting", WEIGHTINGS)
+@pytest.mark.parametrize("weighting", [w for w in WEIGHTINGS if w != "hybrid"])
 @pytest.mark.parametrize("process_name", ["vp-cosine", "ve"])
 def test_oracle_minimises_every_weighting(weighting, process_name):
     process = make_process(process_name)
@@ -188,7 +188,9 @@ def test_loss_trains_a_network_on_images():
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert model.net.w.grad is not None and torch.isfinite(model.net.w.grad)
     for weighting in WEIGHTINGS:
-        assert torch.isfinite(model.loss(x0, weighting=weighting, cond={"shift": torch.zeros(8)}))
+        if weighting != "hybrid":  # needs a learned variance: tested in test_vlb.py
+            cond = {"shift": torch.zeros(8)}
+            assert torch.isfinite(model.loss(x0, weighting=weighting, cond=cond))
 
 
 # --------------------------------------------------------------------------- time samplers

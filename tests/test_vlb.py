@@ -157,3 +157,75 @@ def test_a_learned_variance_run_trains_saves_and_samples(tmp_path):
     assert x.shape == (16, 2) and torch.isfinite(x).all()
     bound = vlb(model, torch.zeros(4, 2))["total"]
     assert bound.shape == (4,) and torch.isfinite(bound).all()
+
+
+# --------------------------------------------------------------------------- 8-bit decoder
+def test_discretized_decoder_is_a_distribution_over_the_bins():
+    """exp(-nll) over all 256 bins sums to 1 for any Gaussian, and a wide Gaussian gives each
+    inner bin its density times the bin width (2/255)."""
+    from diffusio.core.vlb import discretized_gaussian_nll, quantize
+
+    grid = torch.linspace(-1, 1, 256, dtype=torch.float64)
+    for mean, std in [(0.0, 0.3), (0.95, 0.01), (-1.3, 0.2), (0.2, 3e-4)]:
+        m = torch.full_like(grid, mean)
+        logvar = torch.full_like(grid, 2 * math.log(std))
+        p = torch.exp(-discretized_gaussian_nll(grid, m, logvar))
+        assert abs(float(p.sum()) - 1.0) < 1e-9
+    m, logvar = torch.zeros(3, dtype=torch.float64), torch.full((3,), 2 * math.log(0.5))
+    x = grid[[100, 128, 160]]
+    density = torch.exp(-0.5 * x**2 / 0.25) / math.sqrt(2 * math.pi * 0.25)
+    p = torch.exp(-discretized_gaussian_nll(x, m, logvar.to(x)))
+    torch.testing.assert_close(p, density * 2 / 255, rtol=1e-4, atol=0)
+    torch.testing.assert_close(quantize(grid), grid, rtol=0, atol=1e-12)
+    assert float((quantize(grid + 0.003) - grid).abs().max()) < 1e-12
+
+
+class TwoHead(nn.Module):
+    """eps = a * x (mean head), v = b (variance head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor(0.3))
+        self.b = nn.Parameter(torch.tensor(0.1))
+
+    def forward(self, x, t):
+        return torch.cat([self.a * x, self.b.expand_as(x)], dim=1)
+
+
+def test_hybrid_loss_is_simple_plus_weighted_bits_with_the_mean_frozen():
+    """L_hybrid = L_simple + lambda T L_i (bits/dim) in value; the mean's gradient comes from
+    L_simple alone (improved DDPM Sec. 3.1); the variance gets lambda T dL_i/dv."""
+    from diffusio.core.losses import diffusion_loss
+    from diffusio.core.timesteps import make_time_sampler
+
+    process = make_process("vp-cosine", num_steps=50)
+    model = DiffusionModel(TwoHead(), process, "eps", variance="learned")
+    x0 = torch.rand(16, 1, 4, 4, dtype=torch.float64) * 2 - 1
+    model = model.double()
+    sampler = make_time_sampler("discrete", process)
+
+    def run(weighting, **kw):
+        model.zero_grad()
+        gen = torch.Generator().manual_seed(5)
+        loss = diffusion_loss(
+            model, x0, weighting=weighting, time_sampler=sampler, generator=gen,
+            reduce="none", **kw,
+        )  # fmt: skip
+        loss.sum().backward()
+        return loss.detach(), model.net.a.grad.clone(), model.net.b.grad.clone()
+
+    hybrid, ga_h, gb_h = run("hybrid", vlb_weight=0.001, decoder="discretized")
+    simple, ga_s, gb_s = run("simple")
+    assert float(gb_s) == 0.0
+    torch.testing.assert_close(ga_h, ga_s)  # the mean is trained by L_simple only
+    assert float(gb_h.abs()) > 0
+    # the value: recompute L_i with the same t and noise
+    gen = torch.Generator().manual_seed(5)
+    t, _ = sampler.sample(16, generator=gen, dtype=torch.float64)
+    eps = torch.randn(x0.shape, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        nats = vlb_term(model, x0, time_indices(process, t), noise=eps, decoder="discretized")
+    expected = simple + 0.001 * 50 * nats / (16 * math.log(2))
+    torch.testing.assert_close(hybrid, expected)
+    with pytest.raises(ValueError, match="learned variance"):
+        diffusion_loss(DiffusionModel(nn.Identity(), process, "eps"), x0, weighting="hybrid")

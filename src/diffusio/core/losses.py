@@ -34,6 +34,14 @@ Weightings (per example; "mean" is over all non-batch dimensions):
                  example for one table index i per example, an unbiased estimate of the whole
                  bound. It trains the mean *and* a learned variance (``variance="learned"``) and
                  needs times on the table (the ``discrete`` or ``importance`` sampler).
+* ``hybrid``     improved DDPM's L_hybrid = L_simple + lambda L_vlb (Nichol & Dhariwal 2021,
+                 Sec. 3.1, lambda = ``vlb_weight`` = 0.001), for a learned-variance model:
+                 L_vlb is ``T L_i`` with a stop-gradient on the mean, so it trains only the
+                 variance while L_simple trains the mean; per dimension and in bits, as in their
+                 code, so that lambda keeps its meaning for any data size. Times on the table.
+
+``decoder`` (``gaussian`` or ``discretized``, :mod:`diffusio.core.vlb`) chooses L_0 for ``vlb``
+and ``hybrid``: the discretized Gaussian for 8-bit images in [-1, 1].
 
 Each per-example loss is multiplied by the time sampler's importance weight, so the returned
 mean is an unbiased estimate of the uniform-time objective, and the *unweighted* per-example
@@ -43,6 +51,7 @@ loss-aware sampler, Nichol & Dhariwal 2021, Sec. 3.3).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,7 +61,14 @@ from torch import Tensor
 from .parameterization import Prediction
 from .processes import Process, broadcast_like
 from .timesteps import TimeSampler, UniformTime, make_time_sampler
-from .vlb import prior_kl, time_indices, vlb_term
+from .vlb import (
+    learned_log_variance,
+    prior_kl,
+    step_coefficients,
+    step_loss,
+    time_indices,
+    vlb_term,
+)
 
 __all__ = ["WEIGHTINGS", "REDUCTIONS", "diffusion_loss"]
 
@@ -102,15 +118,49 @@ _WEIGHTING_FNS: dict[str, Callable[..., Tensor]] = {
     "likelihood": _likelihood,
     "x0": _x0,
 }
-WEIGHTINGS = (*_WEIGHTING_FNS, "vlb")
+WEIGHTINGS = (*_WEIGHTING_FNS, "vlb", "hybrid")
+_ON_TABLE = ("vlb", "hybrid")  # weightings defined on the process's discrete table
 
 
-def _vlb_loss(model: Any, x0: Tensor, eps: Tensor, t: Tensor, cond: dict[str, Any]) -> Tensor:
+def _vlb_loss(
+    model: Any, x0: Tensor, eps: Tensor, t: Tensor, cond: dict[str, Any], decoder: str
+) -> Tensor:
     """``T L_i + L_T`` per example (nats), with ``i`` the table index of ``t``."""
     process = model.process
     index = time_indices(process, t)
     T = len(process.discrete())
-    return T * vlb_term(model, x0, index, noise=eps, **cond) + prior_kl(process, x0)
+    return T * vlb_term(model, x0, index, noise=eps, decoder=decoder, **cond) + prior_kl(
+        process, x0
+    )
+
+
+def _hybrid_loss(
+    model: Any,
+    x0: Tensor,
+    eps: Tensor,
+    t: Tensor,
+    cond: dict[str, Any],
+    decoder: str,
+    vlb_weight: float,
+) -> Tensor:
+    """``L_simple + lambda T L_i`` per example, ``L_i`` per dimension in bits with the mean's
+    gradient stopped (improved DDPM Sec. 3.1); one network call."""
+    if model.variance != "learned":
+        raise ValueError("the hybrid loss trains a learned variance: use variance='learned'")
+    process = model.process
+    index = time_indices(process, t)
+    coefs = step_coefficients(process, index, x0)
+    x = coefs.alpha * x0 + coefs.sigma * eps
+    pred = model.predict(x, t, **cond)
+    simple = _simple(pred, x0, eps, t, process)
+    frozen_mean = coefs.posterior_mean(pred.x0.detach(), x)
+    logvar = learned_log_variance(
+        pred.variance, torch.log(coefs.beta), coefs.log_beta_tilde_clipped
+    )
+    nats = step_loss(coefs, x0, x, index, frozen_mean, logvar, decoder)
+    T = len(process.discrete())
+    bits_per_dim = nats / (x0[0].numel() * math.log(2.0))
+    return simple + vlb_weight * T * bits_per_dim
 
 
 def _check_x0(x0: Tensor) -> Tensor:
@@ -175,6 +225,8 @@ def diffusion_loss(
     generator: torch.Generator | None = None,
     reduce: str = "mean",
     return_per_example: bool = False,
+    decoder: str = "gaussian",
+    vlb_weight: float = 0.001,
 ) -> Tensor:
     """Denoising training loss of ``model`` (a :class:`~diffusio.core.model.DiffusionModel`) on
     a batch of clean data ``x0`` of shape (N, ...).
@@ -183,7 +235,7 @@ def diffusion_loss(
         weighting: ``simple``, ``sigma2``, ``likelihood``, ``x0`` or ``vlb`` (module docstring).
         time_sampler: a :class:`~diffusio.core.timesteps.TimeSampler`, or the name of a stateless
             one (``uniform``, ``discrete``); default ``UniformTime(process.t_min, process.t_max)``
-            (``discrete`` for ``vlb``).
+            (``discrete`` for ``vlb`` and ``hybrid``).
             Its ``update`` receives the unweighted per-example losses.
         cond: keyword arguments for the network (``model.predict(x_t, t, **cond)``); tensors
             with a batch dimension must have N rows.
@@ -191,6 +243,8 @@ def diffusion_loss(
         reduce: batch reduction of the weighted per-example losses: ``mean``, ``sum`` or
             ``none`` (the (N,) vector).
         return_per_example: return the weighted per-example losses (N,), like ``reduce="none"``.
+        decoder: L_0 of ``vlb`` / ``hybrid``: ``gaussian`` or ``discretized`` (8-bit images).
+        vlb_weight: lambda of ``hybrid`` (improved DDPM: 0.001).
 
     Returns:
         A scalar (or an (N,) vector) that is differentiable with respect to the model.
@@ -203,8 +257,10 @@ def diffusion_loss(
     x0 = _check_x0(x0)
     n = x0.shape[0]
     kwargs = _check_cond(cond, n)
-    if time_sampler is None and weighting == "vlb":
+    if time_sampler is None and weighting in _ON_TABLE:
         time_sampler = "discrete"  # the bound is defined on the table
+    if weighting in _ON_TABLE and not vlb_weight >= 0:
+        raise ValueError(f"vlb_weight must be >= 0, got {vlb_weight!r}")
     sampler = _resolve_sampler(time_sampler, process)
 
     t, weight = sampler.sample(n, generator=generator, device=x0.device, dtype=x0.dtype)
@@ -215,7 +271,9 @@ def diffusion_loss(
         )
     eps = _randn_like(x0, generator)
     if weighting == "vlb":
-        per_example = _vlb_loss(model, x0, eps, t, kwargs)
+        per_example = _vlb_loss(model, x0, eps, t, kwargs, decoder)
+    elif weighting == "hybrid":
+        per_example = _hybrid_loss(model, x0, eps, t, kwargs, decoder, vlb_weight)
     else:
         x_t = process.marginal(x0, t, eps)
         pred = model.predict(x_t, t, **kwargs)

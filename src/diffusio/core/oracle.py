@@ -27,7 +27,7 @@ from .model import DiffusionModel
 from .parameterization import check_prediction
 from .processes import Process
 
-__all__ = ["GaussianMixture", "OracleNet"]
+__all__ = ["GaussianMixture", "OracleClassifier", "OracleNet"]
 
 ArrayLike = Tensor | Sequence
 
@@ -104,6 +104,24 @@ class GaussianMixture:
         score = -(resp[:, :, None] * diff / var).sum(1)
         return score.reshape(x.shape)
 
+    def class_log_probs(self, x: Tensor, alpha: Tensor | float, sigma: Tensor | float) -> Tensor:
+        """Exact log p(k | x_t) (N, K) of the noised mixture: the Bayes-optimal noise-aware
+        classifier of classifier guidance (Dhariwal & Nichol 2021, Sec. 4) when each component is
+        a class."""
+        flat = self._flat(x)
+        log_c, _, _ = self._component_log_probs(flat, *self._coefs(flat, alpha, sigma))
+        return torch.log_softmax(log_c, dim=1)
+
+    def component(self, k: int) -> GaussianMixture:
+        """Component ``k`` alone (the class-conditional data distribution of class k)."""
+        if not 0 <= k < self.num_components:
+            raise ValueError(f"component {k} out of range 0..{self.num_components - 1}")
+        return GaussianMixture(self.means[k : k + 1], self.stds[k : k + 1])
+
+    def classifier(self, process: Process) -> OracleClassifier:
+        """``classifier(x_t, t) -> logits`` with the exact log p(k | x_t) under ``process``."""
+        return OracleClassifier(self, process)
+
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x) of the clean mixture, per row."""
         return self.noised_log_prob(x, 1.0, 0.0)
@@ -123,10 +141,19 @@ class GaussianMixture:
         return (self.means[comp] + self.stds[comp] * z).to(dtype)
 
     def model(
-        self, process: Process, prediction: str = "eps", dtype: torch.dtype = torch.float64
+        self,
+        process: Process,
+        prediction: str = "eps",
+        dtype: torch.dtype = torch.float64,
+        conditional: bool = False,
     ) -> DiffusionModel:
-        """A DiffusionModel whose prediction is the exact one for this mixture under ``process``."""
-        return DiffusionModel(OracleNet(self, process, prediction, dtype), process, prediction)
+        """A DiffusionModel whose prediction is the exact one for this mixture under ``process``.
+
+        ``conditional=True``: a class-conditional model whose classes are the components,
+        called with ``y`` (N,) in 0..K; ``y = K`` (the null class, as in classifier-free
+        guidance) or no ``y`` gives the whole mixture."""
+        net = OracleNet(self, process, prediction, dtype, conditional)
+        return DiffusionModel(net, process, prediction)
 
     # -------------------------------------------------------------- evaluation
     def assign(self, x: Tensor) -> Tensor:
@@ -186,16 +213,36 @@ class OracleNet(nn.Module):
         process: Process,
         prediction: str = "eps",
         dtype: torch.dtype = torch.float64,
+        conditional: bool = False,
     ):
         super().__init__()
         self.mixture, self.process = mixture, process
         self.prediction = check_prediction(prediction)
+        self.num_classes = mixture.num_components if conditional else None
+        self._components = (
+            [mixture.component(k) for k in range(mixture.num_components)] if conditional else []
+        )
         self.register_buffer("_dtype_marker", torch.zeros((), dtype=dtype), persistent=False)
 
-    def forward(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+    def _score(self, x: Tensor, a: Tensor, s: Tensor, y: Tensor | None) -> Tensor:
+        if y is None or self.num_classes is None:
+            if y is not None:
+                raise ValueError("this oracle is unconditional but got y")
+            return self.mixture.noised_score(x, a, s)
+        y = torch.as_tensor(y, device=x.device).long().expand(x.shape[0])
+        if (y < 0).any() or (y > self.num_classes).any():
+            raise ValueError(f"labels must lie in [0, {self.num_classes}] (null class last)")
+        score = self.mixture.noised_score(x, a, s)  # the null class: the whole mixture
+        for k, comp in enumerate(self._components):
+            rows = y == k
+            if rows.any():
+                score[rows] = comp.noised_score(x[rows], a[rows], s[rows])
+        return score
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         a = self.process.alpha(t).to(x).reshape(-1, *([1] * (x.dim() - 1)))
         s = self.process.sigma(t).to(x).reshape(-1, *([1] * (x.dim() - 1)))
-        score = self.mixture.noised_score(x, a.reshape(-1), s.reshape(-1))
+        score = self._score(x, a.reshape(-1), s.reshape(-1), y)
         if self.prediction == "score":
             return score
         eps = -s * score
@@ -203,3 +250,16 @@ class OracleNet(nn.Module):
             return eps
         x0 = (x + s * s * score) / a
         return x0 if self.prediction == "x0" else a * eps - s * x0
+
+
+class OracleClassifier(nn.Module):
+    """``classifier(x_t, t) -> logits``: the exact log p(k | x_t) of a mixture's components
+    under a process (the classifier that classifier guidance approximates by training)."""
+
+    def __init__(self, mixture: GaussianMixture, process: Process):
+        super().__init__()
+        self.mixture, self.process = mixture, process
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        return self.mixture.class_log_probs(x, self.process.alpha(t), self.process.sigma(t))

@@ -2,7 +2,9 @@
 
 * **Prediction modifiers** (``guidance=[...]``) change what the model predicts at a step:
   ``modifier(pred, t, ctx) -> Prediction``. Shipped here: :class:`ClipX0` (DDPM's x0 clipping
-  to the data range) and :class:`DynamicThreshold` (Imagen, Saharia et al. 2022, Sec. 2.3).
+  to the data range), :class:`DynamicThreshold` (Imagen, Saharia et al. 2022, Sec. 2.3),
+  :class:`ClassifierFreeGuidance` (Ho & Salimans 2021) and :class:`ClassifierGuidance`
+  (Dhariwal & Nichol 2021, Alg. 1 and 2).
 * **State constraints** (``constraints=[...]``) overwrite part of the state after a step:
   ``constraint(x, t, ctx) -> x`` where ``t`` is the new state's time, or ``None`` once the
   sample is clean. Shipped here: :class:`Inpaint`, replacement inpainting (Song et al. 2021,
@@ -15,6 +17,8 @@ modifier that needs more network calls (classifier-free guidance) makes them thr
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -25,7 +29,15 @@ from .parameterization import Prediction
 if TYPE_CHECKING:
     from .samplers.base import SamplingContext
 
-__all__ = ["Guidance", "Constraint", "ClipX0", "DynamicThreshold", "Inpaint"]
+__all__ = [
+    "ClassifierFreeGuidance",
+    "ClassifierGuidance",
+    "ClipX0",
+    "Constraint",
+    "DynamicThreshold",
+    "Guidance",
+    "Inpaint",
+]
 
 
 class Guidance(Protocol):
@@ -72,6 +84,93 @@ class DynamicThreshold:
             s = s.clamp_max(self.max_threshold)
         s = s.reshape(-1, *([1] * (x0.dim() - 1)))
         return pred.with_x0(torch.maximum(torch.minimum(x0, s), -s) / s)
+
+
+def _labels(y: Tensor | int, x: Tensor) -> Tensor:
+    y = torch.as_tensor(y, dtype=torch.long, device=x.device)
+    return y.expand(x.shape[0]) if y.dim() == 0 else y
+
+
+class ClassifierFreeGuidance:
+    """Classifier-free guidance (Ho & Salimans 2021, eq. 6):
+    ``eps = (1 + w) eps(x, t, y) - w eps(x, t, null)``.
+
+    The prediction it modifies is the conditional one (pass ``cond={"y": labels}`` to the
+    sampler); the unconditional one costs one more counted network call with ``y`` set to
+    ``null_label`` (the network's null class, e.g. ``net.num_classes``). ``w = 0`` is the plain
+    conditional model. A learned variance is taken from the conditional prediction.
+    """
+
+    def __init__(self, weight: float, null_label: int, key: str = "y"):
+        if not math.isfinite(weight):
+            raise ValueError(f"guidance weight must be finite, got {weight}")
+        self.weight, self.null_label, self.key = float(weight), int(null_label), key
+
+    def __call__(self, pred: Prediction, t: Tensor, ctx: SamplingContext) -> Prediction:
+        if self.weight == 0:
+            return pred
+        if self.key not in ctx.cond:
+            raise ValueError(f"classifier-free guidance needs cond[{self.key!r}] (the labels)")
+        null = torch.full_like(_labels(ctx.cond[self.key], pred.x), self.null_label)
+        uncond = ctx.evaluate(pred.x, t, **{**ctx.cond, self.key: null})
+        w = self.weight
+        return pred.with_eps((1 + w) * pred.eps - w * uncond.eps)
+
+
+class ClassifierGuidance:
+    """Classifier guidance (Dhariwal & Nichol 2021, Sec. 4) with a noise-aware classifier
+    ``classifier(x_t, t) -> logits`` and target labels ``y``: ``g = grad_x log p(y | x_t, t)``.
+
+    * ``mode="score"`` (their Alg. 2, for DDIM, and every other sampler): the score is shifted
+      by ``scale * g``, i.e. ``eps <- eps - sigma(t) * scale * g``.
+    * ``mode="mean"`` (their Alg. 1, ancestral sampling): the reverse kernel's mean is shifted by
+      ``scale * Sigma * g`` with Sigma the step's posterior variance; the discrete samplers tell
+      the modifier the step's target time (``ctx.next_time``), and the shift is made through x0,
+      whose coefficient in the posterior mean is known. Without a next time (continuous
+      samplers) it falls back to the score shift.
+    """
+
+    MODES = ("score", "mean")
+
+    def __init__(
+        self,
+        classifier: Callable[[Tensor, Tensor], Tensor],
+        labels: Tensor | int,
+        scale: float,
+        mode: str = "score",
+    ):
+        if mode not in self.MODES:
+            raise ValueError(f"unknown classifier guidance mode {mode!r}; valid: score, mean")
+        if not math.isfinite(scale):
+            raise ValueError(f"guidance scale must be finite, got {scale}")
+        self.classifier, self.labels, self.scale, self.mode = classifier, labels, scale, mode
+
+    def gradient(self, x: Tensor, t: Tensor) -> Tensor:
+        """``grad_x log p(y | x, t)`` for every example."""
+        y = _labels(self.labels, x)
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            logits = self.classifier(x_in, t)
+            if logits.dtype in (torch.float16, torch.bfloat16):
+                logits = logits.float()
+            log_p = torch.log_softmax(logits, dim=-1)
+            chosen = log_p.gather(1, y[:, None]).sum()
+            (grad,) = torch.autograd.grad(chosen, x_in)
+        return grad.to(x.dtype)
+
+    def __call__(self, pred: Prediction, t: Tensor, ctx: SamplingContext) -> Prediction:
+        if self.scale == 0:
+            return pred
+        grad = self.gradient(pred.x, t)
+        next_time = getattr(ctx, "next_time", None)
+        if self.mode == "mean" and next_time is not None:
+            a_t, s_t = ctx.coefficients(float(t[0]))
+            a_s, s_s = ctx.coefficients(next_time)
+            transition = s_t**2 - (a_t / a_s) ** 2 * s_s**2
+            variance = s_s**2 * transition / s_t**2
+            x0_coefficient = a_s * transition / s_t**2  # of x0 in the posterior mean
+            return pred.with_x0(pred.x0 + self.scale * variance / x0_coefficient * grad)
+        return pred.with_eps(pred.eps - pred.sigma * self.scale * grad)
 
 
 class Inpaint:

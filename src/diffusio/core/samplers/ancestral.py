@@ -88,6 +88,7 @@ def _posterior_run(
     ctx.precompute(times)
     coefs = [ctx.coefficients(t) for t in times]
     for i in ctx.steps(len(times), desc="sampling"):
+        ctx.next_time = times[i + 1] if i + 1 < len(times) else None
         pred = ctx.predict(x, times[i])
         if i == len(times) - 1:
             return pred.x0

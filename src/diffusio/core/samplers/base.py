@@ -32,6 +32,7 @@ class SamplingContext:
     generator: torch.Generator | None = None
     progress: bool = False
     nfe: int = 0
+    next_time: float | None = None  # a discrete sampler's step target (None: not known)
     _coefficients: dict[float, tuple[float, float]] = field(default_factory=dict, repr=False)
     _sde_coefficients: dict[float, tuple[float, float]] = field(default_factory=dict, repr=False)
 
