@@ -93,7 +93,7 @@ def test_status_is_computed_from_what_exists(monkeypatch):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["bogus"], ["list", "--bogus"], ["list", "--status", "done"], ["demo", "--seed", "x"]],
+    [[], ["bogus"], ["list", "--bogus"], ["list", "--status", "done"], ["oracle-demo", "--seed", "x"]],
 )
 def test_bad_arguments_exit_nonzero(argv, capsys):
     assert cli.main(argv) == 2
@@ -110,7 +110,7 @@ def test_help_and_version(capsys):
 
 
 def test_user_errors_are_one_line(capsys):
-    assert cli.main(["demo", "--samplers", "ddim"]) == 2
+    assert cli.main(["oracle-demo", "--samplers", "ddim"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert err.startswith("diffusio: error: bad sampler spec 'ddim'")
@@ -137,7 +137,7 @@ def test_python_dash_m():
 
 def test_demo_writes_figure_and_metrics(tmp_path: Path, capsys):
     out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--seed", "1", "--no-progress", "-n", "400",
+    argv = ["oracle-demo", "--out", str(out), "--seed", "1", "--no-progress", "-n", "400",
             "--samplers", "ddim:20,dpm-solver++:10"]  # fmt: skip
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out

@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-__all__ = ["train", "sample_run", "nll_run", "reproduce", "load_eval_data"]
+__all__ = ["train", "sample_run", "nll_run", "reproduce", "load_eval_data", "eval_run"]
 
 SAMPLE_FORMATS = (".npz", ".png")
 
@@ -37,7 +37,8 @@ def train(
 def _data_dim(model: Any) -> int:
     dim = getattr(model.net, "dim", None)
     if not isinstance(dim, int):
-        raise ValueError("cannot tell the data dimension of this run's network")
+        raise ValueError("cannot tell the data dimension of this run's network (image runs: "
+                         "use diffusio eval)")  # fmt: skip
     return dim
 
 
@@ -49,12 +50,19 @@ def sample_run(
     seed: int | None = 0,
     out: str | None = None,
     progress: bool = True,
+    label: int | None = None,
+    guidance: float = 0.0,
 ) -> Path:
-    """Sample a trained run and write ``.npz`` (array ``samples``, data units) or a ``.png``."""
+    """Sample a trained run and write ``.npz`` (array ``samples``: (N, D) vectors or (N, C, H,
+    W) images, in the data's own units: images in [-1, 1]) or a ``.png`` (scatter plot or
+    image grid). Class-conditional runs draw every class equally often, or only ``label``, with
+    classifier-free guidance weight ``guidance``."""
     import numpy as np
     import torch
 
     from diffusio.core.samplers import sample
+    from diffusio.image.evaluate import run_image_shape
+    from diffusio.image.sampling import balanced_labels, sample_images
     from diffusio.plotting import atomic_path, save_figure, scatter_panels
     from diffusio.train.config import load_run
 
@@ -66,20 +74,82 @@ def sample_run(
             f"unsupported output {out_path.name!r}; use one of {', '.join(SAMPLE_FORMATS)}"
         )
     model, _, normalizer = load_run(run_dir)
+    shape = run_image_shape(run_dir)
+    num_classes = getattr(model.net, "num_classes", None)
+    if (label is not None or guidance) and not num_classes:
+        raise ValueError("--label and --guidance need a class-conditional run")
+    labels = None
+    if num_classes:
+        if label is not None and not 0 <= label < num_classes:
+            raise ValueError(f"--label must be in 0..{num_classes - 1}, got {label}")
+        labels = balanced_labels(n, num_classes) if label is None else torch.full((n,), label)
+    images = len(shape) == 3
     with torch.no_grad():
-        x = sample(model, (n, _data_dim(model)), sampler, steps, seed=seed, progress=progress)
-        if normalizer is not None:
-            x = normalizer.inverse(x)
+        if images:
+            x = sample_images(
+                model, n, shape, sampler, steps, seed or 0, labels=labels,
+                guidance_weight=guidance, progress=progress,
+            )  # fmt: skip
+        else:
+            cond = {"y": labels} if labels is not None else None
+            x = sample(model, (n, *shape), sampler, steps, seed=seed, cond=cond, progress=progress)
+            if normalizer is not None:
+                x = normalizer.inverse(x)
     x = x.detach().cpu()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if out_path.suffix.lower() == ".npz":
+        arrays = {"samples": x.numpy()}
+        if labels is not None:
+            arrays["labels"] = labels.numpy()
         with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, samples=x.numpy())
+            np.savez(fh, **arrays)
+    elif images:
+        from diffusio.data.datasets import save_image_grid
+
+        save_image_grid(x, out_path, nrow=10 if labels is not None else None)
     else:
         title = f"{Path(run_dir).name}: {sampler}" + (f", {steps} steps" if steps else "")
         save_figure(scatter_panels([(title, x)]), out_path)
     print(f"wrote {n} samples to {out_path}")
     return out_path
+
+
+def eval_run(
+    run_dir: str,
+    n: int = 1000,
+    sampler: str = "ddim",
+    steps: int | None = 50,
+    seed: int = 0,
+    bpd_n: int = 200,
+    ode_n: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score an image run (:func:`diffusio.image.evaluate.evaluate_run`) and print the result."""
+    from diffusio.image.evaluate import evaluate_run
+
+    r = evaluate_run(
+        run_dir, n=n, sampler=sampler, steps=steps, seed=seed, bpd_n=bpd_n, ode_n=ode_n,
+        progress=progress,
+    )  # fmt: skip
+    if r.get("fid") is not None:
+        print(
+            f"FID {r['fid']:.3f} ({r['n']} samples, {sampler}"
+            + (f" {steps} steps" if steps else "")
+            + f"); noise floor {r['fid_floor']:.3f} (real held-out images, same n)"
+        )
+        hist = " ".join(f"{v:.2f}" for v in r["histogram"])
+        print(f"class histogram {hist}; classifier confidence {r['confidence']:.3f}")
+        if "accuracy" in r:
+            print(f"accuracy of the intended class {r['accuracy']:.3f}")
+        print(f"features: {r['feature_space']}")
+    elif "note" in r:
+        print(r["note"])
+    for key, name in (("vlb_bits_per_dim", "bound (VLB)"), ("ode_bits_per_dim", "ODE")):
+        if key in r:
+            print(f"bits/dim, {name}: {r[key]:.4f} +/- {r[key + '_stderr']:.4f} "
+                  f"({r['bits_per_dim_data']})")  # fmt: skip
+    print(f"wrote {Path(run_dir) / 'eval.json'}")
+    return r
 
 
 def load_eval_data(data: str, n: int, seed: int) -> tuple[Any, str, float | None]:

@@ -202,8 +202,9 @@ TIMELINE: tuple[Entry, ...] = (
             "diffusio.core.losses",
         ),
         notes=(
-            "Core: vp-cosine schedule (processes) and importance-sampled training times "
-            "(timesteps). Not yet: the learned variance head and the hybrid loss."
+            "Core: vp-cosine schedule (processes), importance-sampled training times "
+            "(timesteps), the learned variance (variance='learned', eq. 15) and the hybrid loss "
+            "(weighting 'hybrid', stop-gradient on the mean); preset digits-iddpm."
         ),
     ),
     Entry(
@@ -213,9 +214,11 @@ TIMELINE: tuple[Entry, ...] = (
         short="classifier guidance",
         title="Diffusion Models Beat GANs on Image Synthesis",
         reproduction="guided-diffusion-2021",
+        core=("diffusio.core.steering",),
         notes=(
-            "Classifier guidance (a prediction modifier) and the noisy classifier are not "
-            "written yet."
+            "Core: ClassifierGuidance (a prediction modifier: score shift, Alg. 2, or the "
+            "ancestral mean shift, Alg. 1), exact against the oracle's Bayes classifier. Not "
+            "yet: the noise-aware image classifier and the reproduction."
         ),
     ),
     Entry(
@@ -225,7 +228,11 @@ TIMELINE: tuple[Entry, ...] = (
         short="classifier-free guidance",
         title="Classifier-Free Diffusion Guidance",
         reproduction="cfg-2021",
-        notes=("Condition dropout and the guided eps mix are not written yet."),
+        core=("diffusio.core.steering", "diffusio.train.trainer"),
+        notes=(
+            "Core: ClassifierFreeGuidance (prediction modifier, eq. 6) and label dropout in "
+            "training (class_dropout); preset digits-ddpm-cond. Not yet: the reproduction."
+        ),
     ),
     Entry(
         year=2022,
@@ -381,14 +388,11 @@ TIMELINE: tuple[Entry, ...] = (
         short="U-Net",
         title="U-Net: Convolutional Networks for Biomedical Image Segmentation",
         reproduction=None,
-        core=(
-            "diffusio.nets.unet",
-            "diffusio.nets.attention",
-        ),
+        core=("diffusio.nets.unet",),
         notes=(
-            "Backbones with no reproduction of their own (at most partial): the U-Net and the"
-            " attention blocks of the appendix, exercised by the image, planning and control "
-            "reproductions."
+            "Backbones with no reproduction of their own (at most partial): the DDPM/ADM U-Net "
+            "with multi-head self-attention blocks (nets.unet), exercised by the image "
+            "reproductions; planning and control backbones to come."
         ),
     ),
 )

@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import math
 import os
 import types
 import typing
@@ -51,6 +52,8 @@ __all__ = [
     "from_json",
     "load_config",
     "load_data",
+    "load_dataset",
+    "num_classes",
     "load_run",
     "model_spec",
     "model_from_spec",
@@ -59,10 +62,12 @@ __all__ = [
 ]
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
+DATA_OPTIONS = ("split", "size", "flip")
 RUN_FORMAT = "diffusio-run"
 
 NETS: dict[str, str] = {
     "mlp": "diffusio.nets.mlp.TimeMLP",
+    "unet": "diffusio.nets.unet.UNet",
 }
 """Network names a config may use -> import path of the class (``net(x, t, **cond)``).
 A run's ``config.json`` may also name any class under ``diffusio.nets.`` by its full path."""
@@ -72,18 +77,27 @@ A run's ``config.json`` may also name any class under ``diffusio.nets.`` by its 
 class TrainConfig:
     """Everything a training run needs.
 
-    Data: ``data`` is a toy name (:data:`diffusio.data.toys.TOYS`) or a path to an ``.npy``,
-    ``.npz`` or ``.csv`` file of shape (N, D); ``n_data`` rows are used (toys: sampled with
-    ``seed``; files: the first ``n_data`` rows, ``None`` = all); ``normalize`` standardizes each
-    coordinate (the statistics are saved with the run).
+    Data: ``data`` is a toy name (:data:`diffusio.data.toys.TOYS`), an image dataset shipped
+    by a package (:data:`diffusio.data.datasets.IMAGE_DATASETS`: ``digits``, ``mnist-5k``), a
+    path to an ``.npy``, ``.npz`` or ``.csv`` file of shape (N, D), or image files (a folder, an
+    ``.npz`` of (N, C, H, W) or (N, H, W, C) images, an MNIST IDX file, a CIFAR-10 python batch);
+    ``data_options`` (images: ``split`` train/test/all, ``size`` to resize to, ``flip`` for
+    random horizontal flips); ``n_data`` rows are used (toys: sampled with ``seed``; otherwise
+    the first ``n_data``, ``None`` = all); ``normalize`` standardizes each coordinate (the
+    statistics are saved with the run; images are used in [-1, 1] instead).
+    ``class_conditional`` feeds the dataset's labels to the network as ``y`` (the number of
+    classes is filled into ``net_options``), each replaced by the null class with probability
+    ``class_dropout`` (classifier-free guidance's p_uncond, Ho & Salimans 2021, Alg. 1).
 
     Model: ``process`` / ``process_options`` (:func:`~diffusio.core.processes.make_process`),
     ``prediction`` (eps, x0, v, score), ``variance`` (``fixed``, or ``learned``: the network
     also outputs the reverse kernel's variance, see :mod:`diffusio.core.vlb`; its output width
     ``out_dim`` is filled in as twice the data's), ``weighting`` (loss weighting, see
-    :mod:`diffusio.core.losses`), ``time_sampler`` / ``time_sampler_options``
+    :mod:`diffusio.core.losses`) and ``loss_options`` (e.g. ``vlb_weight``, ``decoder``),
+    ``time_sampler`` / ``time_sampler_options``
     (:func:`~diffusio.core.timesteps.make_time_sampler`), ``net`` (a name in :data:`NETS`) and
-    ``net_options`` (constructor options; the data dimension is filled in).
+    ``net_options`` (constructor options; the data's dimension or channels and image size are
+    filled in).
 
     Optimisation: AdamW (``lr``, ``weight_decay``, ``betas``), linear warm-up over ``warmup``
     steps then ``lr_decay`` (``none`` or ``cosine`` to 0 at ``steps``), gradient-norm clipping at
@@ -96,13 +110,17 @@ class TrainConfig:
     """
 
     data: str = "swissroll"
+    data_options: dict[str, Any] = field(default_factory=dict)
     n_data: int | None = 100_000
     normalize: bool = True
+    class_conditional: bool = False
+    class_dropout: float = 0.0
     process: str = "vp-linear"
     process_options: dict[str, Any] = field(default_factory=dict)
     prediction: str = "eps"
     variance: str = "fixed"
     weighting: str = "simple"
+    loss_options: dict[str, Any] = field(default_factory=dict)
     time_sampler: str = "uniform"
     time_sampler_options: dict[str, Any] = field(default_factory=dict)
     net: str = "mlp"
@@ -190,11 +208,23 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        for name in ("process_options", "time_sampler_options", "net_options"):
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ValueError(f"class_dropout must lie in [0, 1), got {self.class_dropout!r}")
+        if self.class_dropout > 0 and not self.class_conditional:
+            raise ValueError("class_dropout needs class_conditional: true")
+        names = ("data_options", "loss_options", "process_options", "time_sampler_options",
+                 "net_options")  # fmt: skip
+        for name in names:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         if not isinstance(self.data, str) or not self.data:
             raise ValueError(f"data must be a toy name or a file path, got {self.data!r}")
+        unknown = sorted(set(self.data_options) - set(DATA_OPTIONS))
+        if unknown:
+            raise ValueError(
+                f"unknown data_options {', '.join(map(repr, unknown))}; valid: "
+                f"{', '.join(DATA_OPTIONS)}"
+            )
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
@@ -287,6 +317,49 @@ floor, at 24,000 1.6-2.1x (``benchmarks/toy_quality.py``). (``rings`` is left ou
 scale the MLP does not resolve its thin rings.)"""
 
 
+_DIGITS = {
+    "data": "digits",
+    "n_data": None,
+    "normalize": False,
+    "process": "vp-linear",
+    "prediction": "eps",
+    "weighting": "simple",
+    "time_sampler": "discrete",
+    "net": "unet",
+    "net_options": {
+        "channels": 32,
+        "channel_mults": [1, 2],
+        "num_res_blocks": 1,
+        "attention_resolutions": [4],
+        "num_heads": 4,
+        "groups": 8,
+        "dropout": 0.0,
+    },
+    "batch_size": 128,
+    "lr": 1e-3,
+    "warmup": 200,
+    "lr_decay": "cosine",
+    "grad_clip": 1.0,
+    "ema_decay": 0.999,
+    "log_every": 25,
+    "save_every": 500,
+    "seed": 0,
+}
+
+PRESETS.update(
+    {
+        "digits-ddpm": {**_DIGITS, "steps": 3000},
+        "digits-ddpm-cond": {
+            **_DIGITS, "steps": 3000, "class_conditional": True, "class_dropout": 0.1,
+        },
+        "digits-iddpm": {
+            **_DIGITS, "steps": 3000, "process": "vp-cosine", "variance": "learned",
+            "weighting": "hybrid", "loss_options": {"decoder": "discretized"},
+        },
+    }
+)  # fmt: skip
+
+
 def _read_config_file(path: Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     text = path.read_text(encoding="utf-8")
@@ -340,31 +413,69 @@ def load_config(name_or_path: str | os.PathLike, **overrides: Any) -> TrainConfi
 
 
 # --------------------------------------------------------------------------- data
-def load_data(config: TrainConfig) -> Tensor:
-    """The training set as a float32 tensor (N, D): ``n_data`` samples of a toy (seeded with
-    ``config.seed``) or the first ``n_data`` rows of an ``.npy``/``.npz``/``.csv`` file read by
-    :func:`diffusio.data.files.load_array` (whose errors name the file)."""
+def load_dataset(config: TrainConfig) -> tuple[Tensor, Tensor | None]:
+    """The training set ``(x, labels)``: x float32 (N, ...) and labels int64 (N,) or None.
+
+    Toys: ``n_data`` samples (seeded with ``config.seed``), no labels. Image datasets
+    (``digits``, ``mnist-5k``) and image files: (N, C, H, W) in [-1, 1] with their labels where
+    the source has them. Other files: the rows of an ``.npy``/``.npz``/``.csv`` file read by
+    :func:`diffusio.data.files.load_array`. Errors name the file or the valid choices.
+    """
+    from ..data.datasets import IMAGE_DATASETS, load_image_dataset
     from ..data.files import SUPPORTED_EXTENSIONS, load_array
+    from ..data.images import is_image_source, load_images
     from ..data.toys import TOYS, sample_toy
 
+    options = config.data_options
+    labels: Tensor | None = None
+    image = config.data in IMAGE_DATASETS or is_image_source(config.data)
+    if not image and options:
+        raise ValueError(f"data_options apply to image data, not to {config.data!r}")
     if config.data in TOYS:
-        return sample_toy(config.data, config.n_data or 100_000, seed=config.seed)
-    if Path(config.data).suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise ValueError(
-            f"unknown data {config.data!r}: not a toy ({', '.join(TOYS)}) and not a "
-            f"{'/'.join(SUPPORTED_EXTENSIONS)} file"
+        return sample_toy(config.data, config.n_data or 100_000, seed=config.seed), None
+    if config.data in IMAGE_DATASETS:
+        x, labels = load_image_dataset(
+            config.data, split=options.get("split", "train"), size=options.get("size")
         )
-    x = load_array(config.data)
+    elif image:
+        if "split" in options:
+            raise ValueError("data_options split applies to the built-in image datasets only")
+        x, labels = load_images(config.data, size=options.get("size"))
+    elif Path(config.data).suffix.lower() in SUPPORTED_EXTENSIONS:
+        x = load_array(config.data)
+    else:
+        raise ValueError(
+            f"unknown data {config.data!r}: not a toy ({', '.join(TOYS)}), not an image dataset "
+            f"({', '.join(IMAGE_DATASETS)}) and not a {'/'.join(SUPPORTED_EXTENSIONS)} file or "
+            "image folder"
+        )
     if config.n_data is not None:
         x = x[: config.n_data]
-    return x.contiguous()
+        labels = None if labels is None else labels[: config.n_data]
+    if config.class_conditional and labels is None:
+        raise ValueError(f"class_conditional needs labels, and {config.data!r} has none")
+    return x.contiguous(), labels
 
 
-def data_digest(x: Tensor) -> str:
-    """SHA-256 of a tensor's shape, dtype and bytes (to check a resumed run sees the same data)."""
-    x = x.detach().to("cpu").contiguous()
-    h = hashlib.sha256(f"{tuple(x.shape)}|{x.dtype}|".encode())
-    h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())
+def load_data(config: TrainConfig) -> Tensor:
+    """The training set's x (see :func:`load_dataset`)."""
+    return load_dataset(config)[0]
+
+
+def num_classes(labels: Tensor) -> int:
+    """The number of classes of integer labels 0..K-1 (K = max + 1)."""
+    if labels.dtype.is_floating_point or labels.numel() == 0 or int(labels.min()) < 0:
+        raise ValueError("class labels must be non-negative integers")
+    return int(labels.max()) + 1
+
+
+def data_digest(*tensors: Tensor) -> str:
+    """SHA-256 of tensors' shapes, dtypes and bytes (to check a resumed run sees the same data)."""
+    h = hashlib.sha256()
+    for x in tensors:
+        x = x.detach().to("cpu").contiguous()
+        h.update(f"{tuple(x.shape)}|{x.dtype}|".encode())
+        h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -392,28 +503,61 @@ def build_net(name: str, options: Mapping[str, Any]) -> nn.Module:
         raise ValueError(f"bad options for net {name!r}: {err}") from None
 
 
-def _net_options(config: TrainConfig, dim: int | None) -> dict[str, Any]:
-    """``net_options`` with the data dimension filled in as ``dim`` (for networks that take it),
-    and ``out_dim`` as twice that for a learned-variance model."""
+def _data_shape(config: TrainConfig) -> tuple[tuple[int, ...], int | None]:
+    x, labels = load_dataset(config)
+    classes = num_classes(labels) if config.class_conditional and labels is not None else None
+    return tuple(x.shape[1:]), classes
+
+
+def _net_options(
+    config: TrainConfig, shape: tuple[int, ...] | None, classes: int | None = None
+) -> dict[str, Any]:
+    """``net_options`` with what the data decide filled in (unless set): ``dim`` (vectors; the
+    product of the example shape) or ``in_channels`` and ``image_size`` (images), ``num_classes``
+    for a class-conditional model, and twice the output width (``out_dim`` / ``out_channels``)
+    for a learned-variance model."""
     options = dict(config.net_options)
     parameters = inspect.signature(_net_class(config.net)).parameters
+    wanted = {"dim", "in_channels", "image_size", "num_classes"} & set(parameters)
+    if any(k not in options for k in wanted) and (shape is None or (
+            config.class_conditional and classes is None)):  # fmt: skip
+        shape, classes = _data_shape(config)
     if "dim" in parameters and "dim" not in options:
-        if dim is None:
-            x = load_data(config)
-            dim = int(x[0].numel()) if x.dim() > 1 else 1
-        options["dim"] = int(dim)
-    if config.variance == "learned" and "out_dim" not in options:
-        if "out_dim" not in parameters or "dim" not in options:
+        options["dim"] = int(math.prod(shape))
+    if "in_channels" in parameters and "in_channels" not in options:
+        if len(shape) != 3:
+            raise ValueError(f"net {config.net!r} needs images (C, H, W), the data are {shape}")
+        options["in_channels"] = int(shape[0])
+    if "image_size" in parameters and "image_size" not in options:
+        options["image_size"] = int(shape[-1])
+    if config.class_conditional and "num_classes" not in options:
+        if "num_classes" not in parameters:
+            raise ValueError(f"net {config.net!r} takes no class labels (num_classes)")
+        options["num_classes"] = int(classes)
+    if config.variance == "learned":
+        width = {"out_dim": "dim", "out_channels": "in_channels"}
+        key = next((k for k in width if k in parameters), None)
+        if key is None:
             raise ValueError(
-                f"net {config.net!r} cannot output a learned variance (it takes no dim/out_dim)"
+                f"net {config.net!r} cannot output a learned variance (no out_dim/out_channels)"
             )
-        options["out_dim"] = 2 * int(options["dim"])
+        options.setdefault(key, 2 * int(options[width[key]]))
     return options
 
 
-def model_spec(config: TrainConfig, dim: int | None = None) -> dict[str, Any]:
+def model_spec(
+    config: TrainConfig,
+    dim: int | None = None,
+    *,
+    shape: tuple[int, ...] | None = None,
+    classes: int | None = None,
+) -> dict[str, Any]:
     """The resolved model description stored in a run's ``config.json``: process name and
-    options, prediction, network name, class path and complete constructor options."""
+    options, prediction, network name, class path and complete constructor options. ``shape``
+    (one example's shape; or ``dim`` for vectors) and ``classes`` are read from the data when
+    the network needs them and they are not given."""
+    if shape is None and dim is not None:
+        shape = (int(dim),)
     process = make_process(config.process, **config.process_options)
     return {
         "process": {"name": config.process, "options": process.options()},
@@ -422,7 +566,7 @@ def model_spec(config: TrainConfig, dim: int | None = None) -> dict[str, Any]:
         "net": {
             "name": config.net,
             "class": NETS.get(config.net, config.net),
-            "options": _net_options(config, dim),
+            "options": _net_options(config, shape, classes),
         },
     }
 

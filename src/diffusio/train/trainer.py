@@ -51,6 +51,7 @@ from torch import Tensor, nn
 
 from ..core.model import DiffusionModel
 from ..core.timesteps import make_time_sampler
+from ..data.datasets import random_flip
 from .checkpoint import (
     LATEST,
     capture_global_rng,
@@ -69,9 +70,10 @@ from .config import (
     data_digest,
     from_json,
     load_config,
-    load_data,
+    load_dataset,
     model_from_spec,
     model_spec,
+    num_classes,
     run_manifest,
     to_json,
 )
@@ -273,24 +275,38 @@ class Trainer:
         self.accelerator = accelerator
         self.device: torch.device = accelerator.device
 
-        raw = load_data(config) if data is None else torch.as_tensor(data).to(torch.float32)
+        if data is None:
+            raw, labels = load_dataset(config)
+        else:
+            raw, labels = torch.as_tensor(data).to(torch.float32), None
+            if config.class_conditional:
+                raise ValueError("a class-conditional run needs its data from config.data")
         if raw.dim() < 2 or raw.shape[0] < 1:
             raise ValueError(f"training data must have shape (N, ...), got {tuple(raw.shape)}")
         self.data_info = {
             "source": config.data if data is None else "tensor",
             "shape": list(raw.shape),
-            "sha256": data_digest(raw),
+            "sha256": data_digest(raw) if labels is None else data_digest(raw, labels),
         }
         self.normalizer = None
         if config.normalize:
+            if raw.dim() > 2:
+                raise ValueError(
+                    "normalize standardizes each coordinate of vector data; images are used in "
+                    "[-1, 1]: set normalize: false"
+                )
             from ..data.normalize import Standardizer
 
             self.normalizer = Standardizer.fit(raw)
             raw = self.normalizer.transform(raw)
         self.data = raw.to(self.device)
+        self.labels = None
+        self.num_classes = None
+        if config.class_conditional and labels is not None:
+            self.num_classes = num_classes(labels)
+            self.labels = labels.to(self.device)
 
-        dim = int(raw[0].numel()) if raw.dim() == 2 else None
-        self.spec = model_spec(config, dim=dim)
+        self.spec = model_spec(config, shape=tuple(raw.shape[1:]), classes=self.num_classes)
         model = model_from_spec(self.spec, seed=config.seed)
         self.time_sampler = make_time_sampler(
             config.time_sampler, model.process, **dict(config.time_sampler_options)
@@ -330,11 +346,25 @@ class Trainer:
         c = self.config
         return learning_rate(step, c.lr, c.warmup, c.lr_decay, c.steps)
 
-    def sample_batch(self) -> Tensor:
-        """A training batch of ``batch_size`` rows drawn with replacement by the batch generator."""
+    def sample_batch(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """A training batch of ``batch_size`` rows drawn with replacement by the batch generator,
+        and the network's conditioning: for a class-conditional run ``{"y": labels}``, each label
+        replaced by the null class with probability ``class_dropout`` (Ho & Salimans 2021,
+        Alg. 1). With ``data_options.flip`` images are flipped left-right with probability 1/2."""
+        c = self.config
         n = self.data.shape[0]
-        idx = torch.randint(n, (self.config.batch_size,), generator=self.batch_generator)
-        return self.data[idx.to(self.data.device)]
+        idx = torch.randint(n, (c.batch_size,), generator=self.batch_generator)
+        x = self.data[idx.to(self.data.device)]
+        if c.data_options.get("flip"):
+            x = random_flip(x, self.batch_generator)
+        cond: dict[str, Tensor] = {}
+        if self.labels is not None:
+            y = self.labels[idx.to(self.labels.device)]
+            if c.class_dropout > 0:
+                drop = torch.rand(c.batch_size, generator=self.batch_generator) < c.class_dropout
+                y = torch.where(drop.to(y.device), torch.full_like(y, self.num_classes), y)
+            cond["y"] = y
+        return x, cond
 
     def train_step(self, step: int) -> tuple[Tensor, Tensor]:
         """One optimizer step (1-based ``step``); returns the (detached) loss and the gradient
@@ -343,13 +373,15 @@ class Trainer:
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x0 = self.sample_batch()
+        x0, cond = self.sample_batch()
         self.optimizer.zero_grad(set_to_none=True)
         loss = self._loss_module(
             x0,
             weighting=c.weighting,
             time_sampler=self.time_sampler,
             generator=self.noise_generator,
+            cond=cond,
+            **c.loss_options,
         )
         self.accelerator.backward(loss)
         max_norm = c.grad_clip if c.grad_clip > 0 else float("inf")
