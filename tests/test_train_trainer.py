@@ -307,3 +307,13 @@ def test_cpu_mixed_precision_falls_back_to_fp32(tmp_path: Path) -> None:
         trainer = Trainer(tiny(steps=1, mixed_precision="bf16"), tmp_path, progress=False)
     assert trainer.accelerator.mixed_precision == "no" and trainer.device.type == "cpu"
     assert trainer.model.dtype == torch.float32
+
+
+def test_accelerator_state_allows_a_second_mixed_precision_in_one_process():
+    """accelerate keeps one process-wide state and refuses a second precision; a reproduction
+    that trains an fp32 and a bf16 model in one process must still work (found on a GPU)."""
+    from diffusio.train.trainer import _new_accelerator
+
+    assert _new_accelerator("no", cpu=True).mixed_precision == "no"
+    assert _new_accelerator("bf16", cpu=True).mixed_precision == "bf16"
+    assert _new_accelerator("no", cpu=True).mixed_precision == "no"

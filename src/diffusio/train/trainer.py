@@ -178,6 +178,20 @@ class _LossModule(nn.Module):
         return self.model.loss(x0, **options)
 
 
+def _new_accelerator(mixed_precision: str, cpu: bool) -> Any:
+    """An ``accelerate.Accelerator``. Its process-wide state is a singleton that refuses a
+    second mixed-precision setting in one process (a reproduction training an fp32 and a bf16
+    model, say); the precision part of it is reset when it differs, the distributed part kept."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    state = AcceleratorState._shared_state
+    if state and str(state.get("_mixed_precision", mixed_precision)) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+
+
 def _derived_seed(seed: int, name: str, rank: int) -> int:
     digest = hashlib.sha256(f"{seed}:{name}:{rank}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
@@ -267,11 +281,9 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         if accelerator is None:
-            from accelerate import Accelerator
-
             cpu = not torch.cuda.is_available()
             mp = resolve_mixed_precision(config.mixed_precision, "cpu" if cpu else "cuda")
-            accelerator = Accelerator(mixed_precision=mp, cpu=cpu)
+            accelerator = _new_accelerator(mp, cpu)
         self.accelerator = accelerator
         self.device: torch.device = accelerator.device
 
