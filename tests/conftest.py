@@ -30,3 +30,18 @@ def _fresh_accelerate_state():
 
         AcceleratorState._reset_state(True)
         GradientState._reset_state()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """One diffusio cache (the FID classifiers) for the whole session, outside the user's
+    ~/.cache: the digits classifier trains once per test session."""
+    import os
+
+    previous = os.environ.get("DIFFUSIO_CACHE")
+    os.environ["DIFFUSIO_CACHE"] = str(tmp_path_factory.mktemp("diffusio-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("DIFFUSIO_CACHE", None)
+    else:
+        os.environ["DIFFUSIO_CACHE"] = previous

@@ -108,8 +108,7 @@ def test_sample_cli_writes_images(trained_run, tmp_path):
     assert cli.main(["sample", str(trained_run), "--label", "10", "--no-progress"]) == 2
 
 
-def test_eval_cli_scores_the_run(trained_run, capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv("DIFFUSIO_CACHE", str(tmp_path / "cache"))
+def test_eval_cli_scores_the_run(trained_run, capsys):
     argv = ["eval", str(trained_run), "--n", "40", "--steps", "3", "--bpd-n", "4",
             "--ode-n", "2", "--no-progress"]  # fmt: skip
     assert cli.main(argv) == 0
