@@ -95,7 +95,9 @@ SETTINGS: dict[str, Settings] = {
 """Default: five trainings of 2,000 steps (about 4 minutes each on 2 free cores) plus sampling
 and the bound, about 30 minutes; quick: about 5 minutes."""
 
-NOISE_FLOOR_REL = 0.1  # FIDs within 10% are "close" (the FID's own noise at n = 359 is ~5%)
+#: FIDs within 10% count as equal: at n = 359 the same model's FID moves by 5-15% between
+#: neighbouring step counts (measured: 12.1 / 14.6 / 9.2 at K = 25 / 50 / 100).
+NOISE_FLOOR_REL = 0.1
 
 
 def _log(message: str) -> None:
@@ -314,14 +316,22 @@ def add_claims(report: Report, r: dict[str, Any], s: Settings) -> None:
     beta = rows[FIXED]["fid"]["beta"]
     rel_l = learned[k_small] / learned[k_full]
     rel_f = min(fixed[k_small] / fixed[k_full], beta[k_small] / beta[k_full])
+    tol = 1 + NOISE_FLOOR_REL
+    if rel_l <= tol < rel_f:
+        verdict = "reproduced"
+    elif rel_l <= tol and rel_f <= tol:
+        verdict = "partly reproduced"  # neither degrades beyond the FID's noise at this scale
+    else:
+        verdict = "not reproduced"
     report.claim(
         f"learned variances keep quality with few sampling steps ({k_small} of {k_full}; Fig. 8)",
         "near-full FID with 50-100 steps when sigmas are learned; fixed sigmas degrade more",
         f"FID at K={k_small} / K={k_full}: learned {fmt(learned[k_small])} / "
         f"{fmt(learned[k_full])}, fixed beta-tilde {fmt(fixed[k_small])} / "
         f"{fmt(fixed[k_full])}, fixed beta {fmt(beta[k_small])} / {fmt(beta[k_full])}",
-        f"degradation learned x{fmt(rel_l)} vs best fixed x{fmt(rel_f)}",
-        "reproduced" if rel_l < rel_f else "not reproduced",
+        f"degradation learned x{fmt(rel_l)} vs best fixed x{fmt(rel_f)} (changes under "
+        f"{NOISE_FLOOR_REL:.0%} are within the FID's noise at n = {r['n']})",
+        verdict,
     )
 
 
