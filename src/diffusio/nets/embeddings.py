@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FourierEmbedding", "SinusoidalEmbedding"]
+__all__ = ["FourierEmbedding", "SinusoidalEmbedding", "class_labels"]
 
 
 def _check_times(t: Tensor) -> Tensor:
@@ -88,3 +88,32 @@ class FourierEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, scale={self.scale:g}"
+
+
+def class_labels(
+    y: Tensor | int | None, num_classes: int | None, n: int, device: torch.device, owner: str
+) -> Tensor | None:
+    """Validated class labels (n,) for a network with ``num_classes`` classes plus the null
+    class ``num_classes`` (classifier-free guidance, Ho & Salimans 2021): ``y=None`` means the
+    null class for every row, a scalar is broadcast; None for an unconditional network (which
+    must get no ``y``). ``owner`` names the network in error messages."""
+    if num_classes is None:
+        if y is not None:
+            raise ValueError(f"this {owner} is unconditional (num_classes=None) but got y")
+        return None
+    if y is None:
+        return torch.full((n,), num_classes, dtype=torch.long, device=device)
+    y = torch.as_tensor(y, device=device)
+    if y.is_floating_point() or y.is_complex():
+        raise ValueError(f"class labels y must be integers, got dtype {y.dtype}")
+    y = y.long()
+    if y.dim() == 0:
+        y = y.expand(n)
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},) or be a scalar, got {tuple(y.shape)}")
+    if y.numel() and (y.min() < 0 or y.max() > num_classes):
+        raise ValueError(
+            f"class labels must lie in [0, {num_classes}] ({num_classes} is the null class), "
+            f"got range [{int(y.min())}, {int(y.max())}]"
+        )
+    return y

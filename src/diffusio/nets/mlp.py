@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .embeddings import FourierEmbedding, SinusoidalEmbedding
+from .embeddings import FourierEmbedding, SinusoidalEmbedding, class_labels
 
 __all__ = ["ACTIVATIONS", "EMBEDDINGS", "TimeMLP", "count_parameters"]
 
@@ -132,27 +132,8 @@ class TimeMLP(nn.Module):
         return self.num_classes
 
     def _labels(self, y: Tensor | int | None, n: int, device: torch.device) -> Tensor | None:
-        if self.class_embed is None:
-            if y is not None:
-                raise ValueError("this TimeMLP is unconditional (num_classes=None) but got y")
-            return None
-        if y is None:
-            return torch.full((n,), self.num_classes, dtype=torch.long, device=device)
-        y = torch.as_tensor(y, device=device)
-        if y.is_floating_point() or y.is_complex():
-            raise ValueError(f"class labels y must be integers, got dtype {y.dtype}")
-        y = y.long()
-        if y.dim() == 0:
-            y = y.expand(n)
-        if y.shape != (n,):
-            raise ValueError(f"y must have shape ({n},) or be a scalar, got {tuple(y.shape)}")
-        if y.numel() and (y.min() < 0 or y.max() > self.num_classes):
-            raise ValueError(
-                f"class labels must lie in [0, {self.num_classes}] "
-                f"({self.num_classes} is the null class), got range "
-                f"[{int(y.min())}, {int(y.max())}]"
-            )
-        return y
+        classes = None if self.class_embed is None else self.num_classes
+        return class_labels(y, classes, n, device, "TimeMLP")
 
     def forward(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.dim:

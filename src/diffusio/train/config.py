@@ -317,6 +317,14 @@ floor, at 24,000 1.6-2.1x (``benchmarks/toy_quality.py``). (``rings`` is left ou
 scale the MLP does not resolve its thin rings.)"""
 
 
+# Image presets: scikit-learn's 8x8 digits in [-1, 1] with a small U-Net
+# (:data:`diffusio.nets.unet.UNET_PRESETS` ``digits``: 32 channels, mults (1, 2), one residual block
+# per level, 4-head attention at 4x4; 755k parameters), DDPM's linear schedule with T = 1000, eps
+# prediction and L_simple on discrete times (Ho et al. 2020, Alg. 1), batch 128, AdamW 1e-3 with
+# warm-up and cosine decay, EMA 0.999. ``digits-ddpm`` trains 2,000 steps (about 4 minutes on two
+# CPU cores, 8-9 steps/s): digits-FID 10.5 with DPM-Solver++ 20 steps against a noise floor of
+# 8.4 (``diffusio demo``). ``-cond`` adds class labels with 10% label dropout (classifier-free
+# guidance); ``digits-iddpm`` the cosine schedule, learned variance and hybrid loss.
 _DIGITS = {
     "data": "digits",
     "n_data": None,
@@ -358,16 +366,6 @@ PRESETS.update(
         },
     }
 )  # fmt: skip
-
-
-_IMAGE_PRESETS_DOC = """Image presets: scikit-learn's 8x8 digits in [-1, 1] with a small U-Net
-(:data:`diffusio.nets.unet.UNET_PRESETS` ``digits``: 32 channels, mults (1, 2), one residual block
-per level, 4-head attention at 4x4; 755k parameters), DDPM's linear schedule with T = 1000, eps
-prediction and L_simple on discrete times (Ho et al. 2020, Alg. 1), batch 128, AdamW 1e-3 with
-warm-up and cosine decay, EMA 0.999. ``digits-ddpm`` trains 2,000 steps (about 4 minutes on two
-CPU cores, 8-9 steps/s): digits-FID 10.5 with DPM-Solver++ 20 steps against a noise floor of
-8.4 (``diffusio demo``). ``-cond`` adds class labels with 10% label dropout (classifier-free
-guidance); ``digits-iddpm`` the cosine schedule, learned variance and hybrid loss."""
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
