@@ -234,7 +234,7 @@ def test_nll_prints_nats_in_data_units(tiny_run, capsys):
         (["train"], "a config"),
         (["sample", "/nonexistent/run"], "run directory not found"),
         (["nll", "/nonexistent/run", "--data", "8gaussians"], "run directory not found"),
-        (["reproduce", "ddpm-2020"], "no reproduction of 'ddpm-2020' yet"),
+        (["reproduce", "ldm-2022"], "no reproduction of 'ldm-2022' yet"),
         (["reproduce", "nope-1999"], "unknown reproduction 'nope-1999'"),
     ],
 )
