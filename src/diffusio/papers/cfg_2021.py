@@ -344,7 +344,7 @@ def scale_text(settings: Settings, result: dict[str, Any]) -> str:
     summary = result["summary"]
     return (
         "**Paper:** ADM-style U-Nets on ImageNet 64x64 and 128x128 (1,000 classes), "
-        "p_uncond in {0.1, 0.2, 0.5}, w from 0 to 4, ancestral sampling with 128-1024 steps; "
+        "p_uncond in {0.1, 0.2, 0.5}, w from 0 to 4, ancestral sampling with hundreds of steps; "
         "FID and Inception score on 50k samples.\n\n"
         f"**Here:** scikit-learn's 8x8 digits (1,438 training images, 10 classes). The "
         f"`{s.preset}` U-Net ({params:,} parameters, class embedding with a null class) "
