@@ -3,6 +3,7 @@ determinism) and the evaluator (noise floor far below noise and one-class sets).
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -194,3 +195,18 @@ def test_evaluator_errors(evaluator):
         evaluator.noise_floor(1000)
     with pytest.raises(ValueError, match="3 labels for 2 samples"):
         evaluator.accuracy(torch.zeros(2, 1, 8, 8), torch.zeros(3))
+
+
+def test_predict_and_fid_spread(evaluator):
+    x, y = load_image_dataset("digits", "test")
+    pred = evaluator.predict(x)
+    assert pred.shape == (359,)
+    assert float((pred == y).double().mean()) == pytest.approx(evaluator.accuracy(x, y))
+    g = torch.Generator().manual_seed(0)
+    subsets = {seed: x[torch.randperm(359, generator=g)[:200]] for seed in (1, 2, 3)}
+    spread = evaluator.fid_spread(lambda seed: subsets[seed], [1, 2, 3], known={1: 99.0})
+    assert spread["fids"][0] == 99.0  # a known FID is not measured again
+    assert spread["fids"][1:] == [evaluator.fid(subsets[2]), evaluator.fid(subsets[3])]
+    assert spread["mean"] == pytest.approx(sum(spread["fids"]) / 3)
+    assert spread["std"] > 0
+    assert math.isnan(evaluator.fid_spread(lambda seed: subsets[seed], [2])["std"])

@@ -12,6 +12,7 @@ import torch
 pytest.importorskip("sklearn")
 
 from diffusio.core.samplers import sample  # noqa: E402
+from diffusio.core.steering import X0Recorder  # noqa: E402
 from diffusio.papers import ddpm_2020 as ddpm  # noqa: E402
 from diffusio.papers.report import VERDICTS  # noqa: E402
 from diffusio.train.config import build_model  # noqa: E402
@@ -37,7 +38,7 @@ TINY = replace(
 def test_recorder_records_without_changing_the_chain():
     """The recorder sees x0 at the chosen evaluations and leaves the samples bit-identical."""
     model = build_model(ddpm.variant_config(TINY, ddpm.SIMPLE)).eval()
-    recorder = ddpm.X0Recorder(ddpm.frame_indices(6, 3), keep=2)
+    recorder = X0Recorder(ddpm.frame_indices(6, 3), keep=2)
     plain = sample(model, (4, 1, 8, 8), "ddpm", 6, seed=1)
     recorded = sample(model, (4, 1, 8, 8), "ddpm", 6, seed=1, guidance=[recorder])
     assert torch.equal(plain, recorded)
@@ -45,18 +46,6 @@ def test_recorder_records_without_changing_the_chain():
     assert recorder.x0[0].shape == (2, 1, 8, 8) and recorder.xt[0].shape == (2, 1, 8, 8)
     assert recorder.times == sorted(recorder.times, reverse=True)
     assert torch.allclose(recorder.x0[-1], recorded[:2])  # the last x0_hat is the sample
-
-
-def test_memorisation_flags_copies():
-    gen = torch.Generator().manual_seed(0)
-    train = torch.rand(200, 1, 8, 8, generator=gen) * 2 - 1
-    test = torch.rand(50, 1, 8, 8, generator=gen) * 2 - 1
-    d_test = ddpm.nearest_distances(test, train)
-    fresh = ddpm.memorisation(torch.rand(50, 1, 8, 8, generator=gen) * 2 - 1, train, d_test)
-    copies = ddpm.memorisation(train[:50] + 0.01, train, d_test)
-    assert 0.8 < fresh["ratio"] < 1.25
-    assert copies["ratio"] < 0.05 and copies["below_test_p5"] == 1.0
-    assert ddpm.nearest_distances(train[:3], train).abs().max() == 0
 
 
 def test_verdicts():

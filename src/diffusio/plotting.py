@@ -17,7 +17,10 @@ if TYPE_CHECKING:
 
 from .io import atomic_path, write_text_atomic
 
-__all__ = ["atomic_path", "new_figure", "save_figure", "scatter_panels", "write_text_atomic"]
+__all__ = [
+    "atomic_path", "new_figure", "save_figure", "scatter_panels", "show_images",
+    "write_text_atomic",
+]  # fmt: skip
 
 
 def new_figure(width: float = 6.0, height: float = 4.0, dpi: int = 100) -> Figure:
@@ -96,3 +99,14 @@ def scatter_panels(
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
     return fig
+
+
+def show_images(ax: Any, images: Any, nrow: int, title: str) -> None:
+    """Draw the grey-scale grid of ``images`` (N, 1, H, W) in [-1, 1] on a matplotlib axis,
+    ``nrow`` per row, with ``title`` and no ticks."""
+    from .data.datasets import image_grid
+
+    ax.imshow(image_grid(images, nrow=nrow), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])

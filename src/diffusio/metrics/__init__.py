@@ -7,6 +7,8 @@
 * :func:`frechet_distance` and :class:`ImageEvaluator` -- FID (Heusel et al. 2017) in the
   feature space of a small classifier diffusio trains and caches (not Inception), with its
   noise floor, class histogram and confidence.
+* :func:`nearest_distances`, :func:`memorisation`, :func:`precision_recall` -- nearest-neighbour
+  checks of samples (copying; improved precision and recall).
 * :func:`data_nll` -- probability-flow ODE NLL in the data's own units (normalization undone).
 """
 
@@ -20,6 +22,7 @@ from .fid import (
     train_classifier,
 )
 from .likelihood import data_nll, mean_and_stderr
+from .neighbours import memorisation, nearest_distances, precision_recall
 
 __all__ = [
     "FeatureClassifier",
@@ -30,7 +33,10 @@ __all__ = [
     "frechet_distance",
     "load_classifier",
     "mean_and_stderr",
+    "memorisation",
     "mmd",
+    "nearest_distances",
+    "precision_recall",
     "sliced_wasserstein",
     "train_classifier",
     "with_noise_floor",

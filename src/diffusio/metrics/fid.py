@@ -27,6 +27,7 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -449,9 +450,30 @@ class ImageEvaluator:
             self._floors[n] = self._fid_of_features(feats[:n])
         return self._floors[n]
 
+    def fid_spread(
+        self,
+        make: Callable[[int], Tensor],
+        seeds: Sequence[int],
+        known: dict[int, float] | None = None,
+    ) -> dict[str, Any]:
+        """FIDs of ``make(seed)`` for several seeds (``known``: FIDs already measured) with
+        their mean and sample std: how far the FID of one sample set moves from seed to seed at
+        this n, the yardstick for "is this FID difference real?"."""
+        values = dict(known or {})
+        for seed in seeds:
+            if seed not in values:
+                values[seed] = self.fid(make(seed))
+        fids = [values[s] for s in seeds]
+        std = float(np.std(fids, ddof=1)) if len(fids) > 1 else float("nan")
+        return {"seeds": list(seeds), "fids": fids, "mean": float(np.mean(fids)), "std": std}
+
+    def predict(self, samples: Tensor) -> Tensor:
+        """The classifier's predicted class of each image of ``samples`` (N,)."""
+        return self._run(self._check(samples))[1].argmax(1)
+
     def class_histogram(self, samples: Tensor) -> Tensor:
         """Fraction of ``samples`` classified as each class (10,), float64 summing to 1."""
-        pred = self._run(self._check(samples))[1].argmax(1)
+        pred = self.predict(samples)
         return torch.bincount(pred, minlength=self.classifier.num_classes).double() / len(pred)
 
     def confidence(self, samples: Tensor) -> float:
@@ -463,9 +485,9 @@ class ImageEvaluator:
     def accuracy(self, samples: Tensor, labels: Tensor) -> float:
         """Fraction of ``samples`` classified as their intended class ``labels`` (N,) (for
         class-conditional or guided sampling)."""
-        x = self._check(samples)
-        labels = self._check_labels(labels, len(x))
-        return float((self._run(x)[1].argmax(1) == labels).double().mean())
+        pred = self.predict(samples)
+        labels = self._check_labels(labels, len(pred))
+        return float((pred == labels).double().mean())
 
     def _check_labels(self, labels: Any, n: int) -> Tensor:
         labels = torch.as_tensor(labels).detach().to("cpu").long().reshape(-1)

@@ -35,7 +35,7 @@ import torch
 
 from ..image.sampling import balanced_labels
 from . import guided_diffusion_2021 as gd
-from .report import Report, fmt
+from .report import Report, choose_settings, fmt, logger, run_reproduction
 from .runs import train_or_load
 
 __all__ = ["SETTINGS", "Settings", "reproduce"]
@@ -107,8 +107,7 @@ SETTINGS: dict[str, Settings] = {
 DDIM 50); quick: about 4 minutes."""
 
 
-def _log(message: str) -> None:
-    print(f"[{NAME}] {message}", flush=True)
+_log = logger(NAME)
 
 
 def cfg_config(settings: Settings) -> Any:
@@ -495,23 +494,21 @@ def reproduce(
     Returns:
         The metrics written to ``metrics.json`` (with the run info and the claims).
     """
-    s = settings if settings is not None else SETTINGS["quick" if quick else "default"]
+    s = choose_settings(SETTINGS, quick, settings)
     if not 0.0 < s.p_uncond < 1.0:
         raise ValueError(f"p_uncond must lie in (0, 1), got {s.p_uncond}")
-    out = Path(out_dir)
-    _log(f"{'quick' if quick else 'default'} run into {out}")
-    report = Report(NAME, TITLE, REFERENCE, out, quick, scale="")
-    result = run_experiment(s, out, progress)
-    _log("figures and report")
-    report.scale = scale_text(s, result)
-    add_claims(report, result)
-    add_sections(report, s, result)
-    report.section("Notes", NOTES)
-    record_metrics(report, s, result)
-    metrics = report.write()
-    best = report.metrics["best_w"]
-    _log(
-        f"best w = {best['w']:g}: accuracy {best['accuracy']:.1%}, FID {best['fid']:.2f} "
-        f"({best['fid_ratio']:.2f}x w = 0); wrote {out / 'report.md'} ({metrics['seconds']:.0f} s)"
-    )
-    return metrics
+
+    def build(report: Report, result: dict[str, Any]) -> None:
+        report.scale = scale_text(s, result)
+        add_claims(report, result)
+        add_sections(report, s, result)
+        report.section("Notes", NOTES)
+        record_metrics(report, s, result)
+        best = report.metrics["best_w"]
+        _log(
+            f"best w = {best['w']:g}: accuracy {best['accuracy']:.1%}, FID {best['fid']:.2f} "
+            f"({best['fid_ratio']:.2f}x w = 0)"
+        )
+
+    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
+    return run_reproduction(report, lambda out: run_experiment(s, out, progress), build)

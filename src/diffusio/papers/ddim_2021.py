@@ -41,26 +41,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.samplers import SamplingContext, sample
-from ..core.samplers.ancestral import grid_times
+from ..core.samplers import ddim_encode, sample
 from ..core.steering import ClipX0
 from ..data.datasets import load_image_dataset
 from ..image.sampling import sample_images
 from ..metrics.fid import ImageEvaluator
 from ..metrics.likelihood import mean_and_stderr
-from ..plotting import new_figure
-from .ddpm_2020 import (
-    SIMPLE,
-    classify,
-    digits_config,
-    fid_spread,
-    grid_axes,
-    memorisation,
-    nearest_distances,
-    pick_device,
-)
-from .report import Report, fmt
-from .runs import train_or_load
+from ..metrics.neighbours import memorisation, nearest_distances
+from ..plotting import new_figure, show_images
+from .ddpm_2020 import SIMPLE, digits_config
+from .report import Report, choose_settings, fmt, logger, run_reproduction
+from .runs import pick_device, train_or_load
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -141,44 +132,10 @@ NOISE_SIGMAS = 2.0  # FID differences beyond this many seed-to-seed stds are "cl
 CONSISTENT = 0.8  # class agreement with the long-run sample that counts as consistent
 
 
-def _log(message: str) -> None:
-    print(f"[{NAME}] {message}", flush=True)
+_log = logger(NAME)
 
 
 # --------------------------------------------------------------------------- DDIM inversion
-@torch.no_grad()
-def ddim_encode(
-    model: DiffusionModel,
-    x0: Tensor,
-    steps: int,
-    *,
-    cond: dict[str, Any] | None = None,
-    progress: bool = False,
-) -> Tensor:
-    """Encode clean data ``x0`` to x_T by running DDIM's deterministic (eta = 0) update forward
-    in time (Song et al. 2021, Sec. 4.3 and 5.4: the reverse of the ODE's Euler steps) on the
-    grid that ``sample(model, ..., "ddim", steps)`` decodes on, with ``steps`` network
-    evaluations.
-
-    With grid times t_0 < t_1 < ... < t_{S-1} = t_max: ``x_{t_0} = a_0 x0 + s_0 eps(x0, t_0)``
-    (x0 stands in for x_{t_0}, off by s_0 ~ 0.01 at DDPM's t = 1), then
-    ``x_{t_{i+1}} = a_{i+1} x0_hat(x_{t_i}) + s_{i+1} eps(x_{t_i}, t_i)``: each decoding step
-    ``t_{i+1} -> t_i`` inverted with the model's prediction at the state it lands on, which
-    DDIM's decoder evaluates at ``t_{i+1}`` instead. The error of that swap shrinks with the
-    step size, hence Table 2's falling reconstruction error.
-    """
-    ctx = SamplingContext(model, cond=dict(cond or {}), progress=progress)
-    times = grid_times(ctx, steps)[::-1]  # increasing
-    ctx.precompute(times)
-    x = x0.to(model.device, model.dtype)
-    a0, s0 = ctx.coefficients(times[0])
-    x = a0 * x + s0 * ctx.evaluate(x, times[0], **ctx.cond).eps
-    for i in ctx.steps(len(times) - 1, desc="encoding"):
-        pred = ctx.evaluate(x, times[i], **ctx.cond)
-        x = pred.combine(*ctx.coefficients(times[i + 1]))
-    return x
-
-
 def ddim_decode(
     model: DiffusionModel, x_T: Tensor, steps: int, *, clip: bool = False, progress: bool = False
 ) -> Tensor:
@@ -230,7 +187,7 @@ def run_sampling(
         if (eta, S) == (0.0, s.headline_steps) or (eta == 0.0 and s.long_steps == S):
             row["memorisation"] = memorisation(x, data["train"], data["test_distances"])
         ddim_rows.append(row)
-        classes[(eta, S)] = classify(evaluator, x)
+        classes[(eta, S)] = evaluator.predict(x)
         if eta == 0.0:
             images[S] = x[: s.grid_rows]
     for S in s.solver_steps:
@@ -248,8 +205,8 @@ def run_sampling(
 
     seeds = [s.seed + 1000 * k for k in range(max(s.fid_seeds, 1))]
     known = {r["steps"]: r["fid"] for r in ddim_rows if r["eta"] == 0.0}
-    spread = fid_spread(
-        evaluator, ddim_samples, seeds,
+    spread = evaluator.fid_spread(
+        ddim_samples, seeds,
         {s.seed: known[s.headline_steps]} if s.headline_steps in known else None,
     )  # fmt: skip
     return {"ddim": ddim_rows, "solver": solver_rows, "images": images, "classes": classes,
@@ -392,7 +349,7 @@ def consistency_figure(images: dict[Any, Tensor], s: Settings) -> Figure:
     )
     fig = new_figure(1.2 + 0.7 * len(keys), 1.0 + 0.6 * n)
     ax = fig.subplots()
-    grid_axes(ax, stacked, len(keys), "same x_T, DDIM (eta = 0) with S steps")
+    show_images(ax, stacked, len(keys), "same x_T, DDIM (eta = 0) with S steps")
     size = images[keys[0]].shape[-1] + 1
     ax.set_xticks([1 + size * k + size / 2 for k in range(len(keys))])
     ax.set_xticklabels([f"S={k}" if isinstance(k, int) else k.replace("dpm-solver++ ", "DPM++ ")
@@ -409,7 +366,7 @@ def reconstruction_figure(recon: dict[str, Any]) -> Figure:
     stacked = torch.stack(columns, dim=1).reshape(-1, *recon["originals"].shape[1:])
     fig = new_figure(1.2 + 0.7 * len(columns), 1.0 + 0.6 * n)
     ax = fig.subplots()
-    grid_axes(ax, stacked, len(columns), "DDIM encode -> decode")
+    show_images(ax, stacked, len(columns), "DDIM encode -> decode")
     size = recon["originals"].shape[-1] + 1
     ax.set_xticks([1 + size * k + size / 2 for k in range(len(columns))])
     ax.set_xticklabels(["original"] + [f"S={S}" for S in keys], fontsize=7, rotation=30)
@@ -421,7 +378,7 @@ def interpolation_figure(interp: dict[str, Any], s: Settings) -> Figure:
     fig = new_figure(2 * (0.6 + 0.5 * s.interp_cols), 1.0 + 0.5 * s.interp_rows)
     axes = fig.subplots(1, 2, squeeze=False)[0]
     for ax, name in zip(axes, ("slerp", "linear"), strict=True):
-        grid_axes(ax, interp[name]["images"], s.interp_cols, f"{name} interpolation of x_T")
+        show_images(ax, interp[name]["images"], s.interp_cols, f"{name} interpolation of x_T")
     fig.tight_layout()
     return fig
 
@@ -742,19 +699,15 @@ def reproduce(
     Returns:
         The metrics written to ``metrics.json`` (with the run info and the claims).
     """
-    s = settings if settings is not None else SETTINGS["quick" if quick else "default"]
-    out = Path(out_dir)
-    _log(f"{'quick' if quick else 'default'} run into {out}")
-    report = Report(NAME, TITLE, REFERENCE, out, quick, scale="")
-    results = run_experiments(s, out, progress)
-    _log("figures and report")
-    report.scale = scale_text(s, results)
-    add_claims(report, s, results)
-    add_sections(report, s, results)
-    report.section("Notes", NOTES)
-    record_metrics(report, s, results)
-    report.metrics["settings"] = asdict(s)
-    report.metrics["stage_seconds"] = results["timings"]
-    metrics = report.write()
-    _log(f"wrote {out / 'report.md'} ({metrics['seconds']:.0f} s)")
-    return metrics
+    s = choose_settings(SETTINGS, quick, settings)
+
+    def build(report: Report, results: dict[str, Any]) -> None:
+        report.scale = scale_text(s, results)
+        add_claims(report, s, results)
+        add_sections(report, s, results)
+        report.section("Notes", NOTES)
+        record_metrics(report, s, results)
+        report.metrics.update(settings=asdict(s), stage_seconds=results["timings"])
+
+    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
+    return run_reproduction(report, lambda out: run_experiments(s, out, progress), build)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,33 +47,29 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.steering import X0Recorder
 from ..core.vlb import time_indices
-from ..data.datasets import image_grid, load_image_dataset
+from ..data.datasets import load_image_dataset
 from ..image.evaluate import vlb_bits_per_dim
 from ..image.sampling import sample_images
 from ..metrics.fid import ImageEvaluator
 from ..metrics.likelihood import mean_and_stderr
-from ..plotting import new_figure
+from ..metrics.neighbours import memorisation, nearest_distances
+from ..plotting import new_figure, show_images
 from ..train.config import TrainConfig, load_config
 from ..train.trainer import read_metrics
-from .report import Report, fmt
-from .runs import train_or_load
+from .report import Report, choose_settings, fmt, logger, run_reproduction
+from .runs import pick_device, train_or_load
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..core.model import DiffusionModel
-    from ..core.parameterization import Prediction
-    from ..core.samplers import SamplingContext
 
 __all__ = [
     "SETTINGS",
     "Settings",
-    "X0Recorder",
     "digits_config",
-    "fid_spread",
-    "memorisation",
-    "nearest_distances",
     "reproduce",
 ]
 
@@ -144,13 +140,7 @@ COARSE = 0.25  # ... while the x0 prediction is still this far (fraction of its 
 TEST_SIZE = 359
 
 
-def _log(message: str) -> None:
-    print(f"[{NAME}] {message}", flush=True)
-
-
-def pick_device() -> torch.device:
-    """The GPU when there is one (sampling and the bound run there), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+_log = logger(NAME)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -182,89 +172,11 @@ def variant_config(settings: Settings, label: str) -> TrainConfig:
     )
 
 
-class X0Recorder:
-    """A prediction modifier that records ``pred.x0`` (and the state ``x_t``) at chosen network
-    evaluations of a sampler and returns the prediction unchanged.
-
-    ``steps`` are evaluation indices (0 = the first, at t_max); only the first ``keep`` rows are
-    stored (``None``: all). Evaluations are counted across calls, so when a sampler runs several
-    batches only the first batch's chain is recorded (indices beyond one chain never match).
-    Put it before :class:`~diffusio.core.steering.ClipX0` to see the raw prediction (it is then
-    ``x0`` before clipping; clamp it to get what the sampler used).
-    """
-
-    def __init__(self, steps: Sequence[int], keep: int | None = None):
-        self.steps = sorted({int(k) for k in steps})
-        self.keep = keep
-        self.calls = 0
-        self.times: list[float] = []
-        self.x0: list[Tensor] = []
-        self.xt: list[Tensor] = []
-
-    def __call__(self, pred: Prediction, t: Tensor, ctx: SamplingContext) -> Prediction:
-        if self.calls in self.steps:
-            rows = slice(None) if self.keep is None else slice(0, self.keep)
-            self.times.append(float(t.reshape(-1)[0]))
-            self.x0.append(pred.x0[rows].detach().to("cpu", torch.float32).clone())
-            self.xt.append(pred.x[rows].detach().to("cpu", torch.float32).clone())
-        self.calls += 1
-        return pred
-
-
 def frame_indices(steps: int, frames: int) -> list[int]:
     """``frames`` evaluation indices spread evenly over a chain of ``steps`` evaluations
     (first and last included)."""
     frames = max(1, min(frames, steps))
     return sorted({round(float(k)) for k in np.linspace(0, steps - 1, frames)})
-
-
-def nearest_distances(x: Tensor, reference: Tensor, batch: int = 1024) -> Tensor:
-    """For each row of ``x`` (N, ...), the L2 distance to its nearest row of ``reference``."""
-    ref = reference.reshape(reference.shape[0], -1).to(torch.float64)
-    flat = x.reshape(x.shape[0], -1).to(torch.float64)
-    return torch.cat([torch.cdist(chunk, ref).min(dim=1).values for chunk in flat.split(batch)])
-
-
-def memorisation(samples: Tensor, train: Tensor, test_distances: Tensor) -> dict[str, float]:
-    """Nearest-training-image distances of ``samples`` against those of held-out test images
-    (``test_distances``, from :func:`nearest_distances`): medians, their ratio (about 1 for a
-    model that generalises, much below 1 for one that copies), and the fraction of samples closer
-    to a training image than 95% of the test images are (about 0.05 without copying)."""
-    d = nearest_distances(samples, train)
-    p5 = float(torch.quantile(test_distances, 0.05))
-    median, test_median = float(d.median()), float(test_distances.median())
-    return {
-        "median": median,
-        "test_median": test_median,
-        "ratio": median / max(test_median, 1e-12),
-        "p5": float(torch.quantile(d, 0.05)),
-        "test_p5": p5,
-        "below_test_p5": float((d < p5).double().mean()),
-    }
-
-
-def fid_spread(
-    evaluator: ImageEvaluator,
-    make: Callable[[int], Tensor],
-    seeds: Sequence[int],
-    known: dict[int, float] | None = None,
-) -> dict[str, Any]:
-    """FIDs of ``make(seed)`` for several seeds (``known``: FIDs already measured) and their
-    sample std: how much the FID of one sample set moves from seed to seed at this n."""
-    values = dict(known or {})
-    for seed in seeds:
-        if seed not in values:
-            values[seed] = evaluator.fid(make(seed))
-    fids = [values[s] for s in seeds]
-    std = float(np.std(fids, ddof=1)) if len(fids) > 1 else float("nan")
-    return {"seeds": list(seeds), "fids": fids, "mean": float(np.mean(fids)), "std": std}
-
-
-@torch.no_grad()
-def classify(evaluator: ImageEvaluator, x: Tensor) -> Tensor:
-    """The feature classifier's predicted digit for images in [-1, 1] (clamped)."""
-    x = x.to("cpu", torch.float32).clamp(-1.0, 1.0)
-    return torch.cat([evaluator.classifier(c).argmax(1) for c in x.split(1000)])
 
 
 def progressive_stats(
@@ -274,7 +186,7 @@ def progressive_stats(
     clamped ``x0_hat`` and the final sample, and their RMS pixel distance (absolute and as a
     fraction of the first frame's)."""
     final = final.to(torch.float32)
-    labels = classify(evaluator, final)
+    labels = evaluator.predict(final)
     rows = []
     first = None
     for t, x0 in zip(recorder.times, recorder.x0, strict=True):
@@ -286,7 +198,7 @@ def progressive_stats(
         rows.append(
             {
                 "t": index + 1,
-                "agreement": float((classify(evaluator, x0) == labels[:n]).double().mean()),
+                "agreement": float((evaluator.predict(x0) == labels[:n]).double().mean()),
                 "rms": rms,
                 "rms_fraction": rms / first if first > 0 else float("nan"),
             }
@@ -378,7 +290,7 @@ def run_experiments(settings: Settings, out: Path, progress: bool) -> dict[str, 
         return sample_images(model, s.n_samples, shape, "dpm-solver++", s.solver_steps, seed)
 
     seeds = [s.seed + 1000 * k for k in range(max(s.fid_seeds, 1))]
-    spread = fid_spread(evaluator, solver_samples, seeds, {s.seed: results[SIMPLE]["fid_solver"]})
+    spread = evaluator.fid_spread(solver_samples, seeds, {s.seed: results[SIMPLE]["fid_solver"]})
     test_subset = test[:n]
     return {
         "models": results,
@@ -405,21 +317,13 @@ def loss_curve(run_dir: str | os.PathLike, label: str, dim: int) -> dict[str, li
 
 
 # --------------------------------------------------------------------------- figures
-def grid_axes(ax: Any, images: Tensor, nrow: int, title: str) -> None:
-    """Show :func:`image_grid` of ``images`` on a matplotlib axis."""
-    ax.imshow(image_grid(images, nrow=nrow), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
 def samples_figure(panels: Sequence[tuple[str, Tensor]], n: int) -> Figure:
     """Side-by-side grids of the first ``n`` images of each set."""
     fig = new_figure(3.4 * len(panels), 3.7)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (title, images) in zip(axes, panels, strict=True):
         shown = images[:n]
-        grid_axes(ax, shown, math.ceil(math.sqrt(len(shown))), title)
+        show_images(ax, shown, math.ceil(math.sqrt(len(shown))), title)
     fig.tight_layout()
     return fig
 
@@ -436,7 +340,7 @@ def progressive_figure(recorder: X0Recorder, rows_t: list[dict[str, Any]], n: in
     labels = [f"{r['t']}" for r in rows_t]
     for ax, name, seq in ((axes[0], "x_t", recorder.xt), (axes[1], "predicted x0", recorder.x0)):
         stacked = torch.stack([f[:n] for f in seq], dim=1).reshape(-1, *seq[0].shape[1:])
-        grid_axes(ax, stacked, frames, f"{name} along the ancestral chain")
+        show_images(ax, stacked, frames, f"{name} along the ancestral chain")
         size = seq[0].shape[-1] + 1
         ax.set_xticks([1 + size * k + size / 2 for k in range(frames)])
         ax.set_xticklabels(labels, fontsize=7)
@@ -767,19 +671,15 @@ def reproduce(
     Returns:
         The metrics written to ``metrics.json`` (with the run info and the claims).
     """
-    s = settings if settings is not None else SETTINGS["quick" if quick else "default"]
-    out = Path(out_dir)
-    _log(f"{'quick' if quick else 'default'} run into {out}")
-    report = Report(NAME, TITLE, REFERENCE, out, quick, scale="")
-    results = run_experiments(s, out, progress)
-    _log("figures and report")
-    report.scale = scale_text(s, results)
-    add_claims(report, s, results)
-    add_sections(report, s, results)
-    report.section("Notes", NOTES)
-    record_metrics(report, s, results)
-    report.metrics["settings"] = asdict(s)
-    report.metrics["stage_seconds"] = results["timings"]
-    metrics = report.write()
-    _log(f"wrote {out / 'report.md'} ({metrics['seconds']:.0f} s)")
-    return metrics
+    s = choose_settings(SETTINGS, quick, settings)
+
+    def build(report: Report, results: dict[str, Any]) -> None:
+        report.scale = scale_text(s, results)
+        add_claims(report, s, results)
+        add_sections(report, s, results)
+        report.section("Notes", NOTES)
+        record_metrics(report, s, results)
+        report.metrics.update(settings=asdict(s), stage_seconds=results["timings"])
+
+    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
+    return run_reproduction(report, lambda out: run_experiments(s, out, progress), build)

@@ -52,9 +52,10 @@ from ..image.classifier import (
     train_noisy_classifier,
 )
 from ..image.sampling import balanced_labels
+from ..metrics.neighbours import precision_recall
 from ..plotting import new_figure
 from ..train.config import TrainConfig, data_digest, load_config
-from .report import Report, fmt
+from .report import Report, choose_settings, fmt, logger, run_reproduction
 from .runs import train_or_load
 
 if TYPE_CHECKING:
@@ -69,7 +70,6 @@ __all__ = [
     "grids_figure",
     "guided_samples",
     "noisy_classifier",
-    "precision_recall",
     "reproduce",
     "seed_spread",
     "sweep",
@@ -144,8 +144,7 @@ SE_MARGIN = 2.0  # differences count when larger than this many binomial standar
 NEAR_FLOOR = 1.5  # an FID within this factor of the noise floor is "near the floor"
 
 
-def _log(message: str) -> None:
-    print(f"[{NAME}] {message}", flush=True)
+_log = logger(NAME)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -278,26 +277,6 @@ def _image_shape(model: DiffusionModel) -> tuple[int, int, int]:
     return (int(net.in_channels), int(net.image_size), int(net.image_size))
 
 
-def precision_recall(real: Tensor, fake: Tensor, k: int = 3) -> tuple[float, float]:
-    """Improved precision and recall (Kynkaanniemi et al. 2019, NeurIPS, eq. 1-2) of feature
-    sets ``fake`` (M, D) against ``real`` (N, D): each set's manifold is the union of balls
-    around its points with radius the distance to the k-th nearest neighbour in the same set;
-    precision is the fraction of fake points inside the real manifold (fidelity), recall the
-    fraction of real points inside the fake manifold (diversity)."""
-    real = torch.as_tensor(real, dtype=torch.float64)
-    fake = torch.as_tensor(fake, dtype=torch.float64)
-    if min(len(real), len(fake)) <= k:
-        raise ValueError(f"precision/recall with k = {k} needs more than {k} points per set")
-
-    def radii(x: Tensor) -> Tensor:
-        return torch.cdist(x, x).kthvalue(k + 1, dim=1).values  # k-th neighbour besides itself
-
-    d = torch.cdist(fake, real)  # (M, N)
-    precision = (d <= radii(real)[None, :]).any(dim=1).double().mean()
-    recall = (d <= radii(fake)[:, None]).any(dim=0).double().mean()
-    return float(precision), float(recall)
-
-
 class Scorer:
     """Sample metrics in the feature space of the independent clean-digit classifier
     (:class:`~diffusio.metrics.fid.ImageEvaluator`): FID with its noise floor at the same n,
@@ -397,15 +376,12 @@ def seed_spread(
 ) -> dict[str, Any]:
     """FID of unguided samples over sampling ``seeds``: its mean and std (the sampling noise
     of one FID at this n)."""
-    fids = []
-    for seed in seeds:
-        x = guided_samples(
+    return scorer.evaluator.fid_spread(
+        lambda seed: guided_samples(
             model, labels, sampler=sampler, steps=steps, seed=seed, model_labels=model_labels
-        )
-        fids.append(scorer.evaluator.fid(x))
-    mean = sum(fids) / len(fids)
-    std = math.sqrt(sum((f - mean) ** 2 for f in fids) / max(len(fids) - 1, 1))
-    return {"seeds": list(seeds), "fids": fids, "mean": mean, "std": std}
+        ),
+        seeds,
+    )
 
 
 def public_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -950,17 +926,14 @@ def reproduce(
     Returns:
         The metrics written to ``metrics.json`` (with the run info and the claims).
     """
-    s = settings if settings is not None else SETTINGS["quick" if quick else "default"]
-    out = Path(out_dir)
-    _log(f"{'quick' if quick else 'default'} run into {out}")
-    report = Report(NAME, TITLE, REFERENCE, out, quick, scale="")
-    result = run_experiment(s, out, progress)
-    _log("figures and report")
-    report.scale = scale_text(s, result)
-    add_claims(report, result)
-    add_sections(report, s, result)
-    report.section("Notes", NOTES)
-    record_metrics(report, s, result)
-    metrics = report.write()
-    _log(f"wrote {out / 'report.md'} ({metrics['seconds']:.0f} s)")
-    return metrics
+    s = choose_settings(SETTINGS, quick, settings)
+
+    def build(report: Report, result: dict[str, Any]) -> None:
+        report.scale = scale_text(s, result)
+        add_claims(report, result)
+        add_sections(report, s, result)
+        report.section("Notes", NOTES)
+        record_metrics(report, s, result)
+
+    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
+    return run_reproduction(report, lambda out: run_experiment(s, out, progress), build)

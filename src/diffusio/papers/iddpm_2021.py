@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +43,7 @@ from ..metrics.likelihood import mean_and_stderr
 from ..plotting import new_figure
 from ..train.config import load_config
 from ..train.trainer import read_metrics
-from .report import Report, fmt
+from .report import Report, choose_settings, fmt, logger, run_reproduction
 from .runs import train_or_load
 
 if TYPE_CHECKING:
@@ -100,8 +99,7 @@ and the bound, about 30 minutes; quick: about 5 minutes."""
 NOISE_FLOOR_REL = 0.1
 
 
-def _log(message: str) -> None:
-    print(f"[{NAME}] {message}", flush=True)
+_log = logger(NAME)
 
 
 def variant_config(label: str, s: Settings) -> Any:
@@ -380,11 +378,14 @@ def reproduce(
     """Reproduce improved DDPM's schedule, learned-variance, importance-sampling and
     fewer-steps results on digits; writes ``report.md``, ``metrics.json`` and figures to
     ``out_dir`` (trained models are cached in ``out_dir/models``). Returns the metrics."""
-    s = settings if settings is not None else SETTINGS["quick" if quick else "default"]
-    out = Path(out_dir)
-    start = time.perf_counter()
-    report = Report(NAME, TITLE, REFERENCE, out, quick, scale="")
-    r = run_experiments(s, out, progress)
+    s = choose_settings(SETTINGS, quick, settings)
+    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
+    return run_reproduction(report, lambda out: run_experiments(s, out, progress),
+                            lambda report, r: build_report(report, s, r))  # fmt: skip
+
+
+def build_report(report: Report, s: Settings, r: dict[str, Any]) -> None:
+    """Fill ``report`` with the claims, tables, figures and metrics of ``r``."""
     report.scale = scale_text(s, r)
     add_claims(report, r, s)
     add_tables(report, r, s)
@@ -404,8 +405,5 @@ def reproduce(
                    for k, v in rows.items()},
         "schedules": {k: {kk: vv for kk, vv in v.items() if kk != "alpha_bar"}
                       for k, v in r["schedules"].items()},
-        "settings": asdict(s), "wall_seconds": time.perf_counter() - start,
+        "settings": asdict(s),
     })  # fmt: skip
-    metrics = report.write()
-    _log(f"wrote {out / 'report.md'} ({metrics['seconds']:.0f} s)")
-    return metrics

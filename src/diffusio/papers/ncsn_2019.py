@@ -44,7 +44,7 @@ from ..metrics import mmd, sliced_wasserstein, with_noise_floor
 from ..oracle import GaussianMixture
 from ..plotting import new_figure, scatter_panels
 from ..train.config import TrainConfig
-from .report import Report, fmt
+from .report import Report, choose_settings, fmt, logger, run_reproduction
 from .runs import train_or_load
 
 if TYPE_CHECKING:
@@ -134,8 +134,7 @@ NEAR_ABS = 0.03  # ... or, at the paper's budget, within this absolute distance
 NULL_Z = 3.0  # toy samples "indistinguishable from data": metric within 3 null stds
 
 
-def _log(message: str) -> None:
-    print(f"[{NAME}] {message}", flush=True)
+_log = logger(NAME)
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -924,27 +923,30 @@ def reproduce(
     Returns:
         The metrics written to ``metrics.json`` (with the run info and the claims).
     """
-    s = settings if settings is not None else SETTINGS["quick" if quick else "default"]
-    out = Path(out_dir)
-    _log(f"{'quick' if quick else 'default'} run into {out}")
-    report = Report(NAME, TITLE, REFERENCE, out, quick, scale="")
+    s = choose_settings(SETTINGS, quick, settings)
     timings: dict[str, float] = {}
-    exact = _timed("exact-score samplers", timings, exact_experiment, s)
-    learned = _timed("NCSN on the mixture", timings, learned_mixture_experiment, s, out, progress)
-    toy = _timed(f"NCSN on the {s.toy}", timings, toy_experiment, s, out, progress)
-    _log("figures and report")
-    report.scale = scale_text(s, learned, toy)
-    add_claims(report, s, exact, learned, toy)
-    add_exact_section(report, s, exact)
-    add_learned_section(report, s, learned)
-    add_toy_section(report, s, toy)
-    report.section("Notes", NOTES)
-    record_metrics(report, exact, learned, toy)
-    report.metrics["settings"] = asdict(s)
-    report.metrics["stage_seconds"] = timings
-    metrics = report.write()
-    _log(f"wrote {out / 'report.md'} ({metrics['seconds']:.0f} s)")
-    return metrics
+
+    def experiments(out: Path) -> tuple[Any, Any, Any]:
+        exact = _timed("exact-score samplers", timings, exact_experiment, s)
+        learned = _timed(
+            "NCSN on the mixture", timings, learned_mixture_experiment, s, out, progress
+        )
+        toy = _timed(f"NCSN on the {s.toy}", timings, toy_experiment, s, out, progress)
+        return exact, learned, toy
+
+    def build(report: Report, results: tuple[Any, Any, Any]) -> None:
+        exact, learned, toy = results
+        report.scale = scale_text(s, learned, toy)
+        add_claims(report, s, exact, learned, toy)
+        add_exact_section(report, s, exact)
+        add_learned_section(report, s, learned)
+        add_toy_section(report, s, toy)
+        report.section("Notes", NOTES)
+        record_metrics(report, exact, learned, toy)
+        report.metrics.update(settings=asdict(s), stage_seconds=timings)
+
+    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
+    return run_reproduction(report, experiments, build)
 
 
 NOTES = """

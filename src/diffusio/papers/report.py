@@ -12,10 +12,10 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..io import write_json_atomic, write_text_atomic
 from ..plotting import save_figure
@@ -23,7 +23,13 @@ from ..plotting import save_figure
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["VERDICTS", "Claim", "Report", "fmt", "markdown_table"]
+__all__ = [
+    "VERDICTS", "Claim", "Report", "choose_settings", "fmt", "logger", "markdown_table",
+    "run_reproduction",
+]  # fmt: skip
+
+S = TypeVar("S")
+R = TypeVar("R")
 
 #: How a measured result relates to the paper's claim.
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
@@ -166,3 +172,39 @@ class Report:
         lines.extend(self._body)
         write_text_atomic(self.out_dir / "report.md", "\n".join(lines))
         return metrics
+
+
+# --------------------------------------------------------------------------- the shared frame
+def logger(name: str) -> Callable[[str], None]:
+    """A function printing ``[name] message`` lines, flushed (progress of a long reproduction)."""
+
+    def log(message: str) -> None:
+        print(f"[{name}] {message}", flush=True)
+
+    return log
+
+
+def choose_settings(table: Mapping[str, S], quick: bool, settings: S | None = None) -> S:
+    """``settings`` if given (tests pass tiny ones), else ``table["quick"]`` or
+    ``table["default"]``."""
+    if settings is not None:
+        return settings
+    return table["quick" if quick else "default"]
+
+
+def run_reproduction(
+    report: Report,
+    experiments: Callable[[Path], R],
+    build: Callable[[Report, R], None],
+) -> dict[str, Any]:
+    """The frame every ``reproduce()`` shares: run ``experiments(out_dir)``, let ``build`` fill
+    ``report`` from their result (scale, claims, sections, metrics), write ``report.md`` and
+    ``metrics.json``, log each stage, and return the written metrics."""
+    log = logger(report.name)
+    log(f"{'quick' if report.quick else 'default'} run into {report.out_dir}")
+    result = experiments(report.out_dir)
+    log("figures and report")
+    build(report, result)
+    metrics = report.write()
+    log(f"wrote {report.out_dir / 'report.md'} ({metrics['seconds']:.0f} s)")
+    return metrics

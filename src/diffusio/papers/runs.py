@@ -20,13 +20,18 @@ from ..core.model import DiffusionModel
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 
-__all__ = ["config_hash", "train_or_load"]
+__all__ = ["config_hash", "pick_device", "train_or_load"]
 
 
 def config_hash(config: TrainConfig) -> str:
     """Eight hex digits identifying ``config`` (its JSON form)."""
     text = json.dumps(config.to_dict(), sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def pick_device() -> torch.device:
+    """Where a reproduction samples and evaluates: the GPU when there is one, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def train_or_load(

@@ -16,6 +16,7 @@ name                   method                                              NFE
 
 Samplers whose last state is still noisy (SDE/Langevin) add one denoising evaluation by default
 (``denoise=True``); the ODE samplers do not. ``return_stats=True`` reports the exact ``nfe``.
+:func:`ddim_encode` inverts deterministic DDIM (data to latent noise).
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ import torch
 from torch import Tensor
 
 from ..model import DiffusionModel
-from .ancestral import ddim, ddpm
+from .ancestral import ddim, ddim_encode, ddpm
 from .base import SamplingContext, time_grid
 from .dpm_solver import dpm_solver_pp
 from .ode import ode_euler, ode_heun, ode_rk45
 from .stochastic import annealed_langevin, euler_maruyama, predictor_corrector
 
-__all__ = ["SAMPLERS", "sample", "SamplingContext", "time_grid"]
+__all__ = ["SAMPLERS", "SamplingContext", "ddim_encode", "sample", "time_grid"]
 
 SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "ddpm": ddpm,
