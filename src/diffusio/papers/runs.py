@@ -3,7 +3,10 @@
 :func:`train_or_load` trains a :class:`~diffusio.train.config.TrainConfig` into
 ``out_dir/models/<label>-<hash>``, where the hash is the config's: running a reproduction again
 reuses a finished run (and resumes an interrupted one exactly), while a changed config gets a
-fresh directory instead of clashing with the old one.
+fresh directory instead of clashing with the old one. A finished run of the same config in a
+sibling reproduction's folder (``out_dir/../*/models/*-<hash>``: ``ddim-2021`` trains exactly
+``ddpm-2020``'s L_simple model) is copied instead of trained again; the trainer's resume check
+still compares the config and the data digest before anything is used.
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..core.model import DiffusionModel
+from ..train.checkpoint import checkpoint_name, latest_checkpoint
 from ..train.config import TrainConfig
 from ..train.trainer import Trainer
 
-__all__ = ["config_hash", "pick_device", "train_or_load"]
+__all__ = ["config_hash", "finished_sibling", "pick_device", "train_or_load"]
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -50,12 +55,37 @@ def train_or_load(
     plus ``run_dir`` and ``train_seconds`` (the run's total training time, cached or not).
     """
     run_dir = Path(out_dir) / "models" / f"{label}-{config_hash(config)}"
+    if not run_dir.exists():
+        sibling = finished_sibling(config, out_dir)
+        if sibling is not None:
+            print(f"reusing the finished run {sibling} (same config) for {run_dir}", flush=True)
+            partial = run_dir.with_name(run_dir.name + ".copying")
+            shutil.rmtree(partial, ignore_errors=True)
+            shutil.copytree(sibling, partial)
+            partial.rename(run_dir)
     trainer = Trainer(config, run_dir, progress=progress, data=data)
     summary = trainer.fit(resume=True)
     model = trainer.ema.module.to("cpu").eval()
     summary["run_dir"] = str(run_dir)
     summary["train_seconds"] = _train_seconds(trainer)
     return model, trainer.normalizer, summary
+
+
+def finished_sibling(config: TrainConfig, out_dir: str | os.PathLike) -> Path | None:
+    """A finished training run of ``config`` (same hash, final checkpoint at ``config.steps``)
+    under another reproduction's ``models/`` next to ``out_dir``, or None."""
+    out = Path(out_dir).resolve()
+    final = checkpoint_name(config.steps)
+    for candidate in sorted(out.parent.glob(f"*/models/*-{config_hash(config)}")):
+        if candidate.parent.parent == out or not candidate.is_dir():
+            continue
+        try:
+            latest = latest_checkpoint(candidate)
+        except (OSError, ValueError):
+            continue
+        if latest is not None and latest.name == final:
+            return candidate
+    return None
 
 
 def _train_seconds(trainer: Trainer) -> float:
