@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -162,21 +163,32 @@ def main() -> None:
 
         results: dict[str, Any] = {}
 
-        def score(name: str, fn) -> None:
-            start = time.perf_counter()
-            x = fn()
-            seconds = time.perf_counter() - start
-            metrics = evaluator.evaluate(x)
-            results[name] = {"fid": metrics["fid"], "sample_seconds": seconds}
-            print(f"{name}: FID {metrics['fid']:.2f} ({seconds:.1f} s)", flush=True)
+        def score(name: str, fn, seeds: tuple[int, ...] = (0,)) -> None:
+            fids, seconds = [], []
+            for seed in seeds:
+                start = time.perf_counter()
+                x = fn(seed)
+                seconds.append(time.perf_counter() - start)
+                fids.append(evaluator.fid(x))
+            entry = {"fid": float(np.mean(fids)), "fids": fids, "seeds": list(seeds),
+                     "sample_seconds": float(np.mean(seconds))}  # fmt: skip
+            if len(seeds) > 1:
+                entry["fid_std"] = float(np.std(fids, ddof=1))
+            results[name] = entry
+            spread = f" +/- {entry['fid_std']:.2f}" if len(seeds) > 1 else ""
+            print(f"{name}: FID {entry['fid']:.2f}{spread} ({entry['sample_seconds']:.1f} s)",
+                  flush=True)  # fmt: skip
 
         shape = (1, 8, 8)
-        score("diffusio dpm-solver++ 20", lambda: sample_images(
-            ours_model, n, shape, "dpm-solver++", 20, seed=0))  # fmt: skip
-        score("diffusers DPMSolverMultistep 20", lambda: theirs.sample(
-            n, "DPMSolverMultistepScheduler", 20))  # fmt: skip
-        score("diffusio ddpm 1000", lambda: sample_images(ours_model, n, shape, "ddpm", 1000))
-        score("diffusers DDPMScheduler 1000", lambda: theirs.sample(n, "DDPMScheduler", 1000))
+        seeds = (0, 1, 2)  # the FID's sampling noise at this n, for the fast samplers
+        score("diffusio dpm-solver++ 20", lambda seed: sample_images(
+            ours_model, n, shape, "dpm-solver++", 20, seed=seed), seeds)  # fmt: skip
+        score("diffusers DPMSolverMultistep 20", lambda seed: theirs.sample(
+            n, "DPMSolverMultistepScheduler", 20, seed=seed), seeds)  # fmt: skip
+        score("diffusio ddpm 1000", lambda seed: sample_images(
+            ours_model, n, shape, "ddpm", 1000, seed=seed))  # fmt: skip
+        score("diffusers DDPMScheduler 1000", lambda seed: theirs.sample(
+            n, "DDPMScheduler", 1000, seed=seed))  # fmt: skip
 
     report = {
         "environment": environment(THREADS),
