@@ -151,7 +151,8 @@ def sibling_curves(out: Path, n: int) -> dict[str, Any] | None:
     if any(r.get("n") != n for rows in curves.values() for r in rows):
         _log(f"ignoring {path}: its FIDs were measured at another n than {n}")
         return None
-    return {"path": str(path), "quick": saved.get("quick"), "curves": curves, "floor": floor}
+    shown = Path("..") / SIBLING / "metrics.json"  # relative to this run: reports stay portable
+    return {"path": shown.as_posix(), "quick": saved.get("quick"), "curves": curves, "floor": floor}
 
 
 def classifier_guidance_here(
