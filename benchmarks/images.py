@@ -118,6 +118,12 @@ def measure_speed(step, seconds: float = 8.0, min_steps: int = 5) -> float:
     return n / (time.perf_counter() - start)
 
 
+def final_loss(losses: list[float], last: int = 200) -> float:
+    """Mean eps-MSE of the last ``last`` training steps (both sides use the same loss)."""
+    tail = losses[-last:]
+    return float(np.mean(tail)) if tail else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=240.0, help="training seconds each")
@@ -149,12 +155,17 @@ def main() -> None:
         done = {"ours": 0, "theirs": 0}
         spent = {"ours": 0.0, "theirs": 0.0}
         totals = {"ours": ours_steps, "theirs": theirs_steps}
-        steps = {"ours": lambda: trainer.train_step(done["ours"] + 1), "theirs": theirs.step}
+        losses: dict[str, list[float]] = {"ours": [], "theirs": []}
+
+        def ours_step() -> float:
+            return float(trainer.train_step(done["ours"] + 1)[0])
+
+        steps = {"ours": ours_step, "theirs": theirs.step}
         while any(done[k] < totals[k] for k in done):
             for key in ("ours", "theirs"):
                 start = time.perf_counter()
                 while done[key] < totals[key] and time.perf_counter() - start < args.chunk:
-                    steps[key]()
+                    losses[key].append(steps[key]())
                     done[key] += 1
                 spent[key] += time.perf_counter() - start
             print(f"ours {done['ours']}/{ours_steps}, theirs {done['theirs']}/{theirs_steps}",
@@ -200,11 +211,13 @@ def main() -> None:
             "params": count_parameters(trainer.model), "steps": ours_steps,
             "batch_size": config.batch_size, "train_seconds": spent["ours"],
             "train_samples_per_sec": ours_steps * config.batch_size / spent["ours"],
+            "final_loss": final_loss(losses["ours"]),
         },
         "diffusers": {
             "params": count_parameters(theirs.model), "steps": theirs_steps, "batch_size": 16,
             "train_seconds": spent["theirs"],
             "train_samples_per_sec": theirs_steps * 16 / spent["theirs"],
+            "final_loss": final_loss(losses["theirs"]),
             "version": __import__("diffusers").__version__,
         },
         "results": results,
