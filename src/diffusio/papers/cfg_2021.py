@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ import torch
 
 from ..image.sampling import balanced_labels
 from . import guided_diffusion_2021 as gd
-from .report import Report, choose_settings, fmt, logger, run_reproduction
+from .report import Report, choose_settings, fmt, logger, reproduce_paper
 from .runs import train_or_load
 
 __all__ = ["SETTINGS", "Settings", "reproduce"]
@@ -173,7 +174,7 @@ def classifier_guidance_here(
     return {"label": label, "rows": rows, "classifier": info}
 
 
-def run_experiment(settings: Settings, out: Path, progress: bool) -> dict[str, Any]:
+def run_experiments(settings: Settings, out: Path, progress: bool) -> dict[str, Any]:
     s = settings
     clock = gd.Stages(_log)
     _log(f"training the class-conditional DDPM (p_uncond = {s.p_uncond:g})")
@@ -244,7 +245,7 @@ def best_at_accuracy(rows: list[dict[str, Any]], level: float) -> dict[str, Any]
     return min(ok, key=lambda r: r["fid"]) if ok else None
 
 
-def add_claims(report: Report, result: dict[str, Any]) -> None:
+def add_claims(report: Report, settings: Settings, result: dict[str, Any]) -> None:
     rows, spread = result["rows"], result["spread"]
     base, top = rows[0], rows[-1]
     noise = 2 * spread["std"]
@@ -468,6 +469,10 @@ def record_metrics(report: Report, settings: Settings, result: dict[str, Any]) -
         }
     m["stage_seconds"] = result["stage_seconds"]
     m["settings"] = asdict(settings)
+    _log(
+        f"best w = {best['value']:g}: accuracy {best['accuracy']:.1%}, FID {best['fid']:.2f} "
+        f"({m['best_w']['fid_ratio']:.2f}x w = 0)"
+    )
 
 
 def reproduce(
@@ -498,18 +503,4 @@ def reproduce(
     s = choose_settings(SETTINGS, quick, settings)
     if not 0.0 < s.p_uncond < 1.0:
         raise ValueError(f"p_uncond must lie in (0, 1), got {s.p_uncond}")
-
-    def build(report: Report, result: dict[str, Any]) -> None:
-        report.scale = scale_text(s, result)
-        add_claims(report, result)
-        add_sections(report, s, result)
-        report.section("Notes", NOTES)
-        record_metrics(report, s, result)
-        best = report.metrics["best_w"]
-        _log(
-            f"best w = {best['w']:g}: accuracy {best['accuracy']:.1%}, FID {best['fid']:.2f} "
-            f"({best['fid_ratio']:.2f}x w = 0)"
-        )
-
-    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
-    return run_reproduction(report, lambda out: run_experiment(s, out, progress), build)
+    return reproduce_paper(sys.modules[__name__], s, out_dir, quick, progress)

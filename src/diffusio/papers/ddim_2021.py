@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from ..metrics.likelihood import mean_and_stderr
 from ..metrics.neighbours import memorisation, nearest_distances
 from ..plotting import new_figure, show_images
 from .ddpm_2020 import SIMPLE, digits_config
-from .report import Report, choose_settings, fmt, logger, run_reproduction
+from .report import Report, choose_settings, fmt, logger, reproduce_paper
 from .runs import pick_device, train_or_load
 
 if TYPE_CHECKING:
@@ -642,6 +643,7 @@ def _paper(value: float | None) -> str:
 def record_metrics(report: Report, s: Settings, r: dict[str, Any]) -> None:
     m = report.metrics
     m["n"] = s.n_samples
+    m.update(settings=asdict(s), stage_seconds=r["timings"])
     m["fid_floor"] = r["floor"]
     m["fid_seed_spread"] = r["spread"]
     m["ddim"] = r["ddim"]
@@ -700,14 +702,4 @@ def reproduce(
         The metrics written to ``metrics.json`` (with the run info and the claims).
     """
     s = choose_settings(SETTINGS, quick, settings)
-
-    def build(report: Report, results: dict[str, Any]) -> None:
-        report.scale = scale_text(s, results)
-        add_claims(report, s, results)
-        add_sections(report, s, results)
-        report.section("Notes", NOTES)
-        record_metrics(report, s, results)
-        report.metrics.update(settings=asdict(s), stage_seconds=results["timings"])
-
-    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
-    return run_reproduction(report, lambda out: run_experiments(s, out, progress), build)
+    return reproduce_paper(sys.modules[__name__], s, out_dir, quick, progress)

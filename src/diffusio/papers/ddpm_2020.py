@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -58,7 +59,7 @@ from ..metrics.neighbours import memorisation, nearest_distances
 from ..plotting import new_figure, show_images
 from ..train.config import TrainConfig, load_config
 from ..train.trainer import read_metrics
-from .report import Report, choose_settings, fmt, logger, run_reproduction
+from .report import Report, choose_settings, fmt, logger, reproduce_paper
 from .runs import pick_device, train_or_load
 
 if TYPE_CHECKING:
@@ -604,6 +605,7 @@ def record_metrics(report: Report, s: Settings, r: dict[str, Any]) -> None:
     out["fid_seed_spread"] = r["spread"]
     out["test_memorisation"] = r["test_memorisation"]
     out["device"] = r["device"]
+    out.update(settings=asdict(s), stage_seconds=r["timings"])
     models = {}
     for label, res in r["models"].items():
         models[label] = {
@@ -673,14 +675,4 @@ def reproduce(
         The metrics written to ``metrics.json`` (with the run info and the claims).
     """
     s = choose_settings(SETTINGS, quick, settings)
-
-    def build(report: Report, results: dict[str, Any]) -> None:
-        report.scale = scale_text(s, results)
-        add_claims(report, s, results)
-        add_sections(report, s, results)
-        report.section("Notes", NOTES)
-        record_metrics(report, s, results)
-        report.metrics.update(settings=asdict(s), stage_seconds=results["timings"])
-
-    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
-    return run_reproduction(report, lambda out: run_experiments(s, out, progress), build)
+    return reproduce_paper(sys.modules[__name__], s, out_dir, quick, progress)

@@ -32,6 +32,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -55,7 +56,7 @@ from ..image.sampling import balanced_labels
 from ..metrics.neighbours import precision_recall
 from ..plotting import new_figure
 from ..train.config import TrainConfig, data_digest, load_config
-from .report import Report, choose_settings, fmt, logger, run_reproduction
+from .report import Report, choose_settings, fmt, logger, reproduce_paper
 from .runs import train_or_load
 
 if TYPE_CHECKING:
@@ -501,7 +502,7 @@ class Stages:
         self._log(f"{name}: {self.seconds[name]:.1f} s")
 
 
-def run_experiment(settings: Settings, out: Path, progress: bool) -> dict[str, Any]:
+def run_experiments(settings: Settings, out: Path, progress: bool) -> dict[str, Any]:
     s = settings
     clock = Stages()
     _log("training the unconditional DDPM")
@@ -647,7 +648,7 @@ def _row_text(r: dict[str, Any], symbol: str = "s") -> str:
     )
 
 
-def add_claims(report: Report, result: dict[str, Any]) -> None:
+def add_claims(report: Report, settings: Settings, result: dict[str, Any]) -> None:
     curves = list(result["curves"].items())
     floor = result["floor"]
     for name, rows in curves:
@@ -927,13 +928,4 @@ def reproduce(
         The metrics written to ``metrics.json`` (with the run info and the claims).
     """
     s = choose_settings(SETTINGS, quick, settings)
-
-    def build(report: Report, result: dict[str, Any]) -> None:
-        report.scale = scale_text(s, result)
-        add_claims(report, result)
-        add_sections(report, s, result)
-        report.section("Notes", NOTES)
-        record_metrics(report, s, result)
-
-    report = Report(NAME, TITLE, REFERENCE, out_dir, quick, scale="")
-    return run_reproduction(report, lambda out: run_experiment(s, out, progress), build)
+    return reproduce_paper(sys.modules[__name__], s, out_dir, quick, progress)

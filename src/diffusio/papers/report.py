@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..io import write_json_atomic, write_text_atomic
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "VERDICTS", "Claim", "Report", "choose_settings", "fmt", "logger", "markdown_table",
-    "run_reproduction",
+    "reproduce_paper", "run_reproduction",
 ]  # fmt: skip
 
 S = TypeVar("S")
@@ -208,3 +209,24 @@ def run_reproduction(
     metrics = report.write()
     log(f"wrote {report.out_dir / 'report.md'} ({metrics['seconds']:.0f} s)")
     return metrics
+
+
+def reproduce_paper(
+    paper: ModuleType, settings: Any, out_dir: str | os.PathLike, quick: bool, progress: bool
+) -> dict[str, Any]:
+    """:func:`run_reproduction` for a paper module that follows the common layout: ``NAME``,
+    ``TITLE``, ``REFERENCE``, ``NOTES`` and the functions ``run_experiments(s, out, progress)``,
+    ``scale_text(s, r)``, ``add_claims(report, s, r)``, ``add_sections(report, s, r)`` and
+    ``record_metrics(report, s, r)``, called in that order (the notes after the sections)."""
+
+    def build(report: Report, result: Any) -> None:
+        report.scale = paper.scale_text(settings, result)
+        paper.add_claims(report, settings, result)
+        paper.add_sections(report, settings, result)
+        report.section("Notes", paper.NOTES)
+        paper.record_metrics(report, settings, result)
+
+    report = Report(paper.NAME, paper.TITLE, paper.REFERENCE, out_dir, quick, scale="")
+    return run_reproduction(
+        report, lambda out: paper.run_experiments(settings, out, progress), build
+    )
