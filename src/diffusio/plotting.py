@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 from .io import atomic_path, write_text_atomic
 
 __all__ = [
-    "atomic_path", "new_figure", "save_figure", "scatter_panels", "show_images",
+    "atomic_path", "new_figure", "plot_loss_curve", "save_figure", "scatter_panels",
+    "show_images",
     "write_text_atomic",
 ]  # fmt: skip
 
@@ -110,3 +111,22 @@ def show_images(ax: Any, images: Any, nrow: int, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def plot_loss_curve(ax: Any, steps: Any, loss: Any, label: str = "loss") -> None:
+    """Draw logged training losses on ``ax``: the raw values, their moving average over a
+    twentieth of the points (when that spans at least two), a log scale when all are positive,
+    and a legend."""
+    import numpy as np
+
+    steps, loss = np.asarray(steps, dtype=float), np.asarray(loss, dtype=float)
+    if not loss.size:
+        return
+    ax.plot(steps, loss, lw=0.8, alpha=0.5, color="C0", label=label)
+    k = loss.size // 20
+    if k >= 2:
+        smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+        ax.plot(steps[k - 1 :], smooth, lw=1.6, color="C1", label=f"mean of {k}")
+    if np.all(loss > 0):
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)

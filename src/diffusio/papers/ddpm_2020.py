@@ -56,7 +56,7 @@ from ..image.sampling import sample_images
 from ..metrics.fid import ImageEvaluator
 from ..metrics.likelihood import mean_and_stderr
 from ..metrics.neighbours import memorisation, nearest_distances
-from ..plotting import new_figure, show_images
+from ..plotting import new_figure, plot_loss_curve, show_images
 from ..train.config import TrainConfig, load_config
 from ..train.trainer import read_metrics
 from .report import Report, choose_settings, fmt, logger, reproduce_paper
@@ -356,16 +356,7 @@ def loss_figure(results: dict[str, Any]) -> Figure:
     axes = fig.subplots(1, len(results), squeeze=False)[0]
     units = {SIMPLE: "L_simple (eps MSE per dimension)", VLB: "L_vlb estimate (bits/dim)"}
     for ax, (label, r) in zip(axes, results.items(), strict=True):
-        steps, loss = np.asarray(r["loss_curve"]["step"]), np.asarray(r["loss_curve"]["loss"])
-        if loss.size:
-            ax.plot(steps, loss, lw=0.8, alpha=0.5, color="C0", label="logged mean")
-            k = loss.size // 20
-            if k >= 2:
-                smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-                ax.plot(steps[k - 1 :], smooth, lw=1.6, color="C1", label=f"mean of {k}")
-            if np.all(loss > 0):
-                ax.set_yscale("log")
-            ax.legend(fontsize=8)
+        plot_loss_curve(ax, r["loss_curve"]["step"], r["loss_curve"]["loss"], "logged mean")
         ax.set_xlabel("step")
         ax.set_ylabel(units.get(label, label), fontsize=8)
         ax.set_title(f"training with {label}", fontsize=9)

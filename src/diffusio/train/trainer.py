@@ -566,7 +566,7 @@ class Trainer:
 
     def plot(self) -> Path | None:
         """Write ``loss.png`` from ``metrics.jsonl`` (atomically); None if nothing is logged."""
-        from ..plotting import new_figure, save_figure
+        from ..plotting import new_figure, plot_loss_curve, save_figure
 
         records = read_metrics(self.metrics_path)
         train = [r for r in records if r.get("kind") == "train" and "loss" in r]
@@ -579,20 +579,11 @@ class Trainer:
         )  # fmt: skip
         fig = new_figure(6.0 + 4.0 * bool(keys), 3.6)
         axes = fig.subplots(1, 1 + bool(keys), squeeze=False)[0]
-        steps = np.array([r["step"] for r in train], dtype=float)
-        loss = np.array([r["loss"] for r in train], dtype=float)
         ax = axes[0]
-        ax.plot(steps, loss, lw=0.8, alpha=0.5, color="C0", label="loss")
-        k = loss.size // 20
-        if k >= 2:
-            smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
-            ax.plot(steps[k - 1 :], smooth, lw=1.6, color="C1", label=f"mean of {k}")
-        if np.all(loss > 0):
-            ax.set_yscale("log")
+        plot_loss_curve(ax, [r["step"] for r in train], [r["loss"] for r in train])
         ax.set_xlabel("step")
         ax.set_ylabel(f"{self.config.weighting} loss")
         ax.set_title(self.config.description or self.config.data, fontsize=9)
-        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
         if keys:
             ax2 = axes[1]
