@@ -45,3 +45,24 @@ def _session_cache(tmp_path_factory):
         os.environ.pop("DIFFUSIO_CACHE", None)
     else:
         os.environ["DIFFUSIO_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, _session_cache):
+    """``smoke_run(name) -> (out_dir, metrics)``: the registered reproduction ``name`` run once
+    per session with its ``SMOKE`` settings (quick + tiny overrides), shared by the contract
+    test and the paper's own tests."""
+    from diffusio.papers.base import get_reproduction
+
+    done: dict = {}
+
+    def run(name: str):
+        if name not in done:
+            cls = get_reproduction(name)
+            settings = cls.settings(True, cls.SMOKE)
+            out = tmp_path_factory.mktemp(name)
+            metrics = cls.run(out, quick=True, settings=settings, progress=False)
+            done[name] = (out, metrics)
+        return done[name]
+
+    return run

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffusio.papers.report import Report, fmt, markdown_table
-from diffusio.papers.runs import config_hash, finished_sibling, train_or_load
+from diffusio.papers.runs import ModelCache, config_hash, train_or_load
 from diffusio.plotting import new_figure
 from diffusio.train.config import load_config
 
@@ -56,17 +56,14 @@ def test_train_or_load_reuses_a_finished_run(tmp_path):
     assert config_hash(other) != config_hash(config)
 
 
-def test_train_or_load_copies_a_finished_sibling_run(tmp_path):
+def test_model_cache_shares_one_model_between_reproductions(tmp_path):
+    """Two reproductions training the same recipe get one cached model (no sibling folders)."""
     config = load_config("toy-8gaussians", steps=20, n_data=256, batch_size=64, save_every=0)
-    model, _, _ = train_or_load(config, tmp_path / "paper-a", "x", progress=False)
-    assert finished_sibling(config, tmp_path / "paper-b") is not None
-    assert finished_sibling(config.replace(steps=30), tmp_path / "paper-b") is None
-    again, _, summary = train_or_load(config, tmp_path / "paper-b", "y", progress=False)
-    assert summary["steps_per_sec"] == 0.0  # copied, not trained
-    assert summary["run_dir"].startswith(str(tmp_path / "paper-b" / "models" / "y-"))
+    cache = ModelCache(tmp_path / "models")
+    model, _, _ = cache.train(config, "x", progress=False)
+    again, _, summary = ModelCache(tmp_path / "models").train(config, "x", progress=False)
+    assert summary["steps_per_sec"] == 0.0  # reused, not trained
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    # a longer config finds no finished sibling and trains (resuming is not copying)
-    longer = config.replace(steps=30)
-    _, _, summary = train_or_load(longer, tmp_path / "paper-b", "y", progress=False)
-    assert summary["step"] == 30 and summary["steps_per_sec"] > 0
+    # a longer recipe is another cache entry
+    assert cache.run_dir(config.replace(steps=30), "x") != cache.run_dir(config, "x")

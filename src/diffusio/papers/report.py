@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..io import write_json_atomic, write_text_atomic
 from ..plotting import save_figure
+from .verdicts import VERDICTS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -32,8 +33,6 @@ __all__ = [
 S = TypeVar("S")
 R = TypeVar("R")
 
-#: How a measured result relates to the paper's claim.
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
 
 
 def fmt(value: Any, digits: int = 3) -> str:
