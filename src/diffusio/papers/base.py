@@ -313,6 +313,11 @@ class Reproduction:
         self.log(f"{'quick' if self.quick else 'default'} run into {self.out}")
         self.out.mkdir(parents=True, exist_ok=True)
         report = Report(self.NAME, self.TITLE, self.REFERENCE, self.out, self.quick, scale="")
+        report.rerun_args = "".join(
+            f" --set {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
+            for k, v in settings_to_dict(self.s).items()
+            if v != settings_to_dict(self.settings(self.quick)).get(k)
+        )
         r = self.run_experiments()
         self.log("claims, figures and report")
         report.scale = self.prose("scale", r)

@@ -106,6 +106,7 @@ class Report:
         self.claims: list[Claim] = []
         self.metrics: dict[str, Any] = {}
         self._body: list[str] = []
+        self.rerun_args = ""  # e.g. " --set steps=10": what reproduces this run besides --quick
         self._t0 = time.perf_counter()
 
     def claim(self, claim: str, paper: str, measured: str, gap: str, verdict: str) -> Claim:
@@ -159,7 +160,7 @@ class Report:
             f"Reproduction `{self.name}`, {run} run: {info['seconds']:.0f} s on {info['machine']}"
             f" (torch threads: {info['threads']}), torch {info['torch']}. Every number below was "
             f"measured by this run; rerun with `diffusio reproduce {self.name}"
-            f"{' --quick' if self.quick else ''}`.\n",
+            f"{' --quick' if self.quick else ''}{self.rerun_args}`.\n",
             "## Scale\n",
             self.scale.strip() + "\n",
         ]
