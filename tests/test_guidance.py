@@ -103,3 +103,23 @@ def test_guidance_errors():
         ClassifierFreeGuidance(float("nan"), 3)
     with pytest.raises(ValueError, match="labels"):
         model.eps(torch.zeros(2, 2, dtype=torch.float64), 0.5, y=torch.tensor([0, 7]))
+
+
+def test_guidance_takes_per_frame_times():
+    """Classifier-free and classifier guidance on a (N, L, D) state with (N, L) times equal the
+    one-frame guided predictions at each frame's time."""
+    process = make_process("vp-linear")
+    cond = MIX.model(process, conditional=True)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(24, 2, 2, generator=gen, dtype=torch.float64) * 2
+    t = torch.rand(24, 2, generator=gen, dtype=torch.float64) * 0.8 + 0.1
+    y = torch.arange(24) % 3
+    for guide in (
+        ClassifierFreeGuidance(2.0, 3),
+        ClassifierGuidance(MIX.classifier(process), y, 1.5),
+    ):
+        ctx = SamplingContext(cond, guidance=[guide], cond={"y": y})
+        frames = ctx.predict(x, t).eps
+        for k in range(2):
+            alone = ctx.predict(x[:, k].contiguous(), t[:, k].contiguous()).eps
+            torch.testing.assert_close(frames[:, k], alone, rtol=1e-10, atol=1e-10)

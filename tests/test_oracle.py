@@ -97,3 +97,42 @@ def test_fused_combination_equals_the_definition():
             pred = Prediction(kind, value, x, alpha, sigma)
             expected = 0.7 * pred.x0 + -0.2 * pred.eps
             torch.testing.assert_close(pred.combine(0.7, -0.2), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["eps", "x0", "v", "score"])
+def test_per_frame_times_treat_each_frame_as_an_independent_draw(mixture, kind):
+    """Times of shape (N, L) for a state (N, L, D): alpha and sigma broadcast over D, and each
+    frame's prediction is the one-frame prediction at its own time."""
+    process = make_process("vp-linear")
+    model = mixture.model(process, kind)
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(16, 3, 2, dtype=DT, generator=gen) * 2
+    t = torch.rand(16, 3, dtype=DT, generator=gen) * 0.9 + 0.05
+    pred = model.predict(x, t)
+    assert pred.alpha.shape == (16, 3, 1)
+    for frame in range(3):
+        alone = model.predict(x[:, frame], t[:, frame])
+        for attr in ("eps", "x0", "v", "score"):
+            torch.testing.assert_close(
+                getattr(pred, attr)[:, frame], getattr(alone, attr), rtol=1e-12, atol=1e-12
+            )
+    # times broadcast over the batch: (1, L) is every row at the same per-frame times
+    shared = model.predict(x, t[:1])
+    torch.testing.assert_close(shared.eps[5], model.predict(x, t[:1].expand(16, 3)).eps[5])
+    with pytest.raises(ValueError, match=r"broadcastable to the state's leading dimensions"):
+        model.predict(x, torch.zeros(16, 2, dtype=DT))
+
+
+def test_per_frame_times_in_the_conditional_oracle_and_classifier(mixture):
+    process = make_process("vp-cosine")
+    model = mixture.model(process, conditional=True)
+    classifier = mixture.classifier(process)
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(12, 2, 2, dtype=DT, generator=gen) * 2
+    t = torch.rand(12, 2, dtype=DT, generator=gen) * 0.9 + 0.05
+    y = torch.arange(12) % 4  # 3 is the null class: the whole mixture
+    eps, logits = model.eps(x, t, y=y), classifier(x, t)
+    assert logits.shape == (12, 2, 3)
+    for frame in range(2):
+        torch.testing.assert_close(eps[:, frame], model.eps(x[:, frame], t[:, frame], y=y))
+        torch.testing.assert_close(logits[:, frame], classifier(x[:, frame], t[:, frame]))

@@ -1,9 +1,11 @@
 """The model interface: any network plus a process and a prediction type.
 
 ``DiffusionModel(net, process, prediction)`` calls ``net(x_t, t, **cond)`` with continuous ``t``
-of shape (N,) and answers eps / x0 / score / v at (x, t). A trained network and the exact
-oracle (:mod:`diffusio.core.oracle`) are wrapped the same way, so every sampler and the
-likelihood can be checked against closed-form answers.
+of shape (N,) and answers eps / x0 / score / v at (x, t). Per-frame times (``t`` of x's leading
+shape, e.g. (N, L) for a state (N, L, D) whose frames sit at different noise levels) reach the
+network as they are, alpha and sigma broadcast over the trailing dimensions. A trained network
+and the exact oracle (:mod:`diffusio.core.oracle`) are wrapped the same way, so every sampler
+and the likelihood can be checked against closed-form answers.
 """
 
 from __future__ import annotations
@@ -69,14 +71,21 @@ class DiffusionModel(nn.Module):
         return model_device(self.net)
 
     def _times(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """``t`` as a tensor of shape (N,), or of x's leading shape for per-frame times (any
+        tensor broadcastable to x.shape[:t.dim()])."""
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
         if t.dim() == 0:
-            t = t.expand(x.shape[0])
-        if t.shape != (x.shape[0],):
-            raise ValueError(
-                f"t must be a scalar or of shape ({x.shape[0]},), got {tuple(t.shape)}"
-            )
-        return t
+            return t.expand(x.shape[0])
+        lead = tuple(x.shape[: t.dim()])
+        if t.shape == lead:
+            return t
+        if t.dim() < x.dim() and all(a in (1, b) for a, b in zip(t.shape, lead, strict=True)):
+            return t.expand(lead)
+        raise ValueError(
+            f"t must be a scalar, of shape ({x.shape[0]},) or broadcastable to the state's "
+            f"leading dimensions (per-frame times), got {tuple(t.shape)} for a state of shape "
+            f"{tuple(x.shape)}"
+        )
 
     def forward(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:
         """The network's raw output."""
@@ -98,7 +107,7 @@ class DiffusionModel(nn.Module):
         cond: dict[str, Any] | None = None,
     ) -> Prediction:
         """:meth:`predict` with ``alpha(t)``, ``sigma(t)`` already known (samplers compute them
-        once per grid); ``t`` must have shape (N,)."""
+        once per grid); ``t`` has shape (N,), or x's leading shape for per-frame times."""
         out = self.net(x, t, **(cond or {}))
         variance = None
         if self.variance == "learned":

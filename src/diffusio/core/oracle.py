@@ -7,7 +7,9 @@ If ``x0 ~ sum_k w_k N(mu_k, diag(s_k^2))`` then under ``x_t = alpha x0 + sigma e
 
 with responsibilities ``r_k`` (softmax of the component log-densities). ``mixture.model(process)``
 wraps this exact score as a :class:`~diffusio.core.model.DiffusionModel`, usable wherever a trained
-model is: samplers and the likelihood are tested against it before any training.
+model is: samplers and the likelihood are tested against it before any training. Given per-frame times
+(``t`` of shape (N, L) for a state (N, L, D)), the oracle treats every frame as an independent
+draw from the mixture, at its own time.
 
 ``mode_discrepancy`` is a sampler-quality distance that is sensitive where sliced Wasserstein and
 energy distance at a few thousand samples are not: per-mode weight, mean and spread, each
@@ -204,8 +206,20 @@ class GaussianMixture:
         return cache[key]
 
 
+def _per_frame(x: Tensor, t: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Flatten per-frame times t (x's leading shape, dimension >= 2) so that every frame is one
+    row: x (prod(t.shape), ...), t (prod(t.shape),), labels y repeated over the frames."""
+    lead = t.shape
+    rows = x.reshape(lead.numel(), *x.shape[t.dim() :])
+    if y is not None:
+        y = torch.as_tensor(y, device=x.device)
+        y = y.reshape(y.shape + (1,) * (t.dim() - y.dim())).expand(lead).reshape(-1)
+    return rows, t.reshape(-1), y
+
+
 class OracleNet(nn.Module):
-    """``net(x, t)`` returning the exact eps / x0 / v / score of a mixture under a process."""
+    """``net(x, t)`` returning the exact eps / x0 / v / score of a mixture under a process;
+    with per-frame times ``t`` (x's leading shape) each frame is an independent mixture draw."""
 
     def __init__(
         self,
@@ -240,6 +254,8 @@ class OracleNet(nn.Module):
         return score
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        if t.dim() > 1:
+            return self.forward(*_per_frame(x, t, y)).reshape(x.shape)
         a = self.process.alpha(t).to(x).reshape(-1, *([1] * (x.dim() - 1)))
         s = self.process.sigma(t).to(x).reshape(-1, *([1] * (x.dim() - 1)))
         score = self._score(x, a.reshape(-1), s.reshape(-1), y)
@@ -254,12 +270,17 @@ class OracleNet(nn.Module):
 
 class OracleClassifier(nn.Module):
     """``classifier(x_t, t) -> logits``: the exact log p(k | x_t) of a mixture's components
-    under a process (the classifier that classifier guidance approximates by training)."""
+    under a process (the classifier that classifier guidance approximates by training); with
+    per-frame times (x's leading shape) the logits have shape (*t.shape, K)."""
 
     def __init__(self, mixture: GaussianMixture, process: Process):
         super().__init__()
         self.mixture, self.process = mixture, process
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+        if t.dim() > 1:
+            rows, tt, _ = _per_frame(x, t, None)
+            return self.forward(rows, tt).reshape(*t.shape, -1)
+        t = t.expand(x.shape[0])
         return self.mixture.class_log_probs(x, self.process.alpha(t), self.process.sigma(t))

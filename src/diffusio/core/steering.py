@@ -4,12 +4,15 @@
   ``modifier(pred, t, ctx) -> Prediction``. Shipped here: :class:`ClipX0` (DDPM's x0 clipping
   to the data range), :class:`DynamicThreshold` (Imagen, Saharia et al. 2022, Sec. 2.3),
   :class:`ClassifierFreeGuidance` (Ho & Salimans 2021) and :class:`ClassifierGuidance`
-  (Dhariwal & Nichol 2021, Alg. 1 and 2); :class:`X0Recorder` only records the predicted x0
-  along the chain (DDPM's progressive generation, Ho et al. 2020, Fig. 6).
+  (Dhariwal & Nichol 2021, Alg. 1 and 2). :class:`X0Recorder`, an observer posing as a modifier,
+  is kept for existing callers; observe with a sampler ``callback`` instead
+  (:class:`diffusio.core.samplers.X0Trace`).
 * **State constraints** (``constraints=[...]``) overwrite part of the state after a step:
   ``constraint(x, t, ctx) -> x`` where ``t`` is the new state's time, or ``None`` once the
   sample is clean. Shipped here: :class:`Inpaint`, replacement inpainting (Song et al. 2021,
   Score SDE App. I.2): known entries are re-noised to the current level, ``alpha(t) x + sigma(t) z``.
+
+With per-frame times (ddpm, ddim), ``t`` is a tensor of the state's leading shape, e.g. (N, L).
 
 ``ctx`` is the :class:`~diffusio.core.samplers.base.SamplingContext` of the running sampler; a
 modifier that needs more network calls (classifier-free guidance) makes them through
@@ -26,6 +29,7 @@ import torch
 from torch import Tensor
 
 from .parameterization import Prediction
+from .processes import broadcast_like
 
 if TYPE_CHECKING:
     from .samplers.base import SamplingContext
@@ -43,15 +47,16 @@ __all__ = [
 
 
 class Guidance(Protocol):
-    """Modifies a prediction at time ``t`` (a tensor of shape (N,))."""
+    """Modifies a prediction at time ``t`` (a tensor of shape (N,), or (N, L) per frame)."""
 
     def __call__(self, pred: Prediction, t: Tensor, ctx: SamplingContext) -> Prediction: ...
 
 
 class Constraint(Protocol):
-    """Overwrites part of the state ``x`` now at time ``t`` (``None`` = clean data)."""
+    """Overwrites part of the state ``x`` now at time ``t`` (``None`` = clean data; a tensor for
+    per-frame times)."""
 
-    def __call__(self, x: Tensor, t: float | None, ctx: SamplingContext) -> Tensor: ...
+    def __call__(self, x: Tensor, t: float | Tensor | None, ctx: SamplingContext) -> Tensor: ...
 
 
 class ClipX0:
@@ -129,7 +134,11 @@ class ClassifierGuidance:
       ``scale * Sigma * g`` with Sigma the step's posterior variance; the discrete samplers tell
       the modifier the step's target time (``ctx.next_time``), and the shift is made through x0,
       whose coefficient in the posterior mean is known. Without a next time (continuous
-      samplers) it falls back to the score shift.
+      samplers) it falls back to the score shift. It needs one time per step (no per-frame
+      times).
+
+    With per-frame times the classifier returns logits of shape (N, L, K) and ``labels`` (N,)
+    apply to every frame.
     """
 
     MODES = ("score", "mean")
@@ -156,7 +165,8 @@ class ClassifierGuidance:
             if logits.dtype in (torch.float16, torch.bfloat16):
                 logits = logits.float()
             log_p = torch.log_softmax(logits, dim=-1)
-            chosen = log_p.gather(1, y[:, None]).sum()
+            y = y.reshape(y.shape + (1,) * (log_p.dim() - 1 - y.dim())).expand(log_p.shape[:-1])
+            chosen = log_p.gather(-1, y[..., None]).sum()
             (grad,) = torch.autograd.grad(chosen, x_in)
         return grad.to(x.dtype)
 
@@ -165,6 +175,8 @@ class ClassifierGuidance:
             return pred
         grad = self.gradient(pred.x, t)
         next_time = getattr(ctx, "next_time", None)
+        if self.mode == "mean" and (t.dim() > 1 or isinstance(next_time, Tensor)):
+            raise ValueError("classifier guidance mode='mean' needs one time per step")
         if self.mode == "mean" and next_time is not None:
             a_t, s_t = ctx.coefficients(float(t[0]))
             a_s, s_s = ctx.coefficients(next_time)
@@ -178,6 +190,10 @@ class ClassifierGuidance:
 class X0Recorder:
     """A prediction modifier that records ``pred.x0`` (and the state ``x_t``) at chosen network
     evaluations of a sampler and returns the prediction unchanged.
+
+    Superseded by the callback :class:`diffusio.core.samplers.X0Trace` (same attributes;
+    ``callback=X0Trace(steps)`` instead of ``guidance=[X0Recorder(steps)]``); kept until its
+    last user is ported.
 
     ``steps`` are evaluation indices (0 = the first, at t_max); only the first ``keep`` rows are
     stored (``None``: all). Evaluations are counted across calls, so when a sampler runs several
@@ -216,11 +232,16 @@ class Inpaint:
             raise ValueError("Inpaint: the known values contain NaN or Inf")
         self.known, self.mask = known, mask.bool()
 
-    def __call__(self, x: Tensor, t: float | None, ctx: SamplingContext) -> Tensor:
+    def __call__(self, x: Tensor, t: float | Tensor | None, ctx: SamplingContext) -> Tensor:
         known = self.known.to(x).expand_as(x)
         mask = self.mask.to(x.device).expand_as(x)
         if t is None:
             return torch.where(mask, known, x)
-        a, s = ctx.coefficients(t)
+        if isinstance(t, Tensor):  # per-frame times
+            tt = t.to(torch.float64)
+            a = broadcast_like(ctx.process.alpha(tt), x).to(x.dtype)
+            s = broadcast_like(ctx.process.sigma(tt), x).to(x.dtype)
+        else:
+            a, s = ctx.coefficients(t)
         noised = a * known + s * ctx.noise_like(x)
         return torch.where(mask, noised, x)

@@ -15,8 +15,23 @@ name                   method                                              NFE
 =====================  ==================================================  ====================
 
 Samplers whose last state is still noisy (SDE/Langevin) add one denoising evaluation by default
-(``denoise=True``); the ODE samplers do not. ``return_stats=True`` reports the exact ``nfe``.
-:func:`ddim_encode` inverts deterministic DDIM (data to latent noise).
+(``denoise=True``); the ODE samplers do not. ``return_stats=True`` reports the exact ``nfe``
+and the grid used (``times``). :func:`ddim_encode` inverts deterministic DDIM (data to latent
+noise).
+
+Composable pieces (the samplers hold no state between calls):
+
+* ``times=``: an explicit decreasing grid, e.g. a tail of a sampler's own grid to start part-way
+  from ``x_init`` (SDEdit, warm-started replanning). What ``steps`` becomes: ddpm, ddim: the
+  evaluation times, ``steps = len(times)`` (the last evaluation maps to clean data);
+  annealed-langevin: the noise levels, ``steps = len(times)``; euler-maruyama, pc, ode-euler,
+  ode-heun, dpm-solver++: the ends of ``steps = len(times) - 1`` steps; ode-rk45: the times the
+  adaptive integration passes through. For ddpm and ddim the grid may be per-frame time tensors
+  (state (N, L, D), times (N, L) per step: frames at different noise levels).
+* ``callback=``: called once per step with a dict (``i``, ``t``, ``x``, ``x0``, ...; see
+  :mod:`~diffusio.core.samplers.callbacks`); :class:`X0Trace` records x0 along a chain.
+* :func:`reverse_step`: the DDPM/DDIM family's single step, with its Gaussian mean and std;
+  :func:`gaussian_log_prob` gives its exact log-probability.
 """
 
 from __future__ import annotations
@@ -31,13 +46,37 @@ import torch
 from torch import Tensor
 
 from ..model import DiffusionModel
-from .ancestral import ddim, ddim_encode, ddpm
-from .base import SamplingContext, time_grid
+from .ancestral import (
+    ReverseStep,
+    ddim,
+    ddim_encode,
+    ddpm,
+    gaussian_log_prob,
+    grid_times,
+    reverse_step,
+)
+from .base import SamplingContext, TimeGrid, check_times, first_time, time_bounds, time_grid
+from .callbacks import Callback, X0Trace
 from .dpm_solver import dpm_solver_pp
 from .ode import ode_euler, ode_heun, ode_rk45
 from .stochastic import annealed_langevin, euler_maruyama, predictor_corrector
 
-__all__ = ["SAMPLERS", "SamplingContext", "ddim_encode", "sample", "time_grid"]
+__all__ = [
+    "SAMPLERS",
+    "Callback",
+    "ReverseStep",
+    "SamplingContext",
+    "TimeGrid",
+    "X0Trace",
+    "check_times",
+    "ddim_encode",
+    "gaussian_log_prob",
+    "grid_times",
+    "reverse_step",
+    "sample",
+    "time_bounds",
+    "time_grid",
+]
 
 SAMPLERS: dict[str, Callable[..., Tensor]] = {
     "ddpm": ddpm,
@@ -59,8 +98,11 @@ def _signature(fn: Callable[..., Tensor]) -> dict[str, Any]:
     return {k: p.default for k, p in params.items() if k not in ("ctx", "x")}
 
 
+_GRID_OPTIONS = ("spacing", "discrete", "timesteps")  # what an explicit ``times`` replaces
+
+
 def _check_options(name: str, fn: Callable[..., Tensor], options: dict[str, Any]) -> None:
-    valid = [p for p in _signature(fn) if p != "steps"]
+    valid = [p for p in _signature(fn) if p not in ("steps", "times", "callback")]
     unknown = [k for k in options if k not in valid]
     if unknown:
         raise ValueError(
@@ -80,6 +122,8 @@ def sample(
     constraints: Sequence[Any] = (),
     cond: dict[str, Any] | None = None,
     x_init: Tensor | None = None,
+    times: TimeGrid | None = None,
+    callback: Callback | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
@@ -89,11 +133,14 @@ def sample(
     """Draw samples of ``shape`` (batch first) from ``model`` with the named sampler.
 
     ``steps`` defaults to the sampler's own default. ``seed`` fixes the prior draw and every
-    noise draw (same seed, same samples). ``x_init`` replaces the prior draw. ``guidance`` and
-    ``constraints`` are steering hooks (:mod:`diffusio.core.steering`). Extra ``options`` go to
-    the sampler (e.g. ``eta`` for ddim, ``snr`` for pc); unknown options raise ValueError.
-    Samples keep the model's dtype (float64 works). With ``return_stats`` also returns
-    ``{"nfe", "sampler", "steps", "seconds"}``.
+    noise draw (same seed, same samples). ``x_init`` replaces the prior draw. ``times`` is an
+    explicit grid replacing ``steps`` and the grid options (module docstring); a grid starting
+    below t_max needs ``x_init`` (the state at ``times[0]``). ``callback(info)`` is called once
+    per step. ``guidance`` and ``constraints`` are steering hooks
+    (:mod:`diffusio.core.steering`). Extra ``options`` go to the sampler (e.g. ``eta`` for ddim,
+    ``snr`` for pc); unknown options raise ValueError. Samples keep the model's dtype (float64
+    works). With ``return_stats`` also returns ``{"nfe", "sampler", "steps", "seconds",
+    "times"}`` (``times``: the grid the sampler walked).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
@@ -101,6 +148,10 @@ def sample(
         raise TypeError(f"model must be a DiffusionModel, got {type(model).__name__}")
     fn = SAMPLERS[sampler]
     _check_options(sampler, fn, options)
+    if times is not None:
+        clash = ["steps"] * (steps is not None) + [k for k in _GRID_OPTIONS if k in options]
+        if clash:
+            raise ValueError(f"times replaces steps and the grid options; got {', '.join(clash)}")
     if steps is not None:
         options["steps"] = int(steps)
     dtype = dtype or model.dtype
@@ -124,18 +175,26 @@ def sample(
         if tuple(x_init.shape) != shape:
             raise ValueError(f"x_init has shape {tuple(x_init.shape)}, expected {shape}")
         x = x_init.to(dtype=dtype, device=device)
-    x = ctx.constrain(x, process.t_max)
+    if times is not None:
+        times = check_times(process, times, x, name=sampler, per_frame=True)
+        if x_init is None and first_time(times) < process.t_max:
+            raise ValueError(
+                f"times start at {first_time(times):g} < t_max = {process.t_max:g}: pass "
+                "x_init, the state at times[0] (the prior draw is the state at t_max)"
+            )
+    x = ctx.constrain(x, process.t_max if times is None else times[0])
     start = time.perf_counter()
     with torch.no_grad():
-        out = fn(ctx, x, **options)
+        out = fn(ctx, x, times=times, callback=callback, **options)
         out = ctx.constrain(out, None)  # the final state counts as clean data
     if not return_stats:
         return out
-    used = options.get("steps", _signature(fn)["steps"])
+    used = ctx.grid_steps if times is not None else options.get("steps", _signature(fn)["steps"])
     stats = {
         "nfe": ctx.nfe,
         "sampler": sampler,
         "steps": used,
         "seconds": time.perf_counter() - start,
+        "times": ctx.grid,
     }
     return out, stats

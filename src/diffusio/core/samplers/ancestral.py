@@ -15,7 +15,13 @@ the forward posterior q(x_s | x_t, x0) with x0 and eps from the model. For any p
 ``steps`` counts network evaluations: the last one maps the least-noisy grid state to clean data
 (the final step of Algorithm 2, ``z = 0``). With ``discrete=True`` (default) the times are a
 subsequence of the process's table (``timesteps=[...]`` picks table indices explicitly);
-``discrete=False`` uses a continuous grid from t_max to t_min.
+``discrete=False`` uses a continuous grid from t_max to t_min. An explicit ``times=`` grid lists
+the evaluation times instead (``steps = len(times)``), as floats or as per-frame tensors (each
+frame of the state on its own schedule; the coefficients above are then tensors).
+
+Both samplers take their steps with :func:`reverse_step`'s step function; :func:`reverse_step`
+is the public single step, returning the draw with its Gaussian mean and std, and
+:func:`gaussian_log_prob` its exact log-density (the log-probability of a denoising chain).
 
 :func:`ddim_encode` runs deterministic DDIM forward in time: clean data to the x_T that DDIM
 decodes back to it (Song et al. 2021, Sec. 5.4).
@@ -24,30 +30,42 @@ decodes back to it (Song et al. 2021, Sec. 5.4).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from ..parameterization import Prediction
+from ..processes import Process
 from ..vlb import learned_log_variance
-from .base import SamplingContext, time_grid
+from .base import SamplingContext, TimeGrid, check_times, resolve_times, time_grid
+from .callbacks import Callback, notify
 
 if TYPE_CHECKING:
     from ..model import DiffusionModel
 
-__all__ = ["ddim", "ddim_encode", "ddpm", "grid_times"]
+__all__ = [
+    "ReverseStep",
+    "ddim",
+    "ddim_encode",
+    "ddpm",
+    "gaussian_log_prob",
+    "grid_times",
+    "reverse_step",
+]
 
 
 def grid_times(
-    ctx: SamplingContext,
+    ctx: SamplingContext | Process,
     steps: int | None,
     timesteps: Sequence[int] | None = None,
     discrete: bool = True,
     spacing: str = "time",
 ) -> list[float]:
-    """Decreasing evaluation times for the discrete samplers (the clean target is implicit)."""
-    process = ctx.process
+    """Decreasing evaluation times for the discrete samplers (the clean target is implicit):
+    the grid ``ddim``/``ddpm`` build from ``steps`` (``ctx`` a sampling context or a process)."""
+    process = ctx if isinstance(ctx, Process) else ctx.process
     if not discrete:
         if steps is None:
             raise ValueError("steps is required with discrete=False")
@@ -81,36 +99,117 @@ def _distinct_indices(indices: list[int], size: int) -> list[int]:
     return out
 
 
-def _posterior_variance(a_t: float, s_t: float, a_s: float, s_s: float) -> tuple[float, float]:
-    """(var of q(x_s | x_t, x0), forward transition var s_t^2 - (a_t/a_s)^2 s_s^2)."""
-    transition = max(s_t**2 - (a_t / a_s) ** 2 * s_s**2, 0.0)
+def _sqrt(v: Any) -> Any:
+    return torch.sqrt(v) if isinstance(v, Tensor) else math.sqrt(v)
+
+
+def _positive(v: Any) -> Any:
+    return v.clamp_min(0.0) if isinstance(v, Tensor) else max(v, 0.0)
+
+
+def _posterior_variance(a_t: Any, s_t: Any, a_s: Any, s_s: Any) -> tuple[Any, Any]:
+    """(var of q(x_s | x_t, x0), forward transition var s_t^2 - (a_t/a_s)^2 s_s^2); floats or
+    per-frame tensors."""
+    transition = _positive(s_t**2 - (a_t / a_s) ** 2 * s_s**2)
     return (s_s**2 / s_t**2) * transition, transition
 
 
-def _posterior_run(
-    ctx: SamplingContext, x: Tensor, times: list[float], noise_std, learned: bool = False
-) -> Tensor:
-    """Walk x down ``times`` (then to clean data); ``noise_std(var_post, transition)`` gives c,
-    or, with ``learned``, the model's learned variance does (improved DDPM eq. 15)."""
-    ctx.precompute(times)
-    coefs = [ctx.coefficients(t) for t in times]
-    for i in ctx.steps(len(times), desc="sampling"):
-        ctx.next_time = times[i + 1] if i + 1 < len(times) else None
-        pred = ctx.predict(x, times[i])
-        if i == len(times) - 1:
-            return pred.x0
-        (a_t, s_t), (a_s, s_s) = coefs[i], coefs[i + 1]
-        var_post, transition = _posterior_variance(a_t, s_t, a_s, s_s)
-        mean_std, c = noise_std(var_post, transition, s_s)
+class ReverseStep(NamedTuple):
+    """One reverse step x_t -> x_s: the draw ``x_next = mean + std * z`` and its Gaussian
+    ``mean`` and ``std`` (floats, or tensors broadcasting against x)."""
+
+    x_next: Tensor
+    mean: Tensor
+    std: float | Tensor
+
+
+Rule = Callable[[Any, Any, Any], tuple[Any, Any]]  # (var_post, transition, s_s) -> (c_eps, std)
+
+
+def eta_rule(eta: float) -> Rule:
+    """DDIM's step (Song et al. 2021, eq. 12 and 16): std = eta sqrt(var_post), and the eps
+    coefficient of the mean is what keeps the marginal variance, sqrt(s_s^2 - std^2)."""
+    if eta < 0:
+        raise ValueError(f"eta must be non-negative, got {eta}")
+
+    def rule(var_post: Any, transition: Any, s_s: Any) -> tuple[Any, Any]:
+        c = eta * _sqrt(var_post)
+        return _sqrt(_positive(s_s**2 - c**2)), c
+
+    return rule
+
+
+def ddpm_rule(variance: str) -> Rule:
+    """DDPM's step (Ho et al. 2020, eq. 7 and Alg. 2): the posterior mean, std sqrt(var_post)
+    ("posterior", beta-tilde), sqrt(transition) ("beta", beta_t), or the model's ("learned",
+    improved DDPM eq. 15; the rule's std is then replaced by the learned one)."""
+    if variance not in ("posterior", "beta", "learned"):
+        raise ValueError(f"unknown ddpm variance {variance!r}; valid: posterior, beta, learned")
+
+    def rule(var_post: Any, transition: Any, s_s: Any) -> tuple[Any, Any]:
+        mean_std = _sqrt(_positive(s_s**2 - var_post))  # posterior mean's eps coefficient
+        return mean_std, _sqrt(var_post if variance == "posterior" else transition)
+
+    return rule
+
+
+def _step(
+    ctx: SamplingContext,
+    x: Tensor,
+    t: float | Tensor,
+    s: float | Tensor | None,
+    rule: Rule,
+    learned: bool = False,
+    noise: Tensor | None = None,
+) -> tuple[ReverseStep, Prediction]:
+    """The one DDPM/DDIM step of every sampler of this family and of :func:`reverse_step`:
+    x_s = a_s x0 + c_eps eps + std z through the posterior q(x_s | x_t, x0) (module docstring);
+    ``s = None`` is the step to clean data (x0, std 0). ``noise`` replaces the drawn z."""
+    ctx.next_time = s
+    pred = ctx.predict(x, t)
+    if s is None:
+        return ReverseStep(pred.x0, pred.x0, 0.0), pred
+    if isinstance(t, Tensor) or isinstance(s, Tensor):
         if learned:
-            logvar = learned_log_variance(
-                pred.variance, math.log(transition), math.log(max(var_post, 1e-300))
-            )
-            c = torch.exp(0.5 * logvar)
-        x = pred.combine(a_s, mean_std)
-        if learned or c > 0:
-            x = x + c * ctx.noise_like(x)
-        x = ctx.constrain(x, times[i + 1])
+            raise ValueError("variance='learned' takes one time per step, not per-frame times")
+        t_ = t if isinstance(t, Tensor) else torch.full_like(s, t)
+        s_ = s if isinstance(s, Tensor) else torch.full_like(t_, s)
+        (a_t, s_t), (a_s, s_s) = ctx.coefficients_like(t_, x), ctx.coefficients_like(s_, x)
+    else:
+        (a_t, s_t), (a_s, s_s) = ctx.coefficients(t), ctx.coefficients(s)
+    var_post, transition = _posterior_variance(a_t, s_t, a_s, s_s)
+    mean_std, std = rule(var_post, transition, s_s)
+    if learned:
+        logvar = learned_log_variance(
+            pred.variance, math.log(transition), math.log(max(var_post, 1e-300))
+        )
+        std = torch.exp(0.5 * logvar)
+    mean = pred.combine(a_s, mean_std)
+    draw = learned or (bool((std > 0).any()) if isinstance(std, Tensor) else std > 0)
+    if not draw:
+        return ReverseStep(mean, mean, std), pred
+    z = ctx.noise_like(x) if noise is None else noise.to(x)
+    return ReverseStep(mean + std * z, mean, std), pred
+
+
+def _posterior_run(
+    ctx: SamplingContext,
+    x: Tensor,
+    times: list[Any],
+    rule: Rule,
+    learned: bool = False,
+    callback: Callback | None = None,
+) -> Tensor:
+    """Walk x down ``times`` with :func:`_step`, the last step to clean data."""
+    if not isinstance(times[0], Tensor):
+        ctx.precompute(times)
+    for i in ctx.steps(len(times), desc="sampling"):
+        t, s = times[i], times[i + 1] if i + 1 < len(times) else None
+        step, pred = _step(ctx, x, t, s, rule, learned)
+        notify(callback, i=i, t=t, t_next=s, x=x, pred=pred, **step._asdict())
+        if s is None:
+            return step.x_next
+        x = ctx.constrain(step.x_next, s)
     return x
 
 
@@ -122,16 +221,19 @@ def ddim(
     timesteps: Sequence[int] | None = None,
     discrete: bool = True,
     spacing: str = "time",
+    times: TimeGrid | None = None,
+    callback: Callback | None = None,
 ) -> Tensor:
-    """DDIM (Song, Meng & Ermon 2021, eq. 12 and 16); ``eta`` scales the stochasticity."""
-    if eta < 0:
-        raise ValueError(f"eta must be non-negative, got {eta}")
+    """DDIM (Song, Meng & Ermon 2021, eq. 12 and 16); ``eta`` scales the stochasticity.
 
-    def noise_std(var_post: float, transition: float, s_s: float) -> tuple[float, float]:
-        c = eta * math.sqrt(var_post)
-        return math.sqrt(max(s_s**2 - c**2, 0.0)), c
-
-    return _posterior_run(ctx, x, grid_times(ctx, steps, timesteps, discrete, spacing), noise_std)
+    ``times``: the evaluation times (``steps = len(times)``; floats or per-frame tensors),
+    replacing ``steps``/``timesteps``/``discrete``/``spacing``; the last maps to clean data."""
+    rule = eta_rule(eta)
+    times = resolve_times(
+        ctx, x, times, lambda: grid_times(ctx, steps, timesteps, discrete, spacing),
+        name="ddim", intervals=False, per_frame=True,
+    )  # fmt: skip
+    return _posterior_run(ctx, x, times, rule, callback=callback)
 
 
 def ddpm(
@@ -142,22 +244,69 @@ def ddpm(
     timesteps: Sequence[int] | None = None,
     discrete: bool = True,
     spacing: str = "time",
+    times: TimeGrid | None = None,
+    callback: Callback | None = None,
 ) -> Tensor:
     """Ancestral sampling (Ho et al. 2020, Algorithm 2); ``variance`` is "posterior", "beta" or
-    "learned" (the model's own, improved DDPM eq. 15; the default for a learned-variance model)."""
+    "learned" (the model's own, improved DDPM eq. 15; the default for a learned-variance model).
+
+    ``times``: the evaluation times, as for :func:`ddim`."""
     if variance is None:
         variance = "learned" if ctx.model.variance == "learned" else "posterior"
-    if variance not in ("posterior", "beta", "learned"):
-        raise ValueError(f"unknown ddpm variance {variance!r}; valid: posterior, beta, learned")
+    rule = ddpm_rule(variance)
     if variance == "learned" and ctx.model.variance != "learned":
         raise ValueError("variance='learned' needs a model trained with variance='learned'")
+    times = resolve_times(
+        ctx, x, times, lambda: grid_times(ctx, steps, timesteps, discrete, spacing),
+        name="ddpm", intervals=False, per_frame=True,
+    )  # fmt: skip
+    return _posterior_run(ctx, x, times, rule, variance == "learned", callback)
 
-    def noise_std(var_post: float, transition: float, s_s: float) -> tuple[float, float]:
-        mean_std = math.sqrt(max(s_s**2 - var_post, 0.0))  # posterior mean's eps coefficient
-        return mean_std, math.sqrt(var_post if variance == "posterior" else transition)
 
-    times = grid_times(ctx, steps, timesteps, discrete, spacing)
-    return _posterior_run(ctx, x, times, noise_std, learned=variance == "learned")
+def reverse_step(
+    model: DiffusionModel,
+    x: Tensor,
+    t: float | Tensor,
+    s: float | Tensor | None,
+    *,
+    eta: float = 1.0,
+    variance: str | None = None,
+    noise: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    cond: dict[str, Any] | None = None,
+    guidance: Sequence[Any] = (),
+) -> ReverseStep:
+    """One DDPM/DDIM reverse step from x at time t to time s (None: to clean data), the step
+    the ddim and ddpm samplers take: ``x_next = mean + std * z`` (Song et al. 2021, eq. 12).
+
+    ``eta = 1``: DDPM's posterior variance (eq. 16); ``eta = 0``: deterministic DDIM (std 0).
+    ``variance`` ("posterior", "beta", "learned") takes the ddpm sampler's step instead (eta is
+    then unused). ``t``, ``s`` are floats or per-frame tensors (broadcastable to x's leading
+    dimensions). ``noise`` is z (else drawn from ``generator``). With
+    :func:`gaussian_log_prob` this gives the exact log-probability of a denoising chain.
+    """
+    rule = eta_rule(eta) if variance is None else ddpm_rule(variance)
+    ctx = SamplingContext(
+        model, guidance=list(guidance), cond=dict(cond or {}), generator=generator
+    )
+    grid = check_times(model.process, [t] if s is None else [t, s], x, name="reverse_step",
+                       per_frame=True)  # fmt: skip
+    t, s = grid[0], (None if s is None else grid[1])
+    return _step(ctx, x, t, s, rule, variance == "learned", noise)[0]
+
+
+def gaussian_log_prob(x: Tensor, mean: Tensor, std: float | Tensor, batch_dims: int = 1) -> Tensor:
+    """log N(x; mean, std^2 I) summed over all but the first ``batch_dims`` dimensions: the
+    exact log-probability of one reverse step (:func:`reverse_step`); the sum over a chain's
+    steps is the chain's, the policy likelihood of DPPO (Ren et al. 2024). ``std`` (a float or
+    a tensor broadcasting against x) must be positive. Differentiable in ``mean`` and ``std``."""
+    std = torch.as_tensor(std, dtype=x.dtype, device=x.device)
+    if not bool((std > 0).all()):
+        raise ValueError("gaussian_log_prob needs std > 0 (a deterministic step has no density)")
+    z = (x - mean) / std
+    log_p = (-0.5 * z**2 - torch.log(std) - 0.5 * math.log(2 * math.pi)).expand(x.shape)
+    dims = tuple(range(batch_dims, x.dim()))
+    return log_p.sum(dim=dims) if dims else log_p  # (sum over dim=() would reduce everything)
 
 
 @torch.no_grad()

@@ -25,7 +25,8 @@ import math
 
 from torch import Tensor
 
-from .base import SamplingContext, time_grid
+from .base import SamplingContext, TimeGrid, resolve_times, time_grid
+from .callbacks import Callback, notify
 
 __all__ = ["dpm_solver_pp"]
 
@@ -37,10 +38,18 @@ def dpm_solver_pp(
     spacing: str | None = None,
     lower_order_final: bool = True,
     denoise: bool = False,
+    times: TimeGrid | None = None,
+    callback: Callback | None = None,
 ) -> Tensor:
     """DPM-Solver++(2M) over ``steps`` steps (``steps`` evaluations; +1 with ``denoise``);
-    ``spacing`` defaults to the process's ``solver_spacing``."""
-    times = time_grid(ctx.process, steps, spacing or ctx.process.solver_spacing)
+    ``spacing`` defaults to the process's ``solver_spacing``. ``times``: the grid's
+    ``steps + 1`` ends (``steps = len(times) - 1``)."""
+    process = ctx.process
+    times = resolve_times(
+        ctx, x, times, lambda: time_grid(process, steps, spacing or process.solver_spacing),
+        name="dpm-solver++", intervals=True,
+    )  # fmt: skip
+    steps = len(times) - 1
     ctx.precompute(times)
     coefs = [ctx.coefficients(t) for t in times]
     lambdas = [math.log(a / s) for a, s in coefs]
@@ -49,6 +58,7 @@ def dpm_solver_pp(
         (_, s_t), (a_next, s_next) = coefs[i], coefs[i + 1]
         h = lambdas[i + 1] - lambdas[i]
         x0 = ctx.predict(x, times[i]).x0
+        notify(callback, i=i, t=times[i], t_next=times[i + 1], x=x, x0=x0)
         first_order = x0_prev is None or (lower_order_final and steps < 15 and i == steps - 1)
         if first_order:
             d = x0
@@ -58,4 +68,4 @@ def dpm_solver_pp(
         x = (s_next / s_t) * x - a_next * math.expm1(-h) * d
         x = ctx.constrain(x, times[i + 1])
         x0_prev, h_prev = x0, h
-    return ctx.finish(x, times[-1], denoise)
+    return ctx.finish(x, times[-1], denoise, callback, steps)
