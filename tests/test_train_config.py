@@ -131,7 +131,7 @@ def test_data_sources(tmp_path: Path) -> None:
     assert torch.equal(x, torch.from_numpy(arr[:30]))
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         load_data(TrainConfig(data=str(tmp_path / "missing.csv")))
-    with pytest.raises(ValueError, match="not a toy"):
+    with pytest.raises(ValueError, match="not a registered dataset"):
         load_data(TrainConfig(data="imagenet"))
     assert build_model(TrainConfig(data=str(tmp_path / "d.npy"))).net.dim == 3
 

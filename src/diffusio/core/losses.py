@@ -43,6 +43,11 @@ Weightings (per example; "mean" is over all non-batch dimensions):
 ``decoder`` (``gaussian`` or ``discretized``, :mod:`diffusio.core.vlb`) chooses L_0 for ``vlb``
 and ``hybrid``: the discretized Gaussian for 8-bit images in [-1, 1].
 
+A loss ``mask`` of ``x0``'s shape (1 = counts) restricts every weighting but ``vlb`` / ``hybrid``
+to the masked elements: per example the masked mean ``sum(m l) / sum(m)`` (masked sum for
+``likelihood``), 0 for an all-zero mask, then the mean over the N examples (imputation and
+inpainting objectives, e.g. CSDI's loss on the imputation targets only, Tashiro et al. 2021).
+
 Each per-example loss is multiplied by the time sampler's importance weight, so the returned
 mean is an unbiased estimate of the uniform-time objective, and the *unweighted* per-example
 losses are handed to ``time_sampler.update`` (as improved DDPM's training loop does for its
@@ -75,15 +80,29 @@ __all__ = ["WEIGHTINGS", "REDUCTIONS", "diffusion_loss"]
 REDUCTIONS = ("mean", "sum", "none")
 
 
-def _mean_flat(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1).mean(1)
+def _mean_flat(x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-example mean over the non-batch dimensions; with ``mask`` the masked mean
+    ``sum(m l) / sum(m)`` (0 for an example whose mask is all zero; entries where ``m = 0``
+    never enter, so a NaN or inf there cannot leak into the loss or its gradient)."""
+    if mask is None:
+        return x.reshape(x.shape[0], -1).mean(1)
+    m = mask.reshape(mask.shape[0], -1)
+    total = m.sum(1)
+    return _sum_flat(x, mask) / torch.where(total > 0, total, torch.ones_like(total))
 
 
-def _sum_flat(x: Tensor) -> Tensor:
-    return x.reshape(x.shape[0], -1).sum(1)
+def _sum_flat(x: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Per-example sum over the non-batch dimensions (of ``m l`` with a mask)."""
+    if mask is None:
+        return x.reshape(x.shape[0], -1).sum(1)
+    m = mask.reshape(mask.shape[0], -1)
+    flat = x.reshape(x.shape[0], -1)
+    return (m * torch.where(m > 0, flat, torch.zeros_like(flat))).sum(1)
 
 
-def _simple(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process) -> Tensor:
+def _simple(
+    pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process, mask: Tensor | None
+) -> Tensor:
     if pred.kind == "eps":
         target = eps
     elif pred.kind == "x0":
@@ -91,25 +110,31 @@ def _simple(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Proce
     elif pred.kind == "v":
         target = pred.alpha * eps - pred.sigma * x0
     else:  # score: sigma * s_theta regressed onto -eps
-        return _mean_flat((pred.sigma * pred.value + eps) ** 2)
-    return _mean_flat((pred.value - target) ** 2)
+        return _mean_flat((pred.sigma * pred.value + eps) ** 2, mask)
+    return _mean_flat((pred.value - target) ** 2, mask)
 
 
-def _sigma2(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process) -> Tensor:
+def _sigma2(
+    pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process, mask: Tensor | None
+) -> Tensor:
     if pred.kind == "score":
-        return 0.5 * _mean_flat((pred.sigma * pred.value + eps) ** 2)
-    return 0.5 * _mean_flat((pred.eps - eps) ** 2)
+        return 0.5 * _mean_flat((pred.sigma * pred.value + eps) ** 2, mask)
+    return 0.5 * _mean_flat((pred.eps - eps) ** 2, mask)
 
 
-def _likelihood(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process) -> Tensor:
+def _likelihood(
+    pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process, mask: Tensor | None
+) -> Tensor:
     g2 = broadcast_like(process.g2(t).to(eps), eps)
     if pred.kind == "score":
-        return 0.5 * _sum_flat(g2 * (pred.value + eps / pred.sigma) ** 2)
-    return 0.5 * _sum_flat(g2 / pred.sigma**2 * (pred.eps - eps) ** 2)
+        return 0.5 * _sum_flat(g2 * (pred.value + eps / pred.sigma) ** 2, mask)
+    return 0.5 * _sum_flat(g2 / pred.sigma**2 * (pred.eps - eps) ** 2, mask)
 
 
-def _x0(pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process) -> Tensor:
-    return _mean_flat((pred.x0 - x0) ** 2)
+def _x0(
+    pred: Prediction, x0: Tensor, eps: Tensor, t: Tensor, process: Process, mask: Tensor | None
+) -> Tensor:
+    return _mean_flat((pred.x0 - x0) ** 2, mask)
 
 
 _WEIGHTING_FNS: dict[str, Callable[..., Tensor]] = {
@@ -152,7 +177,7 @@ def _hybrid_loss(
     coefs = step_coefficients(process, index, x0)
     x = coefs.alpha * x0 + coefs.sigma * eps
     pred = model.predict(x, t, **cond)
-    simple = _simple(pred, x0, eps, t, process)
+    simple = _simple(pred, x0, eps, t, process, None)
     frozen_mean = coefs.posterior_mean(pred.x0.detach(), x)
     logvar = learned_log_variance(
         pred.variance, torch.log(coefs.beta), coefs.log_beta_tilde_clipped
@@ -194,6 +219,24 @@ def _check_cond(cond: Mapping[str, Any] | None, n: int) -> dict[str, Any]:
     return dict(cond)
 
 
+def _check_mask(mask: Tensor | None, x0: Tensor, weighting: str) -> Tensor | None:
+    if mask is None:
+        return None
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"mask must be a tensor, got {type(mask).__name__}")
+    if weighting in _ON_TABLE:
+        raise ValueError(f"a loss mask is not supported with the {weighting!r} weighting")
+    try:
+        mask = torch.broadcast_to(mask.to(device=x0.device, dtype=x0.dtype), x0.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not broadcast to x0 {tuple(x0.shape)}"
+        ) from None
+    if not bool(torch.isfinite(mask).all()) or bool((mask < 0).any()):
+        raise ValueError("mask entries must be finite and >= 0 (1 = counts, 0 = ignored)")
+    return mask
+
+
 def _resolve_sampler(time_sampler: TimeSampler | str | None, process: Process) -> TimeSampler:
     if time_sampler is None:
         return UniformTime(process.t_min, process.t_max)
@@ -227,6 +270,7 @@ def diffusion_loss(
     return_per_example: bool = False,
     decoder: str = "gaussian",
     vlb_weight: float = 0.001,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Denoising training loss of ``model`` (a :class:`~diffusio.core.model.DiffusionModel`) on
     a batch of clean data ``x0`` of shape (N, ...).
@@ -245,6 +289,13 @@ def diffusion_loss(
         return_per_example: return the weighted per-example losses (N,), like ``reduce="none"``.
         decoder: L_0 of ``vlb`` / ``hybrid``: ``gaussian`` or ``discretized`` (8-bit images).
         vlb_weight: lambda of ``hybrid`` (improved DDPM: 0.001).
+        mask: a loss mask broadcastable to ``x0`` (1 = the element counts, 0 = ignored;
+            non-negative weights in general). Each example's loss is its masked mean
+            ``sum(m l) / sum(m)`` over the elements (a masked sum for ``likelihood``, which sums
+            over dimensions); an example whose mask is all zero contributes 0, and the batch
+            mean still divides by N (so every example weighs the same whatever its count, and
+            data-parallel ranks with equal batch sizes average to the global batch's loss).
+            Not supported by ``vlb`` / ``hybrid``.
 
     Returns:
         A scalar (or an (N,) vector) that is differentiable with respect to the model.
@@ -257,6 +308,7 @@ def diffusion_loss(
     x0 = _check_x0(x0)
     n = x0.shape[0]
     kwargs = _check_cond(cond, n)
+    mask = _check_mask(mask, x0, weighting)
     if time_sampler is None and weighting in _ON_TABLE:
         time_sampler = "discrete"  # the bound is defined on the table
     if weighting in _ON_TABLE and not vlb_weight >= 0:
@@ -277,7 +329,7 @@ def diffusion_loss(
     else:
         x_t = process.marginal(x0, t, eps)
         pred = model.predict(x_t, t, **kwargs)
-        per_example = _WEIGHTING_FNS[weighting](pred, x0, eps, t, process)
+        per_example = _WEIGHTING_FNS[weighting](pred, x0, eps, t, process, mask)
     sampler.update(t.detach(), per_example.detach())
     weighted = per_example * weight.to(per_example)
     if return_per_example or reduce == "none":

@@ -1,5 +1,10 @@
 """Datasets and normalisers.
 
+* :class:`Batch`, :class:`TrainingSet`, :class:`RandomFlip`, :func:`drop_conditions` -- the
+  batch contract (``x0``, a ``cond`` dict, a loss ``mask``; null values and transforms).
+* :func:`register_dataset`, :func:`build_dataset`, :class:`DataRequest` -- datasets by name
+  (the built-in ones in :mod:`diffusio.data.builtin`).
+
 * :func:`sample_toy`, :data:`TOYS`, :func:`toy_entropy`, :func:`toy_mixture` -- FFJORD's 2-D
   toys (Grathwohl et al. 2019) with exact entropies / densities where known.
 * :func:`load_array` -- samples (N, D) from ``.npy`` / ``.npz`` / ``.csv``.
@@ -11,6 +16,8 @@
   :func:`random_flip`, :func:`image_grid`, :func:`save_image_grid`.
 """
 
+from . import builtin  # noqa: F401  (registers the built-in datasets)
+from .batch import Batch, RandomFlip, TrainingSet, Transform, drop_conditions
 from .datasets import (
     IMAGE_DATASETS,
     image_grid,
@@ -20,10 +27,29 @@ from .datasets import (
 )
 from .files import SUPPORTED_EXTENSIONS, load_array
 from .normalize import Standardizer
+from .registry import (
+    DataRequest,
+    build_dataset,
+    dataset_entry,
+    dataset_names,
+    register_dataset,
+    unregister_dataset,
+)
 from .toys import TOYS, sample_toy, toy_entropy, toy_mixture
 
 __all__ = [
     "IMAGE_DATASETS",
+    "Batch",
+    "DataRequest",
+    "RandomFlip",
+    "TrainingSet",
+    "Transform",
+    "build_dataset",
+    "dataset_entry",
+    "dataset_names",
+    "drop_conditions",
+    "register_dataset",
+    "unregister_dataset",
     "SUPPORTED_EXTENSIONS",
     "TOYS",
     "Standardizer",

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.datasets import load_image_dataset, native_size
-from ..train.checkpoint import apply_tensors, read_safetensors, write_safetensors
+from ..io import apply_tensors, read_safetensors, write_safetensors
 
 __all__ = [
     "FeatureClassifier",

@@ -12,9 +12,10 @@ A checkpoint is a directory ``checkpoint-<step>`` inside a run directory::
     latest                      text file naming the newest complete checkpoint
 
 Nothing is ever pickled: tensors go to `safetensors <https://github.com/huggingface/safetensors>`_
-files and everything else to JSON, so loading a checkpoint cannot execute code (``torch.load``
-is never used). Every safetensors file carries, in its header metadata, a SHA-256 digest of its
-tensors and the step it belongs to; :func:`load_checkpoint` verifies both, so a truncated,
+files (written and verified by :mod:`diffusio.io`, re-exported here) and everything else to
+JSON, so loading a checkpoint cannot execute code (``torch.load`` is never used). Every
+safetensors file carries, in its header metadata, a SHA-256 digest of its tensors and the step
+it belongs to; :func:`load_checkpoint` verifies both, so a truncated,
 bit-flipped or misplaced file is reported by name instead of silently loaded.
 
 Crash safety: a checkpoint is written into a temporary sibling directory, every file and the
@@ -28,13 +29,11 @@ the pointer moved, and by renaming them out of the way before deleting them.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import random
 import re
 import shutil
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..io import fsync_dir, read_json, write_bytes_atomic, write_json_atomic, write_synced
+from ..io import STEP_KEY as _STEP_KEY
+from ..io import (
+    apply_tensors,
+    fsync_dir,
+    read_json,
+    read_safetensors,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_safetensors,
+    write_synced,
+)
+from ..io import check_tensors as _check_tensors
 
 __all__ = [
     "CHECKPOINT_FILES",
@@ -78,105 +88,10 @@ CHECKPOINT_FILES = (
 )
 LATEST = "latest"
 _NAME = re.compile(r"^checkpoint-(\d+)$")
-_DIGEST_KEY = "diffusio_sha256"
-
-_STEP_KEY = "diffusio_step"
 
 
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=1, sort_keys=False, allow_nan=True) + "\n").encode("utf-8")
-
-
-def _tensor_bytes(t: Tensor) -> bytes:
-    return t.detach().reshape(-1).view(torch.uint8).numpy().tobytes()
-
-
-def _digest(tensors: Mapping[str, Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name]
-        h.update(f"{name}|{str(t.dtype)}|{tuple(t.shape)}|".encode())
-        h.update(_tensor_bytes(t))
-    return h.hexdigest()
-
-
-def _prepare_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Detached, contiguous CPU tensors that share no memory (safetensors refuses aliasing)."""
-    out: dict[str, Tensor] = {}
-    seen: set[tuple[int, int]] = set()
-    for name, t in tensors.items():
-        if not isinstance(t, Tensor):
-            raise TypeError(f"tensor {name!r} is a {type(t).__name__}, not a torch.Tensor")
-        t = t.detach().to("cpu").contiguous()
-        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        if t.numel() and key in seen:
-            t = t.clone()
-        seen.add(key)
-        out[str(name)] = t
-    return out
-
-
-def _safetensors_bytes(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> bytes:
-    from safetensors.torch import save
-
-    tensors = _prepare_tensors(tensors)
-    meta = {str(k): str(v) for k, v in metadata.items()}
-    meta[_DIGEST_KEY] = _digest(tensors)
-    return save(tensors, metadata=meta)
-
-
-def write_safetensors(
-    path: str | os.PathLike,
-    tensors: Mapping[str, Tensor],
-    metadata: Mapping[str, str] | None = None,
-    *,
-    atomic: bool = True,
-) -> Path:
-    """Write ``tensors`` to a safetensors file whose metadata carries a SHA-256 digest of the
-    tensors (checked by :func:`read_safetensors`); atomically unless ``atomic=False``."""
-    path = Path(path)
-    data = _safetensors_bytes(tensors, metadata or {})
-    if atomic:
-        return write_bytes_atomic(path, data)
-    write_synced(path, data)
-    return path
-
-
-def _header_metadata(data: bytes) -> dict[str, str]:
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n].decode("utf-8"))
-    return dict(header.get("__metadata__") or {})
-
-
-def read_safetensors(
-    path: str | os.PathLike, *, step: int | None = None
-) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Read and verify a safetensors file written by :func:`write_safetensors`.
-
-    Returns ``(tensors, metadata)``. Raises FileNotFoundError if the file is missing and
-    ValueError naming the file if its header cannot be parsed, its digest does not match its
-    tensors (truncation, bit flips) or it belongs to another ``step``.
-    """
-    from safetensors.torch import load
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: file not found")
-    data = path.read_bytes()
-    try:
-        # clone: the tensors then own writable memory instead of viewing an immutable bytes buffer
-        tensors = {k: v.clone() for k, v in load(data).items()}
-        metadata = _header_metadata(data)
-    except Exception as err:  # safetensors raises its own error type; any failure is corruption
-        raise ValueError(f"{path}: corrupt safetensors file ({err})") from None
-    expected = metadata.get(_DIGEST_KEY)
-    if expected is not None and _digest(tensors) != expected:
-        raise ValueError(f"{path}: corrupt safetensors file (tensor digest mismatch)")
-    if step is not None and metadata.get(_STEP_KEY) != str(step):
-        raise ValueError(
-            f"{path}: belongs to step {metadata.get(_STEP_KEY)!r}, expected step {step}"
-        )
-    return tensors, metadata
 
 
 # --------------------------------------------------------------------------- optimizer state
@@ -467,31 +382,6 @@ class Checkpoint:
             apply_tensors(ema, self.ema, self.file("ema.safetensors"))
         if optimizer is not None:
             optimizer.load_state_dict(self.optimizer)
-
-
-def _check_tensors(module: nn.Module, tensors: Mapping[str, Tensor], source: Path) -> None:
-    expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: tensor names do not match the model (missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]})"
-        )
-    for name in expected:  # the module's order, so the first mismatch reported is stable
-        t = tensors[name]
-        if tuple(t.shape) != tuple(expected[name].shape):
-            raise ValueError(
-                f"{source}: shape mismatch for {name!r}: file has {tuple(t.shape)}, model "
-                f"expects {tuple(expected[name].shape)}"
-            )
-
-
-def apply_tensors(module: nn.Module, tensors: Mapping[str, Tensor], source: str | Path) -> None:
-    """``module.load_state_dict(tensors)`` after checking names and shapes (errors name
-    ``source``)."""
-    _check_tensors(module, tensors, Path(source))
-    module.load_state_dict(dict(tensors), strict=True)
 
 
 def _check_optimizer(

@@ -1,27 +1,23 @@
-"""Training configurations, presets, model construction and run loading.
+"""Training configurations and presets.
 
-A :class:`TrainConfig` says everything a training run needs: the data (a toy name or a file),
-the five parts of a diffusion model (process, network, prediction, loss weighting and time
-sampler) and the optimisation settings. ``load_config`` reads one from a built-in preset
-(:data:`PRESETS`), a YAML or JSON file (which may name a ``preset`` to start from), and keyword
-overrides.
+A :class:`TrainConfig` says everything a training run needs: the data (a registered dataset's
+name or a file, :mod:`diffusio.data.registry`), the five parts of a diffusion model (process,
+network, prediction, loss weighting and time sampler), condition dropout and the optimisation
+settings. ``load_config`` reads one from a built-in preset (:data:`PRESETS`), a YAML or JSON
+file (which may name a ``preset`` to start from), and keyword overrides.
 
-A run directory holds ``config.json`` (written by the trainer; see :func:`run_manifest`), which
-records, besides the config, the *resolved* model -- process name and options, prediction, network
-class and all of its constructor options, and the data normalizer's state -- so
-:func:`load_run` rebuilds the trained model from the directory alone, without the script that
-trained it, reading the weights from safetensors files only.
+The rest of what this module used to hold lives in modules with one job, and is re-exported
+here under the old names: the data of a config in :mod:`diffusio.train.data`, network and model
+building in :mod:`diffusio.train.models`, run manifests and :func:`load_run` in
+:mod:`diffusio.train.runs`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import importlib
-import inspect
 import json
-import math
 import os
 import types
 import typing
@@ -30,64 +26,78 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-
 from ..core.losses import WEIGHTINGS
-from ..core.model import VARIANCES, DiffusionModel
+from ..core.model import VARIANCES
 from ..core.parameterization import PREDICTIONS
-from ..core.processes import PROCESSES, make_process
+from ..core.processes import PROCESSES
 from ..core.timesteps import TIME_SAMPLERS
-from .checkpoint import apply_tensors, read_json, read_safetensors
+from ..data.builtin import IMAGE_OPTIONS
+from ..data.registry import check_data_options
+from .data import data_digest, load_data, load_dataset, load_training_set, num_classes
+from .models import (
+    NETS,
+    build_model,
+    build_net,
+    is_known_net,
+    model_from_spec,
+    model_spec,
+    register_net,
+)
 
 __all__ = [
     "MIXED_PRECISION",
     "NETS",
     "PRESETS",
-    "RUN_FORMAT",
     "TrainConfig",
     "build_model",
     "build_net",
     "data_digest",
-    "from_json",
     "load_config",
     "load_data",
     "load_dataset",
-    "num_classes",
-    "load_run",
-    "model_spec",
+    "load_training_set",
     "model_from_spec",
-    "run_manifest",
-    "to_json",
+    "model_spec",
+    "num_classes",
+    "register_net",
 ]
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
-DATA_OPTIONS = ("split", "size", "flip")
-RUN_FORMAT = "diffusio-run"
+DATA_OPTIONS = IMAGE_OPTIONS  # the built-in image datasets' options (each dataset declares its own)
 
-NETS: dict[str, str] = {
-    "mlp": "diffusio.nets.mlp.TimeMLP",
-    "unet": "diffusio.nets.unet.UNet",
-}
-"""Network names a config may use -> import path of the class (``net(x, t, **cond)``).
-A run's ``config.json`` may also name any class under ``diffusio.nets.`` by its full path."""
+_RUNS_NAMES = ("RUN_FORMAT", "from_json", "load_run", "run_manifest", "to_json")
+
+
+def __getattr__(name: str) -> Any:
+    """The names that moved to :mod:`diffusio.train.runs` (which imports this module), still
+    importable from here."""
+    if name in _RUNS_NAMES:
+        return getattr(importlib.import_module("diffusio.train.runs"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs.
 
-    Data: ``data`` is a toy name (:data:`diffusio.data.toys.TOYS`), an image dataset shipped
-    by a package (:data:`diffusio.data.datasets.IMAGE_DATASETS`: ``digits``, ``mnist-5k``), a
-    path to an ``.npy``, ``.npz`` or ``.csv`` file of shape (N, D), or image files (a folder, an
-    ``.npz`` of (N, C, H, W) or (N, H, W, C) images, an MNIST IDX file, a CIFAR-10 python batch);
-    ``data_options`` (images: ``split`` train/test/all, ``size`` to resize to, ``flip`` for
-    random horizontal flips); ``n_data`` rows are used (toys: sampled with ``seed``; otherwise
-    the first ``n_data``, ``None`` = all); ``normalize`` standardizes each coordinate (the
+    Data: ``data`` names a registered dataset (:func:`diffusio.data.registry.register_dataset`;
+    built in: the toys of :data:`diffusio.data.toys.TOYS`, ``digits``, ``mnist-5k``) or a file
+    a registered reader claims (an ``.npy``, ``.npz`` or ``.csv`` file of shape (N, D), or image
+    files: a folder, an ``.npz`` of (N, C, H, W) or (N, H, W, C) images, an MNIST IDX file, a
+    CIFAR-10 python batch); ``data_options`` are the dataset's own options (images: ``split``
+    train/test/all, ``size`` to resize to, ``flip`` for random horizontal flips, a batch
+    transform); ``n_data`` rows are used (toys: sampled with ``seed``; otherwise the first
+    ``n_data``, ``None`` = all); ``normalize`` standardizes each coordinate of ``x0`` (the
     statistics are saved with the run; images are used in [-1, 1] instead).
-    ``class_conditional`` feeds the dataset's labels to the network as ``y`` (the number of
-    classes is filled into ``net_options``), each replaced by the null class with probability
-    ``class_dropout`` (classifier-free guidance's p_uncond, Ho & Salimans 2021, Alg. 1).
+
+    Conditioning (the batch contract, :mod:`diffusio.data.batch`): every ``cond`` tensor of the
+    dataset reaches the network as a keyword argument; ``class_conditional`` also feeds the
+    dataset's labels as ``y`` (the number of classes is filled into ``net_options``).
+    ``cond_dropout`` maps condition keys to the probability that a training example gets that
+    key's null value instead (classifier-free guidance's p_uncond, Ho & Salimans 2021, Alg. 1;
+    the dataset declares each key's null value, the null class ``num_classes`` for labels).
+    ``class_dropout`` is the older spelling of ``cond_dropout={"y": p}`` and means exactly that
+    (setting both for ``y`` is an error).
 
     Model: ``process`` / ``process_options`` (:func:`~diffusio.core.processes.make_process`),
     ``prediction`` (eps, x0, v, score), ``variance`` (``fixed``, or ``learned``: the network
@@ -102,7 +112,11 @@ class TrainConfig:
     Optimisation: AdamW (``lr``, ``weight_decay``, ``betas``), linear warm-up over ``warmup``
     steps then ``lr_decay`` (``none`` or ``cosine`` to 0 at ``steps``), gradient-norm clipping at
     ``grad_clip`` (0: off), EMA with ``ema_decay`` (``ema_warmup``: Song et al.'s
-    ``min(decay, (1 + n) / (10 + n))``), ``batch_size`` per process, ``steps`` optimizer steps.
+    ``min(decay, (1 + n) / (10 + n))``), ``steps`` optimizer steps. ``batch_size`` is the
+    *global* batch: with N processes each draws ``batch_size / N`` examples from its own random
+    stream (``batch_size`` must divide evenly) and the gradients are averaged, so ``lr`` is the
+    learning rate of that global batch and a run computes the same objective on any number of
+    processes; the run manifest records both.
 
     Bookkeeping: ``log_every`` (metrics.jsonl lines), ``eval_every`` (0: only at the end),
     ``save_every`` (checkpoints; 0: only at the end), ``keep`` (checkpoints kept; 0: all),
@@ -115,6 +129,7 @@ class TrainConfig:
     normalize: bool = True
     class_conditional: bool = False
     class_dropout: float = 0.0
+    cond_dropout: dict[str, float] = field(default_factory=dict)
     process: str = "vp-linear"
     process_options: dict[str, Any] = field(default_factory=dict)
     prediction: str = "eps"
@@ -166,12 +181,26 @@ class TrainConfig:
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))
+        """A JSON-serializable dict (tuples become lists). Keys added after the first run
+        format (:data:`_LATER_KEYS`) appear only when they differ from their defaults, so a
+        recipe that does not use them keeps its JSON form and hash."""
+        values = json.loads(json.dumps(asdict(self)))
+        for key, default in _LATER_KEYS.items():
+            if values.get(key) == default:
+                del values[key]
+        return values
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated)."""
         return TrainConfig.from_dict({**asdict(self), **changes})
+
+    def condition_dropout(self) -> dict[str, float]:
+        """The dropout probability of each condition key: ``cond_dropout`` with
+        ``class_dropout`` as the ``y`` entry (keys with probability 0 left out)."""
+        rates = {str(k): float(v) for k, v in self.cond_dropout.items() if float(v) > 0}
+        if self.class_dropout > 0:
+            rates["y"] = float(self.class_dropout)
+        return dict(sorted(rates.items()))
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> None:
@@ -190,7 +219,7 @@ class TrainConfig:
         choice("time_sampler", TIME_SAMPLERS)
         choice("mixed_precision", MIXED_PRECISION)
         choice("lr_decay", ("none", "cosine"))
-        if self.net not in NETS and not str(self.net).startswith("diffusio.nets."):
+        if not is_known_net(self.net):
             raise ValueError(
                 f"unknown net {self.net!r}; valid: {', '.join(NETS)} "
                 "(or a class path under diffusio.nets.)"
@@ -212,19 +241,27 @@ class TrainConfig:
             raise ValueError(f"class_dropout must lie in [0, 1), got {self.class_dropout!r}")
         if self.class_dropout > 0 and not self.class_conditional:
             raise ValueError("class_dropout needs class_conditional: true")
+        if not isinstance(self.cond_dropout, dict):
+            raise ValueError(f"cond_dropout must be a mapping, got {self.cond_dropout!r}")
+        for key, p in self.cond_dropout.items():
+            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+                raise ValueError(f"cond_dropout[{key!r}] must lie in [0, 1), got {p!r}")
+        if self.class_dropout > 0 and "y" in self.cond_dropout:
+            raise ValueError(
+                "class_dropout is cond_dropout['y']: set one of them, not both"
+            )
         names = ("data_options", "loss_options", "process_options", "time_sampler_options",
                  "net_options")  # fmt: skip
         for name in names:
             if not isinstance(getattr(self, name), dict):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         if not isinstance(self.data, str) or not self.data:
-            raise ValueError(f"data must be a toy name or a file path, got {self.data!r}")
-        unknown = sorted(set(self.data_options) - set(DATA_OPTIONS))
-        if unknown:
-            raise ValueError(
-                f"unknown data_options {', '.join(map(repr, unknown))}; valid: "
-                f"{', '.join(DATA_OPTIONS)}"
-            )
+            raise ValueError(f"data must be a dataset name or a file path, got {self.data!r}")
+        check_data_options(self.data, self.data_options)
+
+
+_LATER_KEYS: dict[str, Any] = {"cond_dropout": {}}
+"""Config keys added after runs were first written, with their defaults (see ``to_dict``)."""
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
@@ -420,277 +457,3 @@ def load_config(name_or_path: str | os.PathLike, **overrides: Any) -> TrainConfi
     return TrainConfig.from_dict(values)
 
 
-# --------------------------------------------------------------------------- data
-def load_dataset(config: TrainConfig) -> tuple[Tensor, Tensor | None]:
-    """The training set ``(x, labels)``: x float32 (N, ...) and labels int64 (N,) or None.
-
-    Toys: ``n_data`` samples (seeded with ``config.seed``), no labels. Image datasets
-    (``digits``, ``mnist-5k``) and image files: (N, C, H, W) in [-1, 1] with their labels where
-    the source has them. Other files: the rows of an ``.npy``/``.npz``/``.csv`` file read by
-    :func:`diffusio.data.files.load_array`. Errors name the file or the valid choices.
-    """
-    from ..data.datasets import IMAGE_DATASETS, load_image_dataset
-    from ..data.files import SUPPORTED_EXTENSIONS, load_array
-    from ..data.images import is_image_source, load_images
-    from ..data.toys import TOYS, sample_toy
-
-    options = config.data_options
-    labels: Tensor | None = None
-    image = config.data in IMAGE_DATASETS or is_image_source(config.data)
-    if not image and options:
-        raise ValueError(f"data_options apply to image data, not to {config.data!r}")
-    if config.data in TOYS:
-        return sample_toy(config.data, config.n_data or 100_000, seed=config.seed), None
-    if config.data in IMAGE_DATASETS:
-        x, labels = load_image_dataset(
-            config.data, split=options.get("split", "train"), size=options.get("size")
-        )
-    elif image:
-        if "split" in options:
-            raise ValueError("data_options split applies to the built-in image datasets only")
-        x, labels = load_images(config.data, size=options.get("size"))
-    elif Path(config.data).suffix.lower() in SUPPORTED_EXTENSIONS:
-        x = load_array(config.data)
-    else:
-        raise ValueError(
-            f"unknown data {config.data!r}: not a toy ({', '.join(TOYS)}), not an image dataset "
-            f"({', '.join(IMAGE_DATASETS)}) and not a {'/'.join(SUPPORTED_EXTENSIONS)} file or "
-            "image folder"
-        )
-    if config.n_data is not None:
-        x = x[: config.n_data]
-        labels = None if labels is None else labels[: config.n_data]
-    if config.class_conditional and labels is None:
-        raise ValueError(f"class_conditional needs labels, and {config.data!r} has none")
-    return x.contiguous(), labels
-
-
-def load_data(config: TrainConfig) -> Tensor:
-    """The training set's x (see :func:`load_dataset`)."""
-    return load_dataset(config)[0]
-
-
-def num_classes(labels: Tensor) -> int:
-    """The number of classes of integer labels 0..K-1 (K = max + 1)."""
-    if labels.dtype.is_floating_point or labels.numel() == 0 or int(labels.min()) < 0:
-        raise ValueError("class labels must be non-negative integers")
-    return int(labels.max()) + 1
-
-
-def data_digest(*tensors: Tensor) -> str:
-    """SHA-256 of tensors' shapes, dtypes and bytes (to check a resumed run sees the same data)."""
-    h = hashlib.sha256()
-    for x in tensors:
-        x = x.detach().to("cpu").contiguous()
-        h.update(f"{tuple(x.shape)}|{x.dtype}|".encode())
-        h.update(x.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- models
-def _net_class(name: str) -> type[nn.Module]:
-    path = NETS.get(name, name)
-    if not path.startswith("diffusio.nets."):
-        raise ValueError(f"unknown net {name!r}; valid: {', '.join(NETS)}")
-    module_name, _, cls_name = path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), cls_name)
-    except (ImportError, AttributeError) as err:
-        raise ValueError(f"cannot import net {path!r}: {err}") from None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise ValueError(f"net {path!r} is not an nn.Module class")
-    return cls
-
-
-def build_net(name: str, options: Mapping[str, Any]) -> nn.Module:
-    """Instantiate a network by name (:data:`NETS`) or ``diffusio.nets.`` class path."""
-    cls = _net_class(name)
-    try:
-        return cls(**options)
-    except TypeError as err:
-        raise ValueError(f"bad options for net {name!r}: {err}") from None
-
-
-def _data_shape(config: TrainConfig) -> tuple[tuple[int, ...], int | None]:
-    x, labels = load_dataset(config)
-    classes = num_classes(labels) if config.class_conditional and labels is not None else None
-    return tuple(x.shape[1:]), classes
-
-
-def _net_options(
-    config: TrainConfig, shape: tuple[int, ...] | None, classes: int | None = None
-) -> dict[str, Any]:
-    """``net_options`` with what the data decide filled in (unless set): ``dim`` (vectors; the
-    product of the example shape) or ``in_channels`` and ``image_size`` (images), ``num_classes``
-    for a class-conditional model, and twice the output width (``out_dim`` / ``out_channels``)
-    for a learned-variance model."""
-    options = dict(config.net_options)
-    parameters = inspect.signature(_net_class(config.net)).parameters
-    wanted = {"dim", "in_channels", "image_size", "num_classes"} & set(parameters)
-    if any(k not in options for k in wanted) and (shape is None or (
-            config.class_conditional and classes is None)):  # fmt: skip
-        shape, classes = _data_shape(config)
-    if "dim" in parameters and "dim" not in options:
-        options["dim"] = int(math.prod(shape))
-    if "in_channels" in parameters and "in_channels" not in options:
-        if len(shape) != 3:
-            raise ValueError(f"net {config.net!r} needs images (C, H, W), the data are {shape}")
-        options["in_channels"] = int(shape[0])
-    if "image_size" in parameters and "image_size" not in options:
-        options["image_size"] = int(shape[-1])
-    if config.class_conditional and "num_classes" not in options:
-        if "num_classes" not in parameters:
-            raise ValueError(f"net {config.net!r} takes no class labels (num_classes)")
-        options["num_classes"] = int(classes)
-    if config.variance == "learned":
-        width = {"out_dim": "dim", "out_channels": "in_channels"}
-        key = next((k for k in width if k in parameters), None)
-        if key is None:
-            raise ValueError(
-                f"net {config.net!r} cannot output a learned variance (no out_dim/out_channels)"
-            )
-        options.setdefault(key, 2 * int(options[width[key]]))
-    return options
-
-
-def model_spec(
-    config: TrainConfig,
-    dim: int | None = None,
-    *,
-    shape: tuple[int, ...] | None = None,
-    classes: int | None = None,
-) -> dict[str, Any]:
-    """The resolved model description stored in a run's ``config.json``: process name and
-    options, prediction, network name, class path and complete constructor options. ``shape``
-    (one example's shape; or ``dim`` for vectors) and ``classes`` are read from the data when
-    the network needs them and they are not given."""
-    if shape is None and dim is not None:
-        shape = (int(dim),)
-    process = make_process(config.process, **config.process_options)
-    return {
-        "process": {"name": config.process, "options": process.options()},
-        "prediction": config.prediction,
-        "variance": config.variance,
-        "net": {
-            "name": config.net,
-            "class": NETS.get(config.net, config.net),
-            "options": _net_options(config, shape, classes),
-        },
-    }
-
-
-def model_from_spec(spec: Mapping[str, Any], seed: int | None = None) -> DiffusionModel:
-    """Build the (untrained) model a :func:`model_spec` describes; with ``seed`` the weights are
-    initialised from that seed without touching the global RNG."""
-    net_spec = spec["net"]
-    name = net_spec.get("name", net_spec["class"])
-    if name not in NETS:
-        name = net_spec["class"]
-    process = make_process(spec["process"]["name"], **spec["process"].get("options", {}))
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        net = build_net(name, net_spec.get("options", {}))
-    return DiffusionModel(
-        net, process, spec.get("prediction", "eps"), spec.get("variance", "fixed")
-    )
-
-
-def build_model(config: TrainConfig, dim: int | None = None) -> DiffusionModel:
-    """The untrained :class:`~diffusio.core.model.DiffusionModel` a config describes; weights
-    are initialised from ``config.seed`` (the global RNG is left untouched). ``dim`` is the data
-    dimension (read from the data when neither it nor ``net_options['dim']`` is given)."""
-    return model_from_spec(model_spec(config, dim), seed=config.seed)
-
-
-def run_manifest(
-    config: TrainConfig,
-    spec: Mapping[str, Any],
-    normalizer: Any | None,
-    data_info: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The content of a run's ``config.json``."""
-    return {
-        "format": RUN_FORMAT,
-        "version": 1,
-        "config": config.to_dict(),
-        "model": dict(spec),
-        "normalizer": None if normalizer is None else _to_json(normalizer.state_dict()),
-        "data": dict(data_info),
-    }
-
-
-def _to_json(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return {"__tensor__": str(value.dtype).removeprefix("torch."), "data": value.tolist()}
-    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy
-        return {"__array__": str(value.dtype), "data": value.tolist()}
-    if isinstance(value, Mapping):
-        return {str(k): _to_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_json(v) for v in value]
-    return value
-
-
-def _from_json(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        if "__tensor__" in value:
-            return torch.tensor(value["data"], dtype=getattr(torch, value["__tensor__"]))
-        if "__array__" in value:
-            import numpy as np
-
-            return np.asarray(value["data"], dtype=value["__array__"])
-        return {k: _from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_from_json(v) for v in value]
-    return value
-
-
-def to_json(value: Any) -> Any:
-    """Tensors / arrays inside nested containers -> tagged JSON (see :func:`from_json`)."""
-    return _to_json(value)
-
-
-def from_json(value: Any) -> Any:
-    """Inverse of :func:`to_json`."""
-    return _from_json(value)
-
-
-def load_run(
-    run_dir: str | os.PathLike, ema: bool = True
-) -> tuple[DiffusionModel, TrainConfig, Any | None]:
-    """Rebuild a trained model from a run directory written by the trainer.
-
-    Reads ``config.json`` and ``ema.safetensors`` (``ema=False``: ``model.safetensors``); never
-    unpickles. Returns ``(model, config, normalizer)``, the model in eval mode on the CPU and the
-    normalizer (a :class:`diffusio.data.normalize.Standardizer`, or None if the data was not
-    normalized): samples come out in normalized units, ``normalizer.inverse(x)`` maps them back.
-    A missing directory or file raises FileNotFoundError, a corrupt one ValueError, naming it.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: run directory not found")
-    cfg_file = run_dir / "config.json"
-    manifest = read_json(cfg_file)
-    if not isinstance(manifest, dict) or manifest.get("format") != RUN_FORMAT:
-        raise ValueError(f"{cfg_file}: not a diffusio run config (format {RUN_FORMAT!r})")
-    try:
-        config = TrainConfig.from_dict(manifest["config"])
-        spec = manifest["model"]
-        model = model_from_spec(spec)
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"{cfg_file}: incomplete run config ({err!r})") from None
-    except ValueError as err:
-        raise ValueError(f"{cfg_file}: {err}") from None
-    weights = run_dir / ("ema.safetensors" if ema else "model.safetensors")
-    tensors, _ = read_safetensors(weights)
-    apply_tensors(model, tensors, weights)
-    normalizer = None
-    if manifest.get("normalizer") is not None:
-        from ..data.normalize import Standardizer
-
-        try:
-            normalizer = Standardizer.from_state_dict(_from_json(manifest["normalizer"]))
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{cfg_file}: bad normalizer state ({err})") from None
-    return model.eval(), config, normalizer

@@ -2,7 +2,11 @@
 
 ``Trainer(config, out_dir).fit(resume=False)`` trains a :class:`~diffusio.core.model.DiffusionModel`
 built from a :class:`~diffusio.train.config.TrainConfig` on a materialized training set with the
-denoising loss of :func:`diffusio.core.losses.diffusion_loss`:
+denoising loss of :func:`diffusio.core.losses.diffusion_loss`. The data come from the dataset
+registry as a :class:`~diffusio.data.batch.TrainingSet` under the batch contract: each step
+draws rows (with replacement), applies the dataset's transforms (augmentations), drops each
+condition key to its null value with the config's ``cond_dropout`` probabilities, and hands
+``x0``, ``cond`` and the loss ``mask`` to the loss; the trainer knows no kind of data.
 
 * optimiser: AdamW, Adam with decoupled weight decay (Loshchilov & Hutter 2019, "Decoupled
   Weight Decay Regularization"), with a linear learning-rate warm-up (as in DDPM's released
@@ -12,17 +16,19 @@ denoising loss of :func:`diffusio.core.losses.diffusion_loss`:
   Ho et al. 2020, App. B, decay 0.9999; Song & Ermon 2020, "Improved Techniques for Training
   Score-Based Generative Models", Sec. 3.5 / technique 5, decay 0.999), kept as its own module
   copy, with the ``min(decay, (1 + n) / (10 + n))`` warm-up of Song et al.'s Score SDE code;
-* devices and mixed precision through ``accelerate.Accelerator`` (CPU when there is no GPU; the
-  same loop runs on one or several GPUs, ``batch_size`` per process; fp16/bf16 on GPU only).
+* devices and mixed precision through ``accelerate.Accelerator`` (CPU when there is no GPU;
+  fp16/bf16 on GPU only); the same loop runs on one or several processes, ``batch_size`` being
+  the global batch split evenly across them (:mod:`diffusio.train.distributed`).
 
-Exact resume: every source of randomness is owned by the run -- batches are drawn with a
-dedicated CPU ``torch.Generator``, diffusion times and noise with a second one on the training
-device, and the global Python/NumPy/torch RNGs (for networks with dropout and the like) are
-seeded from ``config.seed`` at the start of ``fit`` -- and all of their states are checkpointed
+Exact resume: every source of randomness is owned by the run -- batches (rows, transforms,
+condition dropout, in that order) are drawn with a dedicated CPU ``torch.Generator`` per rank,
+diffusion times and noise with a second one on the training device, and the global
+Python/NumPy/torch RNGs (for networks with dropout and the like) are seeded from ``config.seed``
+at the start of ``fit`` -- and all of their states are checkpointed
 with the weights, the EMA, the optimizer, the loss scaler and the time sampler's history. A run
 killed at any moment and resumed from its last checkpoint therefore ends with bit-identical
-weights to an uninterrupted run on the CPU. ``fit`` leaves the caller's global RNG states as it
-found them.
+weights to an uninterrupted run on the CPU, on one process or on N (every rank's generators
+are checkpointed). ``fit`` leaves the caller's global RNG states as it found them.
 
 Files in ``out_dir``: ``config.json`` (everything :func:`~diffusio.train.config.load_run` needs),
 ``model.safetensors`` and ``ema.safetensors`` (latest weights), ``checkpoint-<step>/`` and
@@ -34,7 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
+import dataclasses
 import json
 import math
 import os
@@ -51,7 +57,8 @@ from torch import Tensor, nn
 
 from ..core.model import DiffusionModel
 from ..core.timesteps import make_time_sampler
-from ..data.datasets import random_flip
+from ..data.batch import Batch, TrainingSet, drop_conditions
+from ..io import read_jsonl
 from .checkpoint import (
     LATEST,
     capture_global_rng,
@@ -65,18 +72,18 @@ from .checkpoint import (
     write_json_atomic,
     write_safetensors,
 )
-from .config import (
-    TrainConfig,
-    data_digest,
-    from_json,
-    load_config,
-    load_dataset,
-    model_from_spec,
-    model_spec,
-    num_classes,
-    run_manifest,
-    to_json,
+from .config import TrainConfig, load_config
+from .data import data_digest, load_training_set, num_classes
+from .distributed import (
+    check_launcher,
+    distributed_info,
+    new_accelerator,
+    on_main,
+    per_process_batch,
 )
+from .distributed import derived_seed as _derived_seed
+from .models import model_from_spec, model_spec
+from .runs import from_json, run_manifest, to_json
 
 __all__ = [
     "EMA",
@@ -178,23 +185,7 @@ class _LossModule(nn.Module):
         return self.model.loss(x0, **options)
 
 
-def _new_accelerator(mixed_precision: str, cpu: bool) -> Any:
-    """An ``accelerate.Accelerator``. Its process-wide state is a singleton that refuses a
-    second mixed-precision setting in one process (a reproduction training an fp32 and a bf16
-    model, say); the precision part of it is reset when it differs, the distributed part kept."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-
-    state = AcceleratorState._shared_state
-    if state and str(state.get("_mixed_precision", mixed_precision)) != mixed_precision:
-        AcceleratorState._reset_state(reset_partial_state=False)
-        GradientState._reset_state()
-    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
-
-
-def _derived_seed(seed: int, name: str, rank: int) -> int:
-    digest = hashlib.sha256(f"{seed}:{name}:{rank}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+_new_accelerator = new_accelerator  # the older private name
 
 
 @contextlib.contextmanager
@@ -211,17 +202,9 @@ def _private_rng(device: torch.device) -> Iterator[None]:
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (a torn last line from a crash is skipped)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            record = json.loads(line)
-            if isinstance(record, dict):
-                records.append(record)
-    return records
+    """The records of a ``metrics.jsonl`` file (a torn last line from a crash is skipped);
+    :func:`diffusio.io.read_jsonl`, for the layers below ``train``."""
+    return read_jsonl(path)
 
 
 def _scalar(value: Any) -> Any:
@@ -253,13 +236,18 @@ class Trainer:
         callbacks: ``callback(trainer, step)`` called after every step (after that step's
             checkpoint, if any); an exception stops training.
         progress: show a tqdm progress bar (loss and steps/s).
-        data: a training set (N, ...) to use instead of ``config.data`` (the config then only
-            names it); a resumed run must get the same tensor (its digest is checked).
+        data: a training set to use instead of ``config.data`` (the config then only names
+            it): a tensor (N, ...) or a :class:`~diffusio.data.batch.TrainingSet` (with
+            conditions, null values, a loss mask, transforms); a resumed run must get the same
+            data (their digest is checked).
         accelerator: an ``accelerate.Accelerator`` to use instead of a new one.
 
     Attributes: ``model`` (the trained :class:`DiffusionModel`, unwrapped), ``ema`` (:class:`EMA`;
     ``ema.module`` is the averaged model), ``optimizer``, ``time_sampler``, ``normalizer``,
-    ``data`` (normalized training set on the device), ``step``, ``accelerator``.
+    ``training_set`` (the :class:`TrainingSet` on the device, x0 normalized, class labels as
+    ``cond["y"]`` for a class-conditional run), ``data`` (its x0), ``cond_dropout`` (rates per
+    key), ``batch_size`` (this process's share of ``config.batch_size``), ``step``,
+    ``accelerator``.
     """
 
     def __init__(
@@ -270,7 +258,7 @@ class Trainer:
         eval_fn: EvalFn | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
-        data: Tensor | None = None,
+        data: Tensor | TrainingSet | None = None,
         accelerator: Any | None = None,
     ):
         if not isinstance(config, TrainConfig):
@@ -286,19 +274,25 @@ class Trainer:
             accelerator = _new_accelerator(mp, cpu)
         self.accelerator = accelerator
         self.device: torch.device = accelerator.device
+        check_launcher(accelerator)
 
         if data is None:
-            raw, labels = load_dataset(config)
+            dataset = load_training_set(config)
+        elif isinstance(data, TrainingSet):
+            dataset = data
         else:
-            raw, labels = torch.as_tensor(data).to(torch.float32), None
-            if config.class_conditional:
-                raise ValueError("a class-conditional run needs its data from config.data")
-        if raw.dim() < 2 or raw.shape[0] < 1:
-            raise ValueError(f"training data must have shape (N, ...), got {tuple(raw.shape)}")
+            dataset = TrainingSet(torch.as_tensor(data).to(torch.float32))
+        if config.class_conditional and dataset.labels is None:
+            raise ValueError(
+                "a class-conditional run needs labelled data (from config.data, or a "
+                "TrainingSet with labels)"
+            )
+        self.batch_size = per_process_batch(config.batch_size, accelerator.num_processes)
+        raw = dataset.x0
         self.data_info = {
             "source": config.data if data is None else "tensor",
             "shape": list(raw.shape),
-            "sha256": data_digest(raw) if labels is None else data_digest(raw, labels),
+            "sha256": data_digest(*dataset.tensors()),
         }
         self.normalizer = None
         if config.normalize:
@@ -311,14 +305,32 @@ class Trainer:
 
             self.normalizer = Standardizer.fit(raw)
             raw = self.normalizer.transform(raw)
-        self.data = raw.to(self.device)
+        cond, null = dict(dataset.cond), dict(dataset.null)
         self.labels = None
         self.num_classes = None
-        if config.class_conditional and labels is not None:
-            self.num_classes = num_classes(labels)
-            self.labels = labels.to(self.device)
+        if config.class_conditional:
+            self.num_classes = num_classes(dataset.labels)
+            cond["y"], null["y"] = dataset.labels, self.num_classes
+        dataset = dataclasses.replace(dataset, x0=raw, cond=cond, null=null)
+        self.training_set = dataset.to(self.device)
+        self.data = self.training_set.x0
+        if config.class_conditional:
+            self.labels = self.training_set.cond["y"]
+        self.cond_dropout = config.condition_dropout()
+        for key in self.cond_dropout:
+            if key not in cond or key not in null:
+                raise ValueError(
+                    f"cond_dropout names {key!r}, but the data have "
+                    + (f"no null value for it (null values: {sorted(null)})" if key in cond
+                       else f"no such condition (conditions: {sorted(cond)})")
+                )  # fmt: skip
 
-        self.spec = model_spec(config, shape=tuple(raw.shape[1:]), classes=self.num_classes)
+        self.spec = model_spec(
+            config,
+            shape=tuple(raw.shape[1:]),
+            classes=self.num_classes,
+            data_options=dataset.net_options,
+        )
         model = model_from_spec(self.spec, seed=config.seed)
         self.time_sampler = make_time_sampler(
             config.time_sampler, model.process, **dict(config.time_sampler_options)
@@ -358,25 +370,26 @@ class Trainer:
         c = self.config
         return learning_rate(step, c.lr, c.warmup, c.lr_decay, c.steps)
 
-    def sample_batch(self) -> tuple[Tensor, dict[str, Tensor]]:
-        """A training batch of ``batch_size`` rows drawn with replacement by the batch generator,
-        and the network's conditioning: for a class-conditional run ``{"y": labels}``, each label
-        replaced by the null class with probability ``class_dropout`` (Ho & Salimans 2021,
-        Alg. 1). With ``data_options.flip`` images are flipped left-right with probability 1/2."""
-        c = self.config
+    def next_batch(self) -> Batch:
+        """This process's next training :class:`Batch`: ``self.batch_size`` rows drawn with
+        replacement by the batch generator, then the dataset's transforms (e.g. random flips),
+        then condition dropout (each ``cond_dropout`` key replaced by its null value with its
+        probability, Ho & Salimans 2021, Alg. 1) -- all from the batch generator, in this
+        order."""
         n = self.data.shape[0]
-        idx = torch.randint(n, (c.batch_size,), generator=self.batch_generator)
-        x = self.data[idx.to(self.data.device)]
-        if c.data_options.get("flip"):
-            x = random_flip(x, self.batch_generator)
-        cond: dict[str, Tensor] = {}
-        if self.labels is not None:
-            y = self.labels[idx.to(self.labels.device)]
-            if c.class_dropout > 0:
-                drop = torch.rand(c.batch_size, generator=self.batch_generator) < c.class_dropout
-                y = torch.where(drop.to(y.device), torch.full_like(y, self.num_classes), y)
-            cond["y"] = y
-        return x, cond
+        idx = torch.randint(n, (self.batch_size,), generator=self.batch_generator)
+        batch = self.training_set.batch(idx, self.batch_generator)
+        if self.cond_dropout:
+            cond = drop_conditions(
+                batch.cond, self.cond_dropout, self.training_set.null, self.batch_generator
+            )
+            batch = batch.replace(cond=cond)
+        return batch
+
+    def sample_batch(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(x0, cond)`` of :meth:`next_batch` (the older interface; it drops the mask)."""
+        batch = self.next_batch()
+        return batch.x0, batch.cond
 
     def train_step(self, step: int) -> tuple[Tensor, Tensor]:
         """One optimizer step (1-based ``step``); returns the (detached) loss and the gradient
@@ -385,14 +398,16 @@ class Trainer:
         lr = self.lr_at(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x0, cond = self.sample_batch()
+        batch = self.next_batch()
         self.optimizer.zero_grad(set_to_none=True)
+        extra = {} if batch.mask is None else {"mask": batch.mask}
         loss = self._loss_module(
-            x0,
+            batch.x0,
             weighting=c.weighting,
             time_sampler=self.time_sampler,
             generator=self.noise_generator,
-            cond=cond,
+            cond=batch.cond,
+            **extra,
             **c.loss_options,
         )
         self.accelerator.backward(loss)
@@ -444,6 +459,8 @@ class Trainer:
             "rng": rng_json,
             "elapsed": self._elapsed_now(),
             "num_processes": self.accelerator.num_processes,
+            "global_batch_size": self.config.batch_size,
+            "per_process_batch_size": self.batch_size,
             "config": self.config.to_dict(),
         }
         return state, {**rng_tensors, **self._generator_states()}
@@ -453,6 +470,14 @@ class Trainer:
         ckpt.load_into(model=self.model, ema=self.ema.module, optimizer=self._raw_optimizer)
         state, rng = ckpt.state, ckpt.rng
         source = ckpt.file("state.json")
+        saved_n = state.get("num_processes", 1)
+        if saved_n != self.accelerator.num_processes and self.is_main:
+            warnings.warn(
+                f"{path} was written by {saved_n} process(es), resuming on "
+                f"{self.accelerator.num_processes}: the run continues the same objective but not "
+                "the same random batches",
+                stacklevel=3,
+            )
         try:
             self.ema.num_updates = int(state["ema"]["num_updates"])
             rank = self.accelerator.process_index
@@ -481,7 +506,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def _manifest(self) -> dict[str, Any]:
-        return run_manifest(self.config, self.spec, self.normalizer, self.data_info)
+        info = distributed_info(self.accelerator, self.config.batch_size, self.config.lr)
+        return run_manifest(self.config, self.spec, self.normalizer, self.data_info, info)
 
     def _check_resumable(self) -> None:
         cfg_file = self.out_dir / "config.json"
@@ -492,8 +518,12 @@ class Trainer:
         except (KeyError, TypeError):
             raise ValueError(f"{cfg_file}: not a diffusio run config") from None
         current = self.config.to_dict()
-        # keys added to TrainConfig after the run was written count as their defaults
+        # keys added to TrainConfig after the run was written count as their defaults; both
+        # sides in canonical form (the saved one read back through TrainConfig where it can be)
         saved = {**TrainConfig.from_dict({}).to_dict(), **saved}
+        with contextlib.suppress(ValueError, TypeError):
+            saved = TrainConfig.from_dict(saved).to_dict()
+        current = {**TrainConfig.from_dict({}).to_dict(), **current}
         differ = sorted(
             k for k in set(saved) | set(current) if k not in RESUMABLE_KEYS
             and saved.get(k) != current.get(k)
@@ -509,26 +539,33 @@ class Trainer:
             )
 
     def _start(self, resume: bool) -> Path | None:
-        """Prepare ``out_dir``; return the checkpoint to resume from (None: fresh start)."""
-        out = self.out_dir
-        has_run = (out / "config.json").exists() or (out / LATEST).exists()
-        has_run = has_run or bool(list_checkpoints(out))
-        ckpt = latest_checkpoint(out) if resume else None
-        if not resume and has_run:
-            raise FileExistsError(
-                f"{out} already holds a run; pass resume=True to continue it, or use another "
-                "directory"
-            )
-        if ckpt is not None:
-            self._check_resumable()
-        if self.is_main:
+        """Prepare ``out_dir``; return the checkpoint to resume from (None: fresh start).
+
+        Rank 0 alone inspects, validates and creates the directory and picks the checkpoint;
+        every other rank waits for its decision and receives it, or the same error
+        (:func:`~diffusio.train.distributed.on_main`)."""
+
+        def decide() -> str | None:
+            out = self.out_dir
+            has_run = (out / "config.json").exists() or (out / LATEST).exists()
+            has_run = has_run or bool(list_checkpoints(out))
+            if not resume and has_run:
+                raise FileExistsError(
+                    f"{out} already holds a run; pass resume=True to continue it, or use "
+                    "another directory"
+                )
+            ckpt = latest_checkpoint(out) if resume else None
+            if ckpt is not None:
+                self._check_resumable()
             out.mkdir(parents=True, exist_ok=True)
             write_json_atomic(out / "config.json", self._manifest())
             if ckpt is None:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(self.metrics_path)
-        self.accelerator.wait_for_everyone()
-        return ckpt
+            return None if ckpt is None else str(ckpt)
+
+        found = on_main(self.accelerator, decide)
+        return None if found is None else Path(found)
 
     def _truncate_metrics(self, step: int) -> None:
         """Drop metric lines written after ``step`` by an interrupted run (and torn lines)."""
