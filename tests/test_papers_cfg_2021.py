@@ -1,6 +1,6 @@
-"""The cfg-2021 reproduction (classifier-free guidance on digits): the choice of the best w, the
-classifier-guidance curve from a sibling guided-diffusion-2021 run or measured in place, and
-tiny end-to-end runs."""
+"""The cfg-2021 reproduction (classifier-free guidance on digits): the choice of the best w,
+the shared conditional recipe, the classifier-guidance curve from guided-diffusion-2021's
+cached results or measured in place, and the smoke run."""
 
 from __future__ import annotations
 
@@ -9,29 +9,16 @@ from dataclasses import replace
 
 import pytest
 
+from diffusio.io import write_json_atomic
 from diffusio.papers import cfg_2021 as cfg
-from diffusio.papers.report import VERDICTS
+from diffusio.papers import guided_diffusion_2021 as gd
+from diffusio.papers.base import results_path
+from diffusio.papers.runs import config_hash
+from diffusio.papers.verdicts import VERDICTS
 
 pytest.importorskip("sklearn")
 
-TINY_NET = {
-    "channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_resolutions": [4],
-    "num_heads": 2, "groups": 4,
-}  # fmt: skip
-TINY = replace(
-    cfg.SETTINGS["quick"],
-    train_steps=20,
-    net_options=TINY_NET,
-    batch_size=32,
-    classifier_steps=20,
-    classifier_options={"channels": 8, "num_heads": 2, "groups": 4},
-    weights=(0.0, 0.5, 2.0),
-    cg_scales=(0.0, 2.0),
-    sampler_steps=4,
-    n_samples=40,
-    fid_seeds=2,
-    grid_weights=(0.0, 2.0),
-)
+CFG = cfg.CFG2021
 
 
 def _row(value, accuracy, fid):
@@ -47,18 +34,31 @@ def test_best_weight_respects_the_fid_budget():
     assert cfg.best_at_accuracy(rows, 1.01) is None
 
 
-def test_settings_and_config():
-    quick, default = cfg.SETTINGS["quick"], cfg.SETTINGS["default"]
+def test_settings_and_the_shared_conditional_recipe():
+    quick, default = CFG.settings(True), CFG.settings()
     assert quick.preset == default.preset == "digits-ddpm-cond"
     assert quick.p_uncond == default.p_uncond == 0.1  # the paper's best is 0.1 or 0.2
     assert quick.weights[0] == 0.0 and default.weights[0] == 0.0  # w = 0: the unguided model
-    config = cfg.cfg_config(replace(TINY, p_uncond=0.2))
+    assert CFG.DEPENDS == ("guided-diffusion-2021",)
+    config = cfg.config(replace(default, p_uncond=0.2))
     assert config.class_conditional and config.class_dropout == 0.2
-    with pytest.raises(ValueError, match="p_uncond"):
-        cfg.reproduce("unused", settings=replace(TINY, p_uncond=0.0), progress=False)
+    # the default runs train one conditional model for both papers (one model-cache entry)
+    guided = gd.GuidedDiffusion2021(gd.GuidedDiffusion2021.settings(), "unused")
+    shared = guided.config("digits-ddpm-cond", guided.s.conditional_steps)
+    assert config_hash(cfg.config(default)) == config_hash(shared)
 
 
-def _check_run(out, source: str) -> dict:
+def test_guided_curves_need_the_same_sample_count():
+    rows = [{"value": 0.0, "fid": 20.0, "accuracy": 0.1, "n": 359}]
+    saved = {"quick": False, "metrics": {"curves": {"Alg. 1": rows}, "fid_floor": 8.4}}
+    assert cfg.guided_curves(saved, 359) == {"quick": False, "curves": {"Alg. 1": rows},
+                                             "floor": 8.4}  # fmt: skip
+    assert cfg.guided_curves(saved, 40) is None
+    assert cfg.guided_curves(None, 359) is None
+    assert cfg.guided_curves({"metrics": {}}, 359) is None
+
+
+def _check(out) -> dict:
     for name in ("tradeoff.png", "samples.png", "report.md", "metrics.json"):
         assert (out / name).stat().st_size > 1000
     report = (out / "report.md").read_text(encoding="utf-8")
@@ -66,55 +66,48 @@ def _check_run(out, source: str) -> dict:
                     "## Classifier-free vs classifier guidance", "## Notes"):  # fmt: skip
         assert heading in report
     saved = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-    assert saved["name"] == "cfg-2021"
-    assert len(saved["claims"]) == 4
+    assert saved["name"] == "cfg-2021" and len(saved["claims"]) == 4
     assert all(c["verdict"] in VERDICTS for c in saved["claims"])
     m = saved["metrics"]
-    assert [r["value"] for r in m["cfg"]] == list(TINY.weights)
+    weights = list(CFG.SMOKE["weights"])
+    assert [r["value"] for r in m["cfg"]] == weights
     assert all(r["n"] == 40 and r["kind"] == "cfg" for r in m["cfg"])
-    assert m["best_w"]["w"] in TINY.weights and isinstance(m["best_w"]["target_met"], bool)
-    assert m["classifier_guidance"]["source"] == source
-    return m
+    assert m["best_w"]["w"] in weights and isinstance(m["best_w"]["target_met"], bool)
+    return saved
 
 
-def test_reproduce_measures_classifier_guidance_without_a_sibling(tmp_path):
-    out = tmp_path / "cfg-2021"
-    cfg.reproduce(out, quick=True, settings=TINY, progress=False)
-    m = _check_run(out, "measured here")
+def test_smoke_run_measures_classifier_guidance_without_guided_results(smoke_run):
+    out, _ = smoke_run("cfg-2021")
+    m = _check(out)["metrics"]
+    assert m["classifier_guidance"]["source"] == "measured here"
     rows = m["classifier_guidance"]["rows"]
-    assert [r["value"] for r in rows] == list(TINY.cg_scales)
+    assert [r["value"] for r in rows] == list(CFG.SMOKE["cg_scales"])
     assert all(r["kind"] == "cg" for r in rows)
 
 
-def test_reproduce_reads_the_sibling_guided_diffusion_run(tmp_path):
-    sibling = tmp_path / "guided-diffusion-2021"
-    sibling.mkdir()
+def test_reads_guided_diffusion_results_from_the_results_cache(smoke_run, tmp_path):
+    smoke_run("cfg-2021")  # the session's smoke run measures here, whatever runs first
     rows = [
         {"value": s, "fid": 20.0 + s, "accuracy": min(0.2 * s + 0.1, 1.0), "precision": 0.8,
          "recall": 0.8 - 0.05 * s, "n": 40, "fid_floor": 9.0, "curve": "Alg. 2"}
         for s in (0.0, 1.0, 4.0)
     ]  # fmt: skip
-    saved = {"quick": True, "metrics": {"curves": {"Alg. 2": rows}, "fid_floor": 9.0}}
-    (sibling / "metrics.json").write_text(json.dumps(saved), encoding="utf-8")
-    out = tmp_path / "cfg-2021"
-    cfg.reproduce(out, quick=True, settings=TINY, progress=False)
-    m = _check_run(out, "../guided-diffusion-2021/metrics.json")
-    assert "Alg. 2 (guided-diffusion-2021)" in json.dumps(json.loads(
-        (out / "metrics.json").read_text(encoding="utf-8"))["claims"])  # fmt: skip
-    assert not (out / "models" / "noisy-classifier").exists()
-    assert not any(p.name.startswith("noisy-classifier") for p in (out / "models").iterdir())
-    assert m["fid_floor"] > 0
+    path = results_path("guided-diffusion-2021", gd.GuidedDiffusion2021.settings(True))
+    write_json_atomic(path, {"quick": True, "metrics": {"curves": {"Alg. 2": rows},
+                                                        "fid_floor": 9.0}})  # fmt: skip
+    try:
+        CFG.run(tmp_path, quick=True, settings=CFG.settings(True, CFG.SMOKE), progress=False)
+    finally:
+        path.unlink()
+    saved = _check(tmp_path)
+    assert saved["metrics"]["classifier_guidance"] == {"source": "guided-diffusion-2021",
+                                                       "quick": True}  # fmt: skip
+    assert "Alg. 2 (guided-diffusion-2021)" in json.dumps(saved["claims"])
+    report = (tmp_path / "report.md").read_text(encoding="utf-8")
+    assert "read from the results cache" in report and "was measured here" not in report
 
 
-def test_sibling_curves_need_the_same_sample_count(tmp_path):
-    sibling = tmp_path / "guided-diffusion-2021"
-    sibling.mkdir()
-    rows = [{"value": 0.0, "fid": 20.0, "accuracy": 0.1, "precision": 0.8, "recall": 0.8, "n": 359}]
-    saved = {"quick": False, "metrics": {"curves": {"Alg. 1": rows}, "fid_floor": 8.4}}
-    (sibling / "metrics.json").write_text(json.dumps(saved), encoding="utf-8")
-    out = tmp_path / "cfg-2021"
-    assert cfg.sibling_curves(out, 359)["curves"] == {"Alg. 1": rows}
-    assert cfg.sibling_curves(out, 40) is None
-    (sibling / "metrics.json").write_text("{not json", encoding="utf-8")
-    assert cfg.sibling_curves(out, 359) is None
-    assert cfg.sibling_curves(tmp_path / "elsewhere" / "cfg-2021", 359) is None
+def test_p_uncond_must_be_a_probability(tmp_path):
+    with pytest.raises(ValueError, match="p_uncond"):
+        CFG.run(tmp_path, settings=replace(CFG.settings(True, CFG.SMOKE), p_uncond=0.0),
+                progress=False)  # fmt: skip

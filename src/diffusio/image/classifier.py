@@ -25,13 +25,17 @@ multi-head attention layer's output at that token is the pooled feature.
   as ``t -> 1``: nothing is left of the image).
 * :func:`save_noisy_classifier` / :func:`load_noisy_classifier` -- safetensors with the
   constructor options in the metadata.
+* :func:`noisy_classifier` -- the classifier for a diffusion model's process and data, trained
+  once and cached by the hash of its recipe (``$DIFFUSIO_CACHE/models``, next to the models).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +51,9 @@ from ..nets.unet import _Attention, _Downsample, _norm, _ResBlock, _Step
 __all__ = [
     "NoisyClassifier",
     "accuracy_by_noise",
+    "classifier_cache_path",
     "load_noisy_classifier",
+    "noisy_classifier",
     "save_noisy_classifier",
     "train_noisy_classifier",
 ]
@@ -347,7 +353,7 @@ def save_noisy_classifier(
 ) -> Path:
     """Write the weights as safetensors (atomically) with the constructor options and
     ``metadata`` (JSON-able values) in the header."""
-    from ..train.checkpoint import write_safetensors
+    from ..io import write_safetensors
 
     meta = {"format": _FORMAT, "options": json.dumps(model.options, sort_keys=True)}
     meta["metadata"] = json.dumps(metadata or {}, sort_keys=True)
@@ -357,7 +363,7 @@ def save_noisy_classifier(
 def load_noisy_classifier(path: str | os.PathLike) -> tuple[NoisyClassifier, dict[str, Any]]:
     """``(model in eval mode, metadata)`` from a :func:`save_noisy_classifier` file; a missing
     file raises FileNotFoundError, a corrupt or foreign one ValueError naming it."""
-    from ..train.checkpoint import apply_tensors, read_safetensors
+    from ..io import apply_tensors, read_safetensors
 
     tensors, meta = read_safetensors(path)
     if meta.get("format") != _FORMAT:
@@ -370,3 +376,70 @@ def load_noisy_classifier(path: str | os.PathLike) -> tuple[NoisyClassifier, dic
     model = NoisyClassifier(**options)
     apply_tensors(model, tensors, path)
     return model.eval(), extra
+
+
+# --------------------------------------------------------------------------- the cache
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def classifier_cache_path(
+    recipe: dict[str, Any], cache_dir: str | os.PathLike | None = None
+) -> Path:
+    """``<cache>/models/noisy-classifier-<hash of recipe>.safetensors``; ``<cache>`` is
+    ``cache_dir``, else ``$DIFFUSIO_CACHE``, else ``~/.cache/diffusio`` (the model cache's
+    root)."""
+    if cache_dir is None:
+        env = os.environ.get("DIFFUSIO_CACHE")
+        cache_dir = Path(env) if env else Path.home() / ".cache" / "diffusio"
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
+    return Path(cache_dir) / "models" / f"noisy-classifier-{digest}.safetensors"
+
+
+def noisy_classifier(
+    config: Any,
+    process: Process,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    progress: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> tuple[NoisyClassifier, dict[str, Any]]:
+    """The noise-aware classifier (Dhariwal & Nichol 2021, Sec. 4.1) for a diffusion model
+    trained by ``config`` with ``process``: trained by :func:`train_noisy_classifier` on the
+    train split of ``config.data``, or loaded from the cache (:func:`classifier_cache_path`)
+    when the same recipe -- process and its options, data and its digest, steps, batch, lr,
+    seed, network options -- was trained before. Returns ``(classifier, info)``: ``info`` has
+    ``train_seconds`` and the training ``log`` (as first trained), ``path``, ``parameters`` and
+    ``accuracy_by_noise`` on the test split."""
+    from ..data.datasets import load_image_dataset
+    from ..io import tensor_digest
+
+    options = {k: _plain(v) for k, v in (options or {}).items()}
+    x, y = load_image_dataset(config.data, "train")
+    recipe = {
+        "process": config.process, "process_options": process.options(), "data": config.data,
+        "data_sha256": tensor_digest({"x": x, "y": y}), "steps": int(steps),
+        "batch": int(batch_size), "lr": float(lr), "seed": int(seed), "options": options,
+    }  # fmt: skip
+    path = classifier_cache_path(recipe, cache_dir)
+    info: dict[str, Any]
+    if path.is_file():
+        classifier, info = load_noisy_classifier(path)
+    else:
+        log: list[dict[str, float]] = []
+        start = time.perf_counter()
+        classifier = train_noisy_classifier(
+            process, x, y, steps, batch_size, lr, seed, progress, log=log, **options
+        )
+        info = {"train_seconds": round(time.perf_counter() - start, 1), "log": log}
+        save_noisy_classifier(classifier, path, {**info, "recipe": recipe})
+    info = {k: v for k, v in info.items() if k != "recipe"}
+    x_test, y_test = load_image_dataset(config.data, "test")
+    info["path"] = str(path)
+    info["parameters"] = sum(p.numel() for p in classifier.parameters())
+    info["accuracy_by_noise"] = accuracy_by_noise(classifier, process, x_test, y_test)
+    return classifier, info

@@ -128,8 +128,13 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
                     v for v in text.strip("()").split(",") if v.strip()
                 ]
             args = typing.get_args(hint)
-            item_hint = args[0] if args else Any
-            out = [_coerce(key, v, item_hint) for v in items]
+            if origin is tuple and args and args[-1] is not Ellipsis:  # tuple[str, int]: fixed
+                if len(items) != len(args):
+                    raise ValueError
+                out = [_coerce(key, v, h) for v, h in zip(items, args, strict=True)]
+            else:
+                item_hint = args[0] if args else Any
+                out = [_coerce(key, v, item_hint) for v in items]
             return tuple(out) if origin is tuple else out
         if origin is dict or hint is dict:
             parsed = json.loads(value) if isinstance(value, str) else value
