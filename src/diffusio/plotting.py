@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 from .io import atomic_path, write_text_atomic
 
 __all__ = [
-    "atomic_path", "new_figure", "plot_loss_curve", "save_figure", "scatter_panels",
-    "show_images",
+    "atomic_path", "columns_figure", "image_panels", "new_figure",
+    "plot_loss_curve", "save_figure", "scatter_panels", "show_columns", "show_images",
     "write_text_atomic",
 ]  # fmt: skip
 
@@ -111,6 +111,46 @@ def show_images(ax: Any, images: Any, nrow: int, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def show_columns(
+    ax: Any, columns: Sequence[Any], labels: Sequence[str], title: str, rotation: float = 30
+) -> None:
+    """Draw image sets (N, 1, H, W) side by side as columns (row i shows image i of every set,
+    e.g. the same x_T decoded with several step counts), a label under each column."""
+    import torch
+
+    n = min(len(c) for c in columns)
+    stacked = torch.stack([c[:n] for c in columns], dim=1).reshape(-1, *columns[0].shape[1:])
+    show_images(ax, stacked, len(columns), title)
+    size = columns[0].shape[-1] + 1
+    ax.set_xticks([1 + size * k + size / 2 for k in range(len(columns))])
+    ax.set_xticklabels(list(labels), fontsize=7, rotation=rotation)
+
+
+def columns_figure(columns: Sequence[Any], labels: Sequence[str], title: str) -> Figure:
+    """A figure of one :func:`show_columns` panel."""
+    n = min(len(c) for c in columns)
+    fig = new_figure(1.2 + 0.7 * len(columns), 1.0 + 0.6 * n)
+    show_columns(fig.subplots(), columns, labels, title)
+    fig.tight_layout()
+    return fig
+
+
+def image_panels(
+    panels: Sequence[tuple[str, Any]], nrow: int | None = None, width: float = 3.4,
+    height: float = 3.7,
+) -> Figure:  # fmt: skip
+    """Side-by-side grids of image sets ``(title, images)``, ``nrow`` images per row (default
+    the square root of each set's size, rounded up)."""
+    import math
+
+    fig = new_figure(width * len(panels), height)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (title, images) in zip(axes, panels, strict=True):
+        show_images(ax, images, nrow or math.ceil(math.sqrt(len(images))), title)
+    fig.tight_layout()
+    return fig
 
 
 def plot_loss_curve(ax: Any, steps: Any, loss: Any, label: str = "loss") -> None:

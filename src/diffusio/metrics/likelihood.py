@@ -8,13 +8,13 @@ minus ``sum log s``.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..core.likelihood import nll
+from .stats import mean_se
 
 __all__ = ["data_nll", "mean_and_stderr"]
 
@@ -47,8 +47,6 @@ def data_nll(
 
 
 def mean_and_stderr(values: Tensor) -> tuple[float, float]:
-    """Mean and its standard error (NaN for a single value)."""
-    values = torch.as_tensor(values, dtype=torch.float64).flatten()
-    n = values.numel()
-    stderr = float(values.std()) / math.sqrt(n) if n > 1 else float("nan")
-    return float(values.mean()), stderr
+    """Mean and its standard error (NaN for a single value) of a tensor's entries:
+    :func:`diffusio.metrics.stats.mean_se`, the one implementation."""
+    return mean_se(torch.as_tensor(values, dtype=torch.float64).flatten().tolist())
