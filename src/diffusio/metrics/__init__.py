@@ -3,7 +3,8 @@
 * :func:`sliced_wasserstein` (Rabin et al. 2011; Bonneel et al. 2015)
 * :func:`mmd` (unbiased MMD^2, Gretton et al. 2012)
 * :func:`energy_distance` (Székely & Rizzo 2013)
-* :func:`with_noise_floor` -- a metric next to its value between exact sample sets.
+* :func:`noise_floors` / :func:`with_noise_floor` -- metrics between exact sample sets (the
+  noise floor, :class:`~diffusio.metrics.stats.NoiseFloor`).
 * :func:`frechet_distance` and :class:`ImageEvaluator` -- FID (Heusel et al. 2017) in the
   feature space of a small classifier diffusio trains and caches (not Inception), with its
   noise floor, class histogram and confidence.
@@ -12,7 +13,14 @@
 * :func:`data_nll` -- probability-flow ODE NLL in the data's own units (normalization undone).
 """
 
-from .distances import energy_distance, mmd, sliced_wasserstein, with_noise_floor
+from .distances import (
+    energy_distance,
+    floor_draws,
+    mmd,
+    noise_floors,
+    sliced_wasserstein,
+    with_noise_floor,
+)
 from .fid import (
     FeatureClassifier,
     ImageEvaluator,
@@ -30,12 +38,14 @@ __all__ = [
     "data_nll",
     "energy_distance",
     "feature_statistics",
+    "floor_draws",
     "frechet_distance",
     "load_classifier",
     "mean_and_stderr",
     "memorisation",
     "mmd",
     "nearest_distances",
+    "noise_floors",
     "precision_recall",
     "sliced_wasserstein",
     "train_classifier",

@@ -7,8 +7,10 @@
 * :func:`mmd` -- unbiased MMD^2 with a Gaussian kernel (Gretton et al. 2012, JMLR, eq. 3).
 * :func:`energy_distance` -- ``2 E|X-Y| - E|X-X'| - E|Y-Y'|`` (Székely & Rizzo 2013), as an
   unbiased U-statistic.
-* :func:`with_noise_floor` -- a metric next to its value between two independent reference sets
-  of the same size: the level a perfect sampler would reach at that sample size.
+* :func:`floor_draws` / :func:`noise_floors` -- metrics between independent pairs of exact sets
+  of the samples' size (a :class:`~diffusio.metrics.stats.NoiseFloor` each): the level a perfect
+  sampler reaches at that sample size. The one noise-floor computation of the toy evaluations.
+* :func:`with_noise_floor` -- a metric next to its floor (single pair, or RMS over pairs).
 
 Pairwise sums are computed in blocks of at most ``_BLOCK_ELEMENTS`` entries (2 MiB of float64),
 so 10k x 10k samples need a few tens of MiB.
@@ -17,13 +19,18 @@ so 10k x 10k samples need a few tens of MiB.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["energy_distance", "mmd", "sliced_wasserstein", "with_noise_floor"]
+from .stats import NoiseFloor
+
+__all__ = [
+    "energy_distance", "floor_draws", "mmd", "noise_floors", "sliced_wasserstein",
+    "with_noise_floor",
+]  # fmt: skip
 
 _BLOCK_ELEMENTS = 1 << 18
 
@@ -159,10 +166,46 @@ def energy_distance(x: Any, y: Any) -> float:
 
 
 # ------------------------------------------------------------------ noise floor
+Reference = Callable[[int, int], Tensor]
+
+
+def floor_draws(
+    metrics: Mapping[str, Callable[[Tensor, Tensor], float]],
+    reference: Reference,
+    n: int,
+    pairs: int = 1,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Each metric between ``pairs`` independent pairs of exact sets of size ``n``:
+    ``metric(reference(n, seed + 2k), reference(n, seed + 2k + 1))`` for k < ``pairs`` (every
+    metric on the same pairs). This is what an exact sampler scores at that size."""
+    if pairs < 1:
+        raise ValueError(f"repeats must be >= 1, got {pairs}")
+    draws: dict[str, list[float]] = {name: [] for name in metrics}
+    for k in range(pairs):
+        a, b = reference(n, seed + 2 * k), reference(n, seed + 2 * k + 1)
+        for name, metric in metrics.items():
+            draws[name].append(float(metric(a, b)))
+    return draws
+
+
+def noise_floors(
+    metrics: Mapping[str, Callable[[Tensor, Tensor], float]],
+    reference: Reference,
+    n: int,
+    pairs: int = 1,
+    seed: int = 0,
+) -> dict[str, NoiseFloor]:
+    """:func:`floor_draws` as one :class:`~diffusio.metrics.stats.NoiseFloor` per metric (mean
+    and sd over the pairs; sd 0 for one pair)."""
+    draws = floor_draws(metrics, reference, n, pairs, seed)
+    return {name: NoiseFloor.from_draws(values, n) for name, values in draws.items()}
+
+
 def with_noise_floor(
     metric: Callable[..., float],
     samples: Any,
-    reference_sampler: Callable[[int, int], Tensor],
+    reference_sampler: Reference,
     seed: int = 0,
     repeats: int = 1,
     **kw: Any,
@@ -170,22 +213,17 @@ def with_noise_floor(
     """``{"value": metric(samples, ref_0), "floor": ...}``.
 
     ``ref_k = reference_sampler(n, seed + k)`` are independent reference sets of the same size n
-    as ``samples``: the floor is what an exact sampler scores at that size, so a value within a
-    few floors is statistically indistinguishable from exact. With ``repeats=1`` it is
-    ``metric(ref_1, ref_2)``; with more, the root-mean-square over ``repeats`` disjoint pairs --
-    the typical size of the metric between exact sets, a steadier floor (needed for the unbiased
-    MMD^2, which scatters around 0 between exact sets). (Use seeds for ``samples`` outside
-    ``seed .. seed + 2 repeats``.) ``kw`` goes to ``metric``.
+    as ``samples``: the floor is what an exact sampler scores at that size (:func:`floor_draws`
+    from ``seed + 1``). With ``repeats=1`` it is ``metric(ref_1, ref_2)``; with more, the
+    root-mean-square over ``repeats`` disjoint pairs -- the typical size of the metric between
+    exact sets, a steadier floor (needed for the unbiased MMD^2, which scatters around 0 between
+    exact sets). (Use seeds for ``samples`` outside ``seed .. seed + 2 repeats``.) ``kw`` goes
+    to ``metric``.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
     samples = torch.as_tensor(samples)
     n = samples.shape[0]
+    draws = floor_draws({"m": lambda a, b: metric(a, b, **kw)}, reference_sampler, n, repeats,
+                        seed + 1)["m"]  # fmt: skip
     value = float(metric(samples, reference_sampler(n, seed), **kw))
-    draws = [
-        float(metric(reference_sampler(n, seed + 2 * k + 1), reference_sampler(n, seed + 2 * k + 2),
-                     **kw))
-        for k in range(repeats)
-    ]  # fmt: skip
     floor = draws[0] if repeats == 1 else math.sqrt(sum(d * d for d in draws) / repeats)
     return {"value": value, "floor": floor}
