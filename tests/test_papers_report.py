@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffusio.papers.report import Report, fmt, markdown_table
-from diffusio.papers.runs import ModelCache, config_hash, train_or_load
+from diffusio.papers.runs import ModelCache, config_hash
 from diffusio.plotting import new_figure
 from diffusio.train.config import load_config
 
@@ -43,12 +43,12 @@ def test_report_writes_markdown_metrics_and_figures(tmp_path):
     assert saved["claims"][0]["verdict"] == "reproduced" and out["name"] == "toy-2000"
 
 
-def test_train_or_load_reuses_a_finished_run(tmp_path):
+def test_model_cache_reuses_a_finished_run(tmp_path):
     config = load_config("toy-8gaussians", steps=20, n_data=256, batch_size=64, save_every=0)
-    model, normalizer, summary = train_or_load(config, tmp_path, "eg", progress=False)
+    model, normalizer, summary = ModelCache(tmp_path).train(config, "eg", progress=False)
     assert summary["step"] == 20 and normalizer is not None
     assert summary["run_dir"].endswith(f"eg-{config_hash(config)}")
-    again, _, summary2 = train_or_load(config, tmp_path, "eg", progress=False)
+    again, _, summary2 = ModelCache(tmp_path).train(config, "eg", progress=False)
     assert summary2["steps_per_sec"] == 0.0  # nothing trained the second time
     for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)

@@ -1,8 +1,9 @@
-"""One module per seed paper: its reproduction.
+"""One module per seed paper, each a :class:`~diffusio.papers.base.Reproduction`.
 
-Each ``diffusio.papers.<name>`` module defines ``reproduce(out_dir, quick=False) -> dict``, run by
-``diffusio reproduce NAME``. It trains (or reuses a finished cached run under ``out_dir/models``),
-evaluates, and writes ``out_dir/report.md`` (the paper's claim, our measurement, the scale and
-the gap), PNG figures and ``metrics.json`` through :class:`diffusio.papers.report.Report`.
-``quick=True`` is the few-minute version of the same experiment.
+``diffusio reproduce NAME [--quick] [--set key=value ...]`` runs one: it trains through the
+shared model cache (or reuses a cached model), evaluates with the domain package's scorer and
+writes ``report.md`` (the paper's claims, what we measured, the scale, the gap and a verdict by
+the shared rules of :mod:`~diffusio.papers.verdicts`), PNG figures and ``metrics.json``. The
+registered names are :data:`diffusio.papers.base.PAPERS`; ``_template.py`` is the pattern for a
+new one.
 """

@@ -12,10 +12,9 @@ import math
 import os
 import platform
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..io import write_json_atomic, write_text_atomic
@@ -25,10 +24,7 @@ from .verdicts import VERDICTS
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = [
-    "VERDICTS", "Claim", "Report", "choose_settings", "fmt", "logger", "markdown_table",
-    "reproduce_paper", "run_reproduction",
-]  # fmt: skip
+__all__ = ["VERDICTS", "Claim", "Report", "fmt", "logger", "markdown_table"]
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -175,7 +171,7 @@ class Report:
         return metrics
 
 
-# --------------------------------------------------------------------------- the shared frame
+# --------------------------------------------------------------------------- logging
 def logger(name: str) -> Callable[[str], None]:
     """A function printing ``[name] message`` lines, flushed (progress of a long reproduction)."""
 
@@ -183,50 +179,3 @@ def logger(name: str) -> Callable[[str], None]:
         print(f"[{name}] {message}", flush=True)
 
     return log
-
-
-def choose_settings(table: Mapping[str, S], quick: bool, settings: S | None = None) -> S:
-    """``settings`` if given (tests pass tiny ones), else ``table["quick"]`` or
-    ``table["default"]``."""
-    if settings is not None:
-        return settings
-    return table["quick" if quick else "default"]
-
-
-def run_reproduction(
-    report: Report,
-    experiments: Callable[[Path], R],
-    build: Callable[[Report, R], None],
-) -> dict[str, Any]:
-    """The frame every ``reproduce()`` shares: run ``experiments(out_dir)``, let ``build`` fill
-    ``report`` from their result (scale, claims, sections, metrics), write ``report.md`` and
-    ``metrics.json``, log each stage, and return the written metrics."""
-    log = logger(report.name)
-    log(f"{'quick' if report.quick else 'default'} run into {report.out_dir}")
-    result = experiments(report.out_dir)
-    log("figures and report")
-    build(report, result)
-    metrics = report.write()
-    log(f"wrote {report.out_dir / 'report.md'} ({metrics['seconds']:.0f} s)")
-    return metrics
-
-
-def reproduce_paper(
-    paper: ModuleType, settings: Any, out_dir: str | os.PathLike, quick: bool, progress: bool
-) -> dict[str, Any]:
-    """:func:`run_reproduction` for a paper module that follows the common layout: ``NAME``,
-    ``TITLE``, ``REFERENCE``, ``NOTES`` and the functions ``run_experiments(s, out, progress)``,
-    ``scale_text(s, r)``, ``add_claims(report, s, r)``, ``add_sections(report, s, r)`` and
-    ``record_metrics(report, s, r)``, called in that order (the notes after the sections)."""
-
-    def build(report: Report, result: Any) -> None:
-        report.scale = paper.scale_text(settings, result)
-        paper.add_claims(report, settings, result)
-        paper.add_sections(report, settings, result)
-        report.section("Notes", paper.NOTES)
-        paper.record_metrics(report, settings, result)
-
-    report = Report(paper.NAME, paper.TITLE, paper.REFERENCE, out_dir, quick, scale="")
-    return run_reproduction(
-        report, lambda out: paper.run_experiments(settings, out, progress), build
-    )

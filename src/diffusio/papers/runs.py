@@ -22,7 +22,7 @@ import torch
 
 from ..core.model import DiffusionModel
 
-__all__ = ["ModelCache", "cache_root", "config_hash", "pick_device", "train_or_load"]
+__all__ = ["ModelCache", "cache_root", "config_hash", "pick_device"]
 
 
 def cache_root() -> Path:
@@ -75,15 +75,3 @@ class ModelCache:
         summary["run_dir"] = str(run_dir)
         summary["train_seconds"] = float(max(times)) if times else 0.0
         return model, trainer.normalizer, summary
-
-
-def train_or_load(
-    config: Any,
-    models_dir: str | os.PathLike | None,
-    label: str,
-    *,
-    progress: bool = True,
-    data: torch.Tensor | None = None,
-) -> tuple[DiffusionModel, Any | None, dict[str, Any]]:
-    """:meth:`ModelCache.train` with the cache at ``models_dir`` (None: the shared one)."""
-    return ModelCache(models_dir).train(config, label, progress=progress, data=data)
