@@ -148,7 +148,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
                 return value
         return value
     except (TypeError, ValueError, json.JSONDecodeError):
-        name = getattr(hint, "__name__", str(hint))
+        name = str(hint).replace("typing.", "") if typing.get_args(hint) else getattr(
+            hint, "__name__", str(hint))
         raise ValueError(
             f"setting {key!r} expects {'None or ' if optional else ''}{name}, got {value!r}"
         ) from None
