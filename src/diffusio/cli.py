@@ -7,8 +7,9 @@ code. Most are built by :func:`command_from_function` from a function of
 :mod:`diffusio.commands`: every parameter becomes an option ``--name`` (underscores become
 dashes) with its default and its type hint's type, a boolean becomes a flag (``--name``, or
 ``--no-name`` when it defaults to True), a ``list[...]`` a repeatable option, a ``Literal`` a
-choice, and the ``Args:`` lines of the docstring the help. Heavy imports (torch, matplotlib)
-happen inside the command functions, so ``diffusio list`` and ``--help`` stay fast.
+choice, a path (``str | Path``) a string, and the ``Args:`` lines of the docstring the help.
+Heavy imports (torch, matplotlib) happen inside the command functions, so ``diffusio list`` and
+``--help`` stay fast.
 
 User errors (``ValueError``, ``FileNotFoundError``) raised by a command are reported as a single
 line ``diffusio: error: <message>`` on stderr with exit code 2, like argparse's own usage errors,
@@ -89,12 +90,17 @@ def docstring_args(fn: Callable[..., Any]) -> dict[str, str]:
 
 
 def _unwrap_optional(hint: Any) -> Any:
-    """``X | None`` -> ``X`` (other hints unchanged)."""
+    """``X | None`` -> ``X``; a path, ``str | Path`` (or ``os.PathLike``), -> ``str`` (other
+    hints unchanged)."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(args) == 1:
             return args[0]
+        if str in args and all(
+            a is str or (isinstance(a, type) and issubclass(a, os.PathLike)) for a in args
+        ):
+            return str
     return hint
 
 

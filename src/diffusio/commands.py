@@ -1,7 +1,8 @@
 """What the ``diffusio`` subcommands do, as plain functions the CLI (and scripts) call.
 
 The CLI builds each subcommand's arguments from these signatures (type hints and defaults) and
-the ``Args:`` sections below (help), so an option is spelled once, here. Each function validates
+the ``Args:`` sections (help), so an option is spelled once: here, or where a command is the
+library function itself (``demo`` is :func:`diffusio.demo.run`). Each function validates
 its input and raises ``ValueError`` / ``FileNotFoundError`` with one clear line; the CLI prints
 that line and exits non-zero.
 
@@ -18,6 +19,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from diffusio.demo import run as demo  # the `demo` command (standard library imports only)
 
 __all__ = [
     "DOMAINS", "Domain", "demo", "eval_run", "list_presets", "list_timeline", "load_eval_data",
@@ -181,30 +184,6 @@ def list_timeline(verbose: bool = False, status: Status | None = None) -> str:
                          notes=verbose)  # fmt: skip
     print(table)
     return table
-
-
-def demo(
-    out: str = "runs/demo",
-    seed: int = 0,
-    steps: int | None = None,
-    sampler: str = "dpm-solver++",
-    sampler_steps: int = 20,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train the digits demo (or resume / reuse it), sample and score it.
-
-    Args:
-        out: run directory
-        seed: random seed
-        steps: training steps (default: the preset's)
-        sampler: sampler for the images
-        sampler_steps: sampler steps
-        progress: show progress bars
-    """
-    from diffusio import demo as digits_demo
-
-    return digits_demo.run(out, seed=seed, steps=steps, sampler=sampler,
-                          sampler_steps=sampler_steps, progress=progress)  # fmt: skip
 
 
 def oracle_demo(

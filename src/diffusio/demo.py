@@ -32,8 +32,19 @@ def run(
     sampler_steps: int = 20,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train (or resume / reuse) the demo run in ``out``, sample it, write the figures and
-    metrics; returns the metrics."""
+    """Train the digits demo (or resume / reuse it), sample and score it.
+
+    Trains into ``out``, samples it, writes the figures and metrics; returns the metrics. This
+    is the ``diffusio demo`` command: its options are these parameters.
+
+    Args:
+        out: run directory
+        seed: random seed
+        steps: training steps (default: the preset's)
+        sampler: sampler for the images
+        sampler_steps: sampler steps
+        progress: show progress bars
+    """
     import torch
 
     from .data.datasets import load_image_dataset

@@ -18,10 +18,9 @@ Salimans 2021): ``y=None`` means the null class for every row.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from .embeddings import FourierEmbedding, SinusoidalEmbedding, class_labels
+from .embeddings import ClassConditional, FourierEmbedding, SinusoidalEmbedding, check_num_classes
 
 __all__ = ["ACTIVATIONS", "EMBEDDINGS", "TimeMLP", "count_parameters"]
 
@@ -63,7 +62,7 @@ class _Block(nn.Module):
         return h + self.act(self.linear(h) + self.cond(c))
 
 
-class TimeMLP(nn.Module):
+class TimeMLP(ClassConditional, nn.Module):
     """Residual MLP ``net(x, t, y=None)`` for x of shape (N, dim); see the module docstring.
 
     Args:
@@ -101,24 +100,14 @@ class TimeMLP(nn.Module):
         for label, value, low in checks:
             if int(value) != value or value < low:
                 raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
-        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
-            raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
+        check_num_classes(num_classes)
         act = _choice("activation", activation, ACTIVATIONS)
         embed_cls = _choice("embedding", embedding, EMBEDDINGS)
         self.dim, self.hidden, self.depth = int(dim), int(hidden), int(depth)
         self.out_dim = int(out_dim)
-        self.num_classes = None if num_classes is None else int(num_classes)
         self.embedding_name, self.activation_name = str(embedding).lower(), str(activation).lower()
 
-        self.time_embed = nn.Sequential(
-            embed_cls(embed_dim),
-            nn.Linear(embed_dim, hidden),
-            act(),
-            nn.Linear(hidden, hidden),
-        )
-        self.class_embed = (
-            nn.Embedding(self.num_classes + 1, hidden) if self.num_classes is not None else None
-        )
+        self._init_conditioning(embed_cls(embed_dim), hidden, act, num_classes)
         self.cond_act = act()
         self.input = nn.Linear(self.dim, hidden)
         self.blocks = nn.ModuleList(_Block(hidden, act) for _ in range(self.depth))
@@ -126,31 +115,12 @@ class TimeMLP(nn.Module):
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
 
-    @property
-    def null_class(self) -> int | None:
-        """The label index meaning "no class" (``num_classes``), or None if unconditional."""
-        return self.num_classes
-
-    def _labels(self, y: Tensor | int | None, n: int, device: torch.device) -> Tensor | None:
-        classes = None if self.class_embed is None else self.num_classes
-        return class_labels(y, classes, n, device, "TimeMLP")
-
     def forward(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(
                 f"TimeMLP expected input of shape (N, {self.dim}), got {tuple(x.shape)}"
             )
-        n = x.shape[0]
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(n)
-        if t.shape != (n,):
-            raise ValueError(f"t must be a scalar or of shape ({n},), got {tuple(t.shape)}")
-        c = self.time_embed(t)
-        labels = self._labels(y, n, x.device)
-        if labels is not None:
-            c = c + self.class_embed(labels)
-        c = self.cond_act(c)
+        c = self.cond_act(self._conditioning(x, t, y))
         h = self.input(x)
         for block in self.blocks:
             h = block(h, c)

@@ -57,7 +57,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import interpolate, scaled_dot_product_attention, silu
 
-from .embeddings import class_labels
+from .embeddings import ClassConditional, check_num_classes
 from .mlp import EMBEDDINGS, _choice
 
 __all__ = ["UNET_PRESETS", "UNet", "unet_preset"]
@@ -202,7 +202,7 @@ class _Upsample(nn.Module):
         return x if self.conv is None else self.conv(x)
 
 
-class UNet(nn.Module):
+class UNet(ClassConditional, nn.Module):
     """U-Net ``net(x, t, y=None)`` for images x of shape (N, C, H, W); see the module docstring.
 
     Args:
@@ -265,8 +265,7 @@ class UNet(nn.Module):
                 raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
         if not mults:
             raise ValueError("channel_mults must name at least one level, got ()")
-        if num_classes is not None and (int(num_classes) != num_classes or num_classes < 1):
-            raise ValueError(f"num_classes must be a positive integer or None, got {num_classes!r}")
+        check_num_classes(num_classes)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout!r}")
         factor = 2 ** (len(mults) - 1)
@@ -295,20 +294,11 @@ class UNet(nn.Module):
         self.image_size, self.channels = int(image_size), int(channels)
         self.channel_mults, self.attention_resolutions = mults, attn_res
         self.num_res_blocks, self.num_heads = int(num_res_blocks), int(num_heads)
-        self.num_classes = None if num_classes is None else int(num_classes)
         self.scale_shift, self.embedding_name = bool(scale_shift), str(embedding).lower()
         self._divisor = factor
 
         emb_dim = 4 * channels
-        self.time_embed = nn.Sequential(
-            embed_cls(channels),
-            nn.Linear(channels, emb_dim),
-            nn.SiLU(),
-            nn.Linear(emb_dim, emb_dim),
-        )
-        self.class_embed = (
-            nn.Embedding(self.num_classes + 1, emb_dim) if self.num_classes is not None else None
-        )
+        self._init_conditioning(embed_cls(channels), emb_dim, nn.SiLU, num_classes)
 
         def step(cin: int, cout: int, size: int) -> _Step:
             res = _ResBlock(cin, cout, emb_dim, dropout, self.scale_shift, groups)
@@ -342,36 +332,19 @@ class UNet(nn.Module):
         self.out_norm = _norm(ch, groups)
         self.output = _zero(nn.Conv2d(ch, self.out_channels, 3, padding=1))
 
-    @property
-    def null_class(self) -> int | None:
-        """The label index meaning "no class" (``num_classes``), or None if unconditional."""
-        return self.num_classes
-
-    def _labels(self, y: Tensor | int | None, n: int, device: torch.device) -> Tensor | None:
-        classes = None if self.class_embed is None else self.num_classes
-        return class_labels(y, classes, n, device, "UNet")
-
     def forward(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"UNet expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        n, _, height, width = x.shape
+        _, _, height, width = x.shape
         if height % self._divisor or width % self._divisor:
             raise ValueError(
                 f"UNet input height and width must be divisible by {self._divisor} "
                 f"({len(self.channel_mults)} levels), got {height}x{width}"
             )
-        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-        if t.dim() == 0:
-            t = t.expand(n)
-        if t.shape != (n,):
-            raise ValueError(f"t must be a scalar or of shape ({n},), got {tuple(t.shape)}")
-        emb = self.time_embed(t)
-        labels = self._labels(y, n, x.device)
-        if labels is not None:
-            emb = emb + self.class_embed(labels)
-        emb = silu(emb)  # shared by every block's projection (DDPM's temb_proj(swish(temb)))
+        # shared by every block's projection (DDPM's temb_proj(swish(temb)))
+        emb = silu(self._conditioning(x, t, y))
 
         h = self.input(x)
         hs = [h]
