@@ -1,4 +1,4 @@
-"""Training losses and time samplers, checked against the exact Gaussian-mixture oracle.
+"""Training losses and time distributions, checked against the exact Gaussian-mixture oracle.
 
 Monte Carlo checks compare paired estimates (same seed: same t, noise and data) and use a
 tolerance of a few standard errors of the paired differences.
@@ -17,11 +17,12 @@ from diffusio.core.model import DiffusionModel
 from diffusio.core.oracle import GaussianMixture
 from diffusio.core.processes import make_process
 from diffusio.core.timesteps import (
-    TIME_SAMPLERS,
+    TIME_DISTRIBUTIONS,
     DiscreteTime,
     ImportanceTime,
+    TimeDistribution,
     UniformTime,
-    make_time_sampler,
+    make_time_distribution,
 )
 
 Z = 4.5  # standard errors allowed for a check whose expectation is known exactly
@@ -109,9 +110,9 @@ def test_oracle_minimises_every_weighting(weighting, process_name):
     if weighting == "vlb":  # the bound lives on the table: its times in the same window
         grid = process.discrete().times
         times = DiscreteTime(grid[(grid >= 0.05) & (grid <= 0.9 * process.t_max)])
-    base = per_example(oracle, x0, seed=3, weighting=weighting, time_sampler=times)
+    base = per_example(oracle, x0, seed=3, weighting=weighting, time_distribution=times)
     shifted = DiffusionModel(Perturbed(oracle.net, lambda x: 0.1 * torch.tanh(x)), process, "eps")
-    diff = per_example(shifted, x0, seed=3, weighting=weighting, time_sampler=times)
+    diff = per_example(shifted, x0, seed=3, weighting=weighting, time_distribution=times)
     assert significantly_positive(diff - base, z=4.0)
 
 
@@ -182,8 +183,8 @@ def test_loss_trains_a_network_on_images():
 
     model = DiffusionModel(Scale(), make_process("vp-cosine"), "eps")
     x0 = torch.randn(8, 3, 4, 4)
-    sampler = make_time_sampler("discrete", model.process)
-    loss = model.loss(x0, time_sampler=sampler, cond={"shift": torch.zeros(8)})
+    times = make_time_distribution("discrete", model.process)
+    loss = model.loss(x0, time_distribution=times, cond={"shift": torch.zeros(8)})
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert model.net.w.grad is not None and torch.isfinite(model.net.w.grad)
@@ -193,7 +194,7 @@ def test_loss_trains_a_network_on_images():
             assert torch.isfinite(model.loss(x0, weighting=weighting, cond=cond))
 
 
-# --------------------------------------------------------------------------- time samplers
+# --------------------------------------------------------------------------- time distributions
 def f(t: torch.Tensor) -> torch.Tensor:
     return torch.exp(3.0 * t) + 1.0 / (t + 0.05)
 
@@ -215,14 +216,14 @@ def skewed(sampler: ImportanceTime) -> ImportanceTime:
     return sampler
 
 
-def test_time_samplers_are_unbiased_for_the_uniform_objective():
+def test_time_distributions_are_unbiased_for_the_uniform_objective():
     n = 200_000
     process = make_process("vp-quadratic")
     grid = process.discrete().times
     a, b = process.t_min, process.t_max
     cases = [
         (UniformTime(a, b), uniform_mean(a, b)),
-        (make_time_sampler("uniform", process), uniform_mean(a, b)),
+        (make_time_distribution("uniform", process), uniform_mean(a, b)),
         (DiscreteTime(grid), float(f(grid).mean())),
         (skewed(ImportanceTime(grid)), float(f(grid).mean())),
         (skewed(ImportanceTime(16, a, b, uniform_prob=0.01)), uniform_mean(a, b)),
@@ -285,12 +286,16 @@ def test_importance_time_learns_from_training_losses():
     process = make_process("vp-quadratic")  # 50 grid times
     mix = mixture()
     oracle = mix.model(process, "eps", dtype=torch.float64)
-    sampler = make_time_sampler("importance", process)
+    sampler = make_time_distribution("importance", process)
     assert sampler.num_bins == 50 and not sampler.warmed_up
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
         loss = diffusion_loss(
-            oracle, mix.sample(1000, seed=1), time_sampler=sampler, generator=gen, weighting="x0"
+            oracle,
+            mix.sample(1000, seed=1),
+            time_distribution=sampler,
+            generator=gen,
+            weighting="x0",
         )
         assert torch.isfinite(loss)
     assert sampler.warmed_up
@@ -319,15 +324,15 @@ def test_errors():
     with pytest.raises(ValueError, match="batch size 4"):
         diffusion_loss(oracle, x0, cond={"y": torch.zeros(4)})
     with pytest.raises(ValueError, match="importance"):
-        diffusion_loss(oracle, x0, time_sampler="importance")
+        diffusion_loss(oracle, x0, time_distribution="importance")
     with pytest.raises(TypeError):
         diffusion_loss(oracle, torch.zeros(5, 2, dtype=torch.long))
 
     with pytest.raises(ValueError, match="valid: uniform, discrete, importance"):
-        make_time_sampler("lognormal", process)
-    assert TIME_SAMPLERS == ("uniform", "discrete", "importance")
+        make_time_distribution("lognormal", process)
+    assert TIME_DISTRIBUTIONS == ("uniform", "discrete", "importance")
     with pytest.raises(ValueError, match="bad options"):
-        make_time_sampler("discrete", process, bins=3)
+        make_time_distribution("discrete", process, bins=3)
     with pytest.raises(ValueError):
         UniformTime(1.0, 0.0)
     with pytest.raises(ValueError):
@@ -338,3 +343,29 @@ def test_errors():
         UniformTime().sample(0)
     with pytest.raises(ValueError, match="3 times but 2 losses"):
         ImportanceTime(4).update(torch.rand(3), torch.rand(2))
+
+
+def test_older_time_sampler_names_still_work():
+    """``TimeSampler``, ``make_time_sampler``, ``TIME_SAMPLERS`` and ``diffusion_loss(
+    time_sampler=)`` are the older names of the time distribution API (callers still use them)."""
+    import diffusio
+    from diffusio.core import timesteps
+
+    assert timesteps.TimeSampler is TimeDistribution
+    assert timesteps.make_time_sampler is make_time_distribution
+    assert timesteps.TIME_SAMPLERS == TIME_DISTRIBUTIONS
+    assert diffusio.make_time_sampler is diffusio.make_time_distribution is make_time_distribution
+    assert isinstance(
+        make_time_distribution("discrete", make_process("vp-linear")), TimeDistribution
+    )
+
+    process = make_process("vp-linear")
+    oracle = mixture().model(process, dtype=torch.float64)
+    x0 = mixture().sample(64, seed=0).double()
+    times = DiscreteTime(process.discrete())
+    new = per_example(oracle, x0, seed=1, time_distribution=times)
+    old = per_example(oracle, x0, seed=1, time_sampler=times)
+    assert torch.equal(new, old)
+    assert torch.equal(per_example(oracle, x0, seed=1, time_sampler="discrete"), new)
+    with pytest.raises(ValueError, match="older name"):
+        diffusion_loss(oracle, x0, time_distribution=times, time_sampler=UniformTime())

@@ -14,7 +14,7 @@ N = 4000
 # (sampler, steps, options) at generous step counts; every one must land within 2x the noise floor.
 GENEROUS = [
     ("ddpm", 1000, {}),
-    ("ddpm", 1000, {"variance": "beta"}),
+    ("ddpm", 1000, {"kernel_variance": "beta"}),
     ("ddim", 500, {}),
     ("ddim", 1000, {"eta": 0.5}),
     ("annealed-langevin", 20, {"n_steps_each": 100}),

@@ -25,7 +25,7 @@ N = 64
 # (sampler, steps, options): every sampler, at a few steps, with its grid-shaping options.
 CASES = [
     ("ddpm", 12, {}),
-    ("ddpm", 12, {"variance": "beta"}),
+    ("ddpm", 12, {"kernel_variance": "beta"}),
     ("ddpm", 9, {"discrete": False}),
     ("ddim", 10, {}),
     ("ddim", 10, {"eta": 0.5, "spacing": "quadratic"}),
@@ -247,8 +247,8 @@ def test_per_frame_ddim_equals_separate_runs(mixture, model):
     "sampler,options,step_options",
     [
         ("ddim", {"eta": 0.7}, {"eta": 0.7}),
-        ("ddpm", {}, {"variance": "posterior"}),
-        ("ddpm", {"variance": "beta"}, {"variance": "beta"}),
+        ("ddpm", {}, {"kernel_variance": "posterior"}),
+        ("ddpm", {"kernel_variance": "beta"}, {"kernel_variance": "beta"}),
     ],
 )
 def test_per_frame_stochastic_chains_equal_separate_runs(
@@ -388,7 +388,7 @@ def test_chained_reverse_steps_reproduce_the_ddpm_sampler(model):
     grid = grid_times(model.process, 10)
     for i, t in enumerate(grid):
         s = grid[i + 1] if i + 1 < len(grid) else None
-        x = reverse_step(model, x, t, s, variance="posterior", generator=gen).x_next
+        x = reverse_step(model, x, t, s, kernel_variance="posterior", generator=gen).x_next
     assert torch.equal(x, expected)
 
 

@@ -103,6 +103,79 @@ def test_yaml_and_json_files(tmp_path: Path) -> None:
     assert again == cfg
 
 
+# The pre-rename serialized form of ``load_config("digits-iddpm")`` (a run's config.json
+# "config"), and the config hashes of presets measured before the rename: trained models are
+# cached under these hashes, so the rename must not change them.
+OLD_IDDPM_JSON = (
+    '{"batch_size": 128, "betas": [0.9, 0.999], "class_conditional": false, "class_dropout": '
+    '0.0, "data": "digits", "data_options": {}, "description": "preset digits-iddpm", '
+    '"ema_decay": 0.999, "ema_warmup": true, "eval_every": 0, "grad_clip": 1.0, "keep": 3, '
+    '"log_every": 25, "loss_options": {"decoder": "discretized"}, "lr": 0.001, "lr_decay": '
+    '"cosine", "mixed_precision": "no", "n_data": null, "net": "unet", "net_options": '
+    '{"attention_resolutions": [4], "channel_mults": [1, 2], "channels": 32, "dropout": 0.0, '
+    '"groups": 8, "num_heads": 4, "num_res_blocks": 1}, "normalize": false, "prediction": '
+    '"eps", "process": "vp-cosine", "process_options": {}, "save_every": 500, "seed": 0, '
+    '"steps": 3000, "time_sampler": "discrete", "time_sampler_options": {}, "variance": '
+    '"learned", "warmup": 200, "weight_decay": 0.0, "weighting": "hybrid"}'
+)
+HASHES_BEFORE_RENAME = {
+    "digits-ddpm": "4a8c1017",
+    "digits-ddpm-cond": "7692ed8c",
+    "digits-iddpm": "cfda76b8",
+    "toy-8gaussians": "4e4ec29f",
+    "toy-checkerboard": "8daf9989",
+    "toy-moons": "24655c3f",
+    "toy-pinwheel": "1f67db41",
+    "toy-swissroll": "3c466f83",
+}
+
+
+def test_renamed_fields_keep_the_serialized_keys_and_the_config_hashes(tmp_path: Path) -> None:
+    """``variance_head``, ``time_distribution`` and ``time_distribution_options`` are the
+    fields; the serialized form keeps the older keys, so hashes and old runs stay valid."""
+    from diffusio.papers.runs import config_hash
+
+    assert config_hash(load_config("digits-ddpm")) == "4a8c1017"
+    assert {name: config_hash(load_config(name)) for name in PRESETS} == HASHES_BEFORE_RENAME
+    cfg = load_config("digits-iddpm")
+    assert cfg.variance_head == "learned" and cfg.time_distribution == "discrete"
+    assert json.dumps(cfg.to_dict(), sort_keys=True) == OLD_IDDPM_JSON
+    serialized = set(cfg.to_dict())
+    assert {"variance", "time_sampler", "time_sampler_options"} <= serialized
+    assert not {"variance_head", "time_distribution", "time_distribution_options"} & serialized
+
+    # an old config.json (older keys) reads back as the same config, with the same hash
+    old = TrainConfig.from_dict(json.loads(OLD_IDDPM_JSON))
+    assert old == cfg and config_hash(old) == HASHES_BEFORE_RENAME["digits-iddpm"]
+    path = tmp_path / "config.json"
+    path.write_text(OLD_IDDPM_JSON)
+    assert load_config(path) == cfg
+    yml = tmp_path / "old.yaml"
+    yml.write_text("preset: toy-moons\nvariance: learned\ntime_sampler: importance\n"
+                   "time_sampler_options: {num_bins: 8}\n")  # fmt: skip
+    from_file = load_config(yml)
+    assert from_file.variance_head == "learned" and from_file.time_distribution == "importance"
+    assert from_file.time_distribution_options == {"num_bins": 8}
+
+    # the older names work everywhere a config is built, and as attributes
+    new = load_config("toy-moons", variance_head="learned", time_distribution="discrete",
+                      time_distribution_options={})  # fmt: skip
+    assert load_config("toy-moons", variance="learned", time_sampler="discrete") == new
+    assert TrainConfig(variance="learned", time_sampler="discrete") == TrainConfig(
+        variance_head="learned", time_distribution="discrete"
+    )
+    assert load_config("toy-moons").replace(variance="learned", time_sampler="discrete") == new
+    assert new.variance == "learned" and new.time_sampler == "discrete"
+    assert new.time_sampler_options == {}
+    new.time_sampler = "uniform"
+    assert new.time_distribution == "uniform"
+    assert load_config("digits-ddpm", time_sampler="discrete") == load_config("digits-ddpm")
+    with pytest.raises(ValueError, match="'time_sampler' is the older name"):
+        load_config("toy-moons", time_sampler="uniform", time_distribution="discrete")
+    with pytest.raises(ValueError, match="unknown variance_head 'guess'"):
+        load_config("toy-moons", variance="guess")
+
+
 def test_build_model_is_seeded_and_leaves_global_rng_alone() -> None:
     cfg = TrainConfig(**TINY)
     state = torch.get_rng_state()
@@ -144,8 +217,11 @@ def test_run_dir_contents_and_load_run(run_dir: Path) -> None:
     }
     assert manifest["model"]["net"]["options"]["dim"] == 2
     assert set(manifest["normalizer"]) == {"mean", "std"}
+    assert manifest["config"] == TrainConfig(**TINY).to_dict()  # the older key names
+    assert manifest["model"]["variance"] == "fixed"
     model, cfg, normalizer = load_run(run_dir)
     assert cfg == TrainConfig(**TINY) and not model.training
+    assert model.variance_head == "fixed"
     x = torch.randn(5, 2)
     t = torch.full((5,), 0.5)
     trainer_ema = load_run(run_dir, ema=True)[0]

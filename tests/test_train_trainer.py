@@ -27,8 +27,9 @@ TINY = {
     "warmup": 5,
     "log_every": 5,
     "ema_decay": 0.99,
-    "time_sampler": "importance",  # a stateful sampler: its history must be checkpointed too
-    "time_sampler_options": {"num_bins": 8, "history": 2},
+    # a stateful time distribution: its history must be checkpointed too
+    "time_distribution": "importance",
+    "time_distribution_options": {"num_bins": 8, "history": 2},
 }
 
 
@@ -190,6 +191,27 @@ def test_resume_guards(reference: Path, tmp_path: Path) -> None:
     # resume=True without a checkpoint starts fresh
     summary = Trainer(tiny(steps=3), tmp_path / "new", progress=False).fit(resume=True)
     assert summary["step"] == 3
+
+
+def test_a_run_written_under_the_older_config_names_resumes(tmp_path: Path) -> None:
+    """Runs and checkpoints keep the older key names (``time_sampler``, ``variance``): a run
+    started with them resumes under the new names, and the reverse."""
+    old = {k: v for k, v in TINY.items() if not k.startswith("time_distribution")}
+    old |= {"time_sampler": "importance", "time_sampler_options": {"num_bins": 8, "history": 2}}
+    out = tmp_path / "run"
+    with pytest.raises(KilledError):
+        Trainer(
+            TrainConfig(**old, steps=12, save_every=6), out, progress=False,
+            callbacks=[_kill_at(9)],
+        ).fit()  # fmt: skip
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["time_sampler"] == "importance" and saved["variance"] == "fixed"
+    assert not {"time_distribution", "time_distribution_options", "variance_head"} & set(saved)
+    assert load_checkpoint(out).state["time_sampler"]["name"] == "importance"
+    trainer = Trainer(tiny(steps=12, save_every=6), out, progress=False)
+    assert trainer.time_sampler is trainer.time_distribution
+    assert trainer.fit(resume=True)["step"] == 12
+    assert load_checkpoint(out).state["time_sampler"]["state"] is not None
 
 
 def test_training_does_not_touch_global_rng_and_ignores_it(tmp_path: Path) -> None:

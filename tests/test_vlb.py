@@ -61,8 +61,8 @@ class ExactKernel(nn.Module):
 
 def exact_model(num_steps=40, fixed=False):
     process = make_process("vp-linear", num_steps=num_steps)
-    variance = "fixed" if fixed else "learned"
-    return DiffusionModel(ExactKernel(process, fixed), process, "x0", variance=variance)
+    head = "fixed" if fixed else "learned"
+    return DiffusionModel(ExactKernel(process, fixed), process, "x0", variance_head=head)
 
 
 def test_exact_kernels_make_the_bound_the_entropy_plus_prior_mismatch():
@@ -106,7 +106,7 @@ def test_exact_learned_variance_chain_samples_the_data():
     # mean within 4 standard errors; variance within 4 of its standard error sqrt(2/n) var
     assert abs(float(x.mean()) - MEAN) < 4 * STD / math.sqrt(n)
     assert abs(float(x.var()) / STD**2 - 1.0) < 4 * math.sqrt(2.0 / n)
-    fixed = sample(model, (n, 1), "ddpm", seed=2, x_init=x_T, variance="posterior")
+    fixed = sample(model, (n, 1), "ddpm", seed=2, x_init=x_T, kernel_variance="posterior")
     assert abs(float(fixed.var()) / STD**2 - 1.0) > 8 * math.sqrt(2.0 / n)  # beta-tilde: wrong
 
 
@@ -130,16 +130,18 @@ def test_learned_variance_errors_are_clear():
     with pytest.raises(ValueError, match="num_steps > 20"):
         make_process("vp-linear", num_steps=10)  # its betas would exceed 1
     process = make_process("vp-linear", num_steps=25)
-    with pytest.raises(ValueError, match="variance"):
-        DiffusionModel(nn.Identity(), process, "eps", variance="guess")
-    model = DiffusionModel(lambda x, t: x, process, "eps", variance="learned")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="variance head"):
+        DiffusionModel(nn.Identity(), process, "eps", variance_head="guess")
+    model = DiffusionModel(lambda x, t: x, process, "eps", variance_head="learned")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="twice the input"):
         model.predict(torch.zeros(2, 3), 0.5)
     with pytest.raises(ValueError, match="discrete grid"):
         time_indices(process, torch.tensor([0.123456]))
     fixed = DiffusionModel(nn.Identity(), process, "eps")
     with pytest.raises(ValueError, match="learned"):
-        sample(fixed, (2, 2), "ddpm", variance="learned")
+        sample(fixed, (2, 2), "ddpm", kernel_variance="learned")
+    with pytest.raises(ValueError, match="kernel variance 'guess'; valid: posterior, beta"):
+        sample(fixed, (2, 2), "ddpm", kernel_variance="guess")
 
 
 def test_a_learned_variance_run_trains_saves_and_samples(tmp_path):
@@ -147,12 +149,13 @@ def test_a_learned_variance_run_trains_saves_and_samples(tmp_path):
     from diffusio.train.trainer import Trainer
 
     config = load_config(
-        "toy-swissroll", steps=20, n_data=512, batch_size=64, save_every=0, variance="learned",
-        weighting="vlb", time_sampler="discrete", process_options={"num_steps": 40},
+        "toy-swissroll", steps=20, n_data=512, batch_size=64, save_every=0,
+        variance_head="learned", weighting="vlb", time_distribution="discrete",
+        process_options={"num_steps": 40},
     )  # fmt: skip
     Trainer(config, tmp_path, progress=False).fit()
     model, _, _ = load_run(tmp_path)
-    assert model.variance == "learned" and model.net.out_dim == 4
+    assert model.variance_head == "learned" and model.net.out_dim == 4
     x = sample(model, (16, 2), "ddpm", seed=0)  # the learned variance by default
     assert x.shape == (16, 2) and torch.isfinite(x).all()
     bound = vlb(model, torch.zeros(4, 2))["total"]
@@ -196,19 +199,19 @@ def test_hybrid_loss_is_simple_plus_weighted_bits_with_the_mean_frozen():
     """L_hybrid = L_simple + lambda T L_i (bits/dim) in value; the mean's gradient comes from
     L_simple alone (improved DDPM Sec. 3.1); the variance gets lambda T dL_i/dv."""
     from diffusio.core.losses import diffusion_loss
-    from diffusio.core.timesteps import make_time_sampler
+    from diffusio.core.timesteps import make_time_distribution
 
     process = make_process("vp-cosine", num_steps=50)
-    model = DiffusionModel(TwoHead(), process, "eps", variance="learned")
+    model = DiffusionModel(TwoHead(), process, "eps", variance_head="learned")
     x0 = torch.rand(16, 1, 4, 4, dtype=torch.float64) * 2 - 1
     model = model.double()
-    sampler = make_time_sampler("discrete", process)
+    sampler = make_time_distribution("discrete", process)
 
     def run(weighting, **kw):
         model.zero_grad()
         gen = torch.Generator().manual_seed(5)
         loss = diffusion_loss(
-            model, x0, weighting=weighting, time_sampler=sampler, generator=gen,
+            model, x0, weighting=weighting, time_distribution=sampler, generator=gen,
             reduce="none", **kw,
         )  # fmt: skip
         loss.sum().backward()
@@ -229,3 +232,53 @@ def test_hybrid_loss_is_simple_plus_weighted_bits_with_the_mean_frozen():
     torch.testing.assert_close(hybrid, expected)
     with pytest.raises(ValueError, match="learned variance"):
         diffusion_loss(DiffusionModel(nn.Identity(), process, "eps"), x0, weighting="hybrid")
+
+
+def test_older_variance_names_still_work():
+    """The three variances have one name each now (``variance_head`` of the model,
+    ``kernel_variance`` of a reverse step, ``Prediction.variance_interp``); the older
+    ``variance`` spelling of each still works, as callers use it."""
+    from diffusio.core.model import VARIANCE_HEADS, VARIANCES
+    from diffusio.core.samplers import reverse_step
+
+    assert VARIANCES == VARIANCE_HEADS == ("fixed", "learned")
+    process = make_process("vp-linear", num_steps=40)
+    net = ExactKernel(process, fixed=False)
+    old = DiffusionModel(net, process, "x0", variance="learned")
+    new = DiffusionModel(net, process, "x0", variance_head="learned")
+    assert old.variance_head == new.variance_head == new.variance == "learned"
+    assert DiffusionModel(net, process, "x0", "learned").variance_head == "learned"
+    assert DiffusionModel(net, process, "x0").variance_head == "fixed"
+    assert DiffusionModel(net, process, "x0", variance="learned", variance_head="learned")
+    with pytest.raises(ValueError, match="older name"):
+        DiffusionModel(net, process, "x0", variance="fixed", variance_head="learned")
+    with pytest.raises(AttributeError):
+        new.variance = "fixed"  # read-only alias
+
+    fixed = DiffusionModel(ExactKernel(process, fixed=True), process, "x0")
+    times = process.discrete().times
+    t, s = float(times[20]), float(times[19])
+    x = torch.randn(6, 1, dtype=torch.float64)
+    pred = new.predict(x, torch.full((6,), t, dtype=torch.float64))
+    assert pred.variance_interp is not None and pred.variance is pred.variance_interp
+    assert pred.with_eps(pred.eps).variance_interp is pred.variance_interp
+    with pytest.raises(AttributeError):
+        pred.variance = None  # read-only alias
+    assert fixed.variance_head == "fixed" and fixed.predict(x, torch.full((6,), t)).variance is None
+
+    for kernel in ("posterior", "beta", "learned"):
+        a = sample(new, (8, 1), "ddpm", steps=10, seed=3, kernel_variance=kernel)
+        b = sample(new, (8, 1), "ddpm", steps=10, seed=3, variance=kernel)
+        assert torch.equal(a, b)
+        z = torch.randn(6, 1, dtype=torch.float64)
+        s_new = reverse_step(new, x, t, s, kernel_variance=kernel, noise=z)
+        s_old = reverse_step(new, x, t, s, variance=kernel, noise=z)
+        assert torch.equal(s_new.x_next, s_old.x_next) and torch.equal(
+            torch.as_tensor(s_new.std), torch.as_tensor(s_old.std)
+        )
+    with pytest.raises(ValueError, match="older name"):
+        sample(new, (8, 1), "ddpm", steps=10, variance="beta", kernel_variance="posterior")
+    with pytest.raises(ValueError, match="valid: kernel_variance, timesteps, discrete, spacing$"):
+        sample(new, (8, 1), "ddpm", steps=10, eta=1.0)  # the older name is not advertised
+    with pytest.raises(ValueError, match="variance_head='learned'"):
+        reverse_step(fixed, x, t, s, kernel_variance="learned")

@@ -51,7 +51,8 @@ _EXPORTS: dict[str, str] = {
     "ClipX0": "diffusio.core.steering",
     "DynamicThreshold": "diffusio.core.steering",
     "Inpaint": "diffusio.core.steering",
-    "make_time_sampler": "diffusio.core.timesteps",
+    "make_time_distribution": "diffusio.core.timesteps",
+    "make_time_sampler": "diffusio.core.timesteps",  # the older name of make_time_distribution
 }
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "diffusion_loss",
     "discrete_bits_per_dim",
     "make_process",
+    "make_time_distribution",
     "make_time_sampler",
     "nll",
     "oracle",
@@ -108,7 +110,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
         DynamicThreshold,
         Inpaint,
     )
-    from .core.timesteps import make_time_sampler
+    from .core.timesteps import make_time_distribution, make_time_sampler
 
 
 def __getattr__(name: str) -> Any:

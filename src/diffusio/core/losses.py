@@ -1,6 +1,6 @@
 """Training losses: denoising score matching under the weightings of the main papers.
 
-A batch of clean data ``x0`` is noised at times ``t`` drawn by a time sampler
+A batch of clean data ``x0`` is noised at times ``t`` drawn by a time distribution
 (:mod:`diffusio.core.timesteps`): ``x_t = alpha(t) x0 + sigma(t) eps`` with ``eps ~ N(0, I)``,
 and the model is asked for its prediction at ``(x_t, t)``. Because the conditional score of the
 forward process is ``grad log q(x_t | x0) = -eps / sigma``, every weighting below is the
@@ -32,8 +32,9 @@ Weightings (per example; "mean" is over all non-batch dimensions):
 * ``vlb``        the variational bound of the discrete chain (Sohl-Dickstein et al. 2015, eq. 14;
                  Ho et al. 2020, eq. 5; :mod:`diffusio.core.vlb`): ``T L_i + L_T`` in nats per
                  example for one table index i per example, an unbiased estimate of the whole
-                 bound. It trains the mean *and* a learned variance (``variance="learned"``) and
-                 needs times on the table (the ``discrete`` or ``importance`` sampler).
+                 bound. It trains the mean *and* a learned variance (a model with
+                 ``variance_head="learned"``) and needs times on the table (the ``discrete`` or
+                 ``importance`` time distribution).
 * ``hybrid``     improved DDPM's L_hybrid = L_simple + lambda L_vlb (Nichol & Dhariwal 2021,
                  Sec. 3.1, lambda = ``vlb_weight`` = 0.001), for a learned-variance model:
                  L_vlb is ``T L_i`` with a stop-gradient on the mean, so it trains only the
@@ -48,10 +49,10 @@ to the masked elements: per example the masked mean ``sum(m l) / sum(m)`` (maske
 ``likelihood``), 0 for an all-zero mask, then the mean over the N examples (imputation and
 inpainting objectives, e.g. CSDI's loss on the imputation targets only, Tashiro et al. 2021).
 
-Each per-example loss is multiplied by the time sampler's importance weight, so the returned
-mean is an unbiased estimate of the uniform-time objective, and the *unweighted* per-example
-losses are handed to ``time_sampler.update`` (as improved DDPM's training loop does for its
-loss-aware sampler, Nichol & Dhariwal 2021, Sec. 3.3).
+Each per-example loss is multiplied by the time distribution's importance weight, so the
+returned mean is an unbiased estimate of the uniform-time objective, and the *unweighted*
+per-example losses are handed to ``time_distribution.update`` (as improved DDPM's training loop
+does for its loss-aware sampler, Nichol & Dhariwal 2021, Sec. 3.3).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ from torch import Tensor
 
 from .parameterization import Prediction
 from .processes import Process, broadcast_like
-from .timesteps import TimeSampler, UniformTime, make_time_sampler
+from .timesteps import TimeDistribution, UniformTime, make_time_distribution
 from .vlb import (
     learned_log_variance,
     prior_kl,
@@ -170,8 +171,10 @@ def _hybrid_loss(
 ) -> Tensor:
     """``L_simple + lambda T L_i`` per example, ``L_i`` per dimension in bits with the mean's
     gradient stopped (improved DDPM Sec. 3.1); one network call."""
-    if model.variance != "learned":
-        raise ValueError("the hybrid loss trains a learned variance: use variance='learned'")
+    if _variance_head(model) != "learned":
+        raise ValueError(
+            "the hybrid loss trains a learned variance: use a model with variance_head='learned'"
+        )
     process = model.process
     index = time_indices(process, t)
     coefs = step_coefficients(process, index, x0)
@@ -180,7 +183,7 @@ def _hybrid_loss(
     simple = _simple(pred, x0, eps, t, process, None)
     frozen_mean = coefs.posterior_mean(pred.x0.detach(), x)
     logvar = learned_log_variance(
-        pred.variance, torch.log(coefs.beta), coefs.log_beta_tilde_clipped
+        pred.variance_interp, torch.log(coefs.beta), coefs.log_beta_tilde_clipped
     )
     nats = step_loss(coefs, x0, x, index, frozen_mean, logvar, decoder)
     T = len(process.discrete())
@@ -237,19 +240,26 @@ def _check_mask(mask: Tensor | None, x0: Tensor, weighting: str) -> Tensor | Non
     return mask
 
 
-def _resolve_sampler(time_sampler: TimeSampler | str | None, process: Process) -> TimeSampler:
-    if time_sampler is None:
+def _variance_head(model: Any) -> str:
+    """A model's variance head ("fixed" or "learned"; models without one count as fixed)."""
+    return getattr(model, "variance_head", getattr(model, "variance", "fixed"))
+
+
+def _resolve_time_distribution(
+    dist: TimeDistribution | str | None, process: Process
+) -> TimeDistribution:
+    if dist is None:
         return UniformTime(process.t_min, process.t_max)
-    if isinstance(time_sampler, str):
-        if time_sampler == "importance":
+    if isinstance(dist, str):
+        if dist == "importance":
             raise ValueError(
-                "the 'importance' time sampler keeps a loss history across batches: build it "
-                "once with make_time_sampler('importance', process) and pass the instance"
+                "the 'importance' time distribution keeps a loss history across batches: build "
+                "it once with make_time_distribution('importance', process) and pass the instance"
             )
-        return make_time_sampler(time_sampler, process)
-    if not callable(getattr(time_sampler, "sample", None)):
-        raise TypeError(f"time_sampler must be a TimeSampler, got {type(time_sampler).__name__}")
-    return time_sampler
+        return make_time_distribution(dist, process)
+    if not callable(getattr(dist, "sample", None)):
+        raise TypeError(f"time_distribution must be a TimeDistribution, got {type(dist).__name__}")
+    return dist
 
 
 def _randn_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -263,7 +273,7 @@ def diffusion_loss(
     x0: Tensor,
     *,
     weighting: str = "simple",
-    time_sampler: TimeSampler | str | None = None,
+    time_distribution: TimeDistribution | str | None = None,
     cond: Mapping[str, Any] | None = None,
     generator: torch.Generator | None = None,
     reduce: str = "mean",
@@ -271,14 +281,16 @@ def diffusion_loss(
     decoder: str = "gaussian",
     vlb_weight: float = 0.001,
     mask: Tensor | None = None,
+    time_sampler: TimeDistribution | str | None = None,
 ) -> Tensor:
     """Denoising training loss of ``model`` (a :class:`~diffusio.core.model.DiffusionModel`) on
     a batch of clean data ``x0`` of shape (N, ...).
 
     Args:
         weighting: ``simple``, ``sigma2``, ``likelihood``, ``x0`` or ``vlb`` (module docstring).
-        time_sampler: a :class:`~diffusio.core.timesteps.TimeSampler`, or the name of a stateless
-            one (``uniform``, ``discrete``); default ``UniformTime(process.t_min, process.t_max)``
+        time_distribution: the training times, a
+            :class:`~diffusio.core.timesteps.TimeDistribution` or the name of a stateless one
+            (``uniform``, ``discrete``); default ``UniformTime(process.t_min, process.t_max)``
             (``discrete`` for ``vlb`` and ``hybrid``).
             Its ``update`` receives the unweighted per-example losses.
         cond: keyword arguments for the network (``model.predict(x_t, t, **cond)``); tensors
@@ -296,6 +308,7 @@ def diffusion_loss(
             mean still divides by N (so every example weighs the same whatever its count, and
             data-parallel ranks with equal batch sizes average to the global batch's loss).
             Not supported by ``vlb`` / ``hybrid``.
+        time_sampler: the older name of ``time_distribution`` (give one of them).
 
     Returns:
         A scalar (or an (N,) vector) that is differentiable with respect to the model.
@@ -309,16 +322,22 @@ def diffusion_loss(
     n = x0.shape[0]
     kwargs = _check_cond(cond, n)
     mask = _check_mask(mask, x0, weighting)
-    if time_sampler is None and weighting in _ON_TABLE:
-        time_sampler = "discrete"  # the bound is defined on the table
+    if time_sampler is not None:
+        if time_distribution is not None and time_distribution is not time_sampler:
+            raise ValueError(
+                "time_sampler is the older name of time_distribution: give one of them"
+            )
+        time_distribution = time_sampler
+    if time_distribution is None and weighting in _ON_TABLE:
+        time_distribution = "discrete"  # the bound is defined on the table
     if weighting in _ON_TABLE and not vlb_weight >= 0:
         raise ValueError(f"vlb_weight must be >= 0, got {vlb_weight!r}")
-    sampler = _resolve_sampler(time_sampler, process)
+    times = _resolve_time_distribution(time_distribution, process)
 
-    t, weight = sampler.sample(n, generator=generator, device=x0.device, dtype=x0.dtype)
+    t, weight = times.sample(n, generator=generator, device=x0.device, dtype=x0.dtype)
     if t.shape != (n,) or weight.shape != (n,):
         raise ValueError(
-            f"time sampler returned t {tuple(t.shape)} and weights {tuple(weight.shape)}, "
+            f"time distribution returned t {tuple(t.shape)} and weights {tuple(weight.shape)}, "
             f"expected ({n},)"
         )
     eps = _randn_like(x0, generator)
@@ -330,7 +349,7 @@ def diffusion_loss(
         x_t = process.marginal(x0, t, eps)
         pred = model.predict(x_t, t, **kwargs)
         per_example = _WEIGHTING_FNS[weighting](pred, x0, eps, t, process, mask)
-    sampler.update(t.detach(), per_example.detach())
+    times.update(t.detach(), per_example.detach())
     weighted = per_example * weight.to(per_example)
     if return_per_example or reduce == "none":
         return weighted

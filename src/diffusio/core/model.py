@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from .parameterization import Prediction, check_prediction
 from .processes import Process, broadcast_like
 
-__all__ = ["VARIANCES", "DiffusionModel", "model_dtype"]
+__all__ = ["VARIANCE_HEADS", "VARIANCES", "DiffusionModel", "model_dtype"]
 
 
 def model_dtype(module: nn.Module, default: torch.dtype | None = None) -> torch.dtype:
@@ -36,31 +36,57 @@ def model_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-VARIANCES = ("fixed", "learned")
+VARIANCE_HEADS = ("fixed", "learned")
+"""What a network's output holds besides the prediction: nothing (``fixed``: the reverse kernel's
+variance is chosen by the sampler) or the raw variance interpolation value (``learned``)."""
+VARIANCES = VARIANCE_HEADS  # the older name
 
 
 class DiffusionModel(nn.Module):
     """Wrap ``net(x_t, t, **cond)`` that predicts ``prediction`` (eps, x0, v or score) under
     ``process``.
 
-    ``variance="learned"``: the network also outputs the reverse kernel's variance, as a second
-    block of channels (dim 1) of the same size as x: its output has twice x's channels, the
-    first half the prediction, the second the raw variance value ``Prediction.variance``
-    (improved DDPM, Nichol & Dhariwal 2021, eq. 15; see :mod:`diffusio.core.vlb`).
+    ``variance_head="learned"``: the network also outputs the reverse kernel's variance, as a
+    second block of channels (dim 1) of the same size as x: its output has twice x's channels,
+    the first half the prediction, the second the raw interpolation value
+    ``Prediction.variance_interp`` (improved DDPM, Nichol & Dhariwal 2021, eq. 15; see
+    :mod:`diffusio.core.vlb`). ``variance=`` is the older, deprecated spelling of
+    ``variance_head=`` (and ``model.variance`` a read-only alias of ``model.variance_head``).
     """
 
     def __init__(
-        self, net: nn.Module, process: Process, prediction: str = "eps", variance: str = "fixed"
+        self,
+        net: nn.Module,
+        process: Process,
+        prediction: str = "eps",
+        variance_head: str | None = None,
+        *,
+        variance: str | None = None,
     ):
         super().__init__()
         if not isinstance(process, Process):
             raise TypeError(f"process must be a diffusio Process, got {type(process).__name__}")
-        if variance not in VARIANCES:
-            raise ValueError(f"unknown variance {variance!r}; valid: {', '.join(VARIANCES)}")
+        if variance is not None:
+            if variance_head is not None and variance_head != variance:
+                raise ValueError(
+                    f"variance is the older name of variance_head: got variance={variance!r} "
+                    f"and variance_head={variance_head!r}"
+                )
+            variance_head = variance
+        variance_head = "fixed" if variance_head is None else variance_head
+        if variance_head not in VARIANCE_HEADS:
+            raise ValueError(
+                f"unknown variance head {variance_head!r}; valid: {', '.join(VARIANCE_HEADS)}"
+            )
         self.net = net
         self.process = process
         self.prediction = check_prediction(prediction)
-        self.variance = variance
+        self.variance_head = variance_head
+
+    @property
+    def variance(self) -> str:
+        """The older name of :attr:`variance_head` (read-only)."""
+        return self.variance_head
 
     @property
     def dtype(self) -> torch.dtype:
@@ -109,19 +135,19 @@ class DiffusionModel(nn.Module):
         """:meth:`predict` with ``alpha(t)``, ``sigma(t)`` already known (samplers compute them
         once per grid); ``t`` has shape (N,), or x's leading shape for per-frame times."""
         out = self.net(x, t, **(cond or {}))
-        variance = None
-        if self.variance == "learned":
+        variance_interp = None
+        if self.variance_head == "learned":
             if out.dim() < 2 or out.shape[1] != 2 * x.shape[1]:
                 raise ValueError(
                     f"a learned-variance network must return twice the input's channels (dim 1),"
                     f" got shape {tuple(out.shape)} for input {tuple(x.shape)}"
                 )
-            out, variance = out.chunk(2, dim=1)
+            out, variance_interp = out.chunk(2, dim=1)
         if out.shape != x.shape:
             raise ValueError(
                 f"network returned shape {tuple(out.shape)} for input {tuple(x.shape)}"
             )
-        return Prediction(self.prediction, out, x, alpha, sigma, variance)
+        return Prediction(self.prediction, out, x, alpha, sigma, variance_interp)
 
     def eps(self, x: Tensor, t: Tensor | float, **cond: Any) -> Tensor:
         """Predicted noise."""

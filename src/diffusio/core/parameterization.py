@@ -36,8 +36,10 @@ class Prediction:
 
     Attributes ``eps``, ``x0``, ``score`` and ``v`` are exact conversions of the native value.
     Guidance builds modified predictions with :meth:`with_eps` / :meth:`with_x0`, which keep
-    ``variance``: the raw variance output of a learned-variance model (improved DDPM's ``v``,
-    Nichol & Dhariwal 2021, eq. 15), or None.
+    ``variance_interp``: the raw variance output of a model with ``variance_head="learned"``,
+    the value improved DDPM interpolates between log beta and log beta-tilde (its ``v``, Nichol
+    & Dhariwal 2021, eq. 15; not v-prediction), or None. ``variance`` is its older, read-only
+    name.
     """
 
     def __init__(
@@ -47,12 +49,17 @@ class Prediction:
         x: Tensor,
         alpha: Tensor | float,
         sigma: Tensor | float,
-        variance: Tensor | None = None,
+        variance_interp: Tensor | None = None,
     ):
         self.kind = check_prediction(kind)
         self.value, self.x, self.alpha, self.sigma = value, x, alpha, sigma
-        self.variance = variance
+        self.variance_interp = variance_interp
         self.__dict__[kind] = value  # seed the cache with the native form
+
+    @property
+    def variance(self) -> Tensor | None:
+        """The older name of :attr:`variance_interp` (read-only)."""
+        return self.variance_interp
 
     @cached_property
     def eps(self) -> Tensor:
@@ -97,12 +104,12 @@ class Prediction:
 
     def with_eps(self, eps: Tensor) -> Prediction:
         """A prediction of the same state with a new eps."""
-        return Prediction("eps", eps, self.x, self.alpha, self.sigma, self.variance)
+        return Prediction("eps", eps, self.x, self.alpha, self.sigma, self.variance_interp)
 
     def with_x0(self, x0: Tensor) -> Prediction:
         """A prediction of the same state with a new x0."""
-        return Prediction("x0", x0, self.x, self.alpha, self.sigma, self.variance)
+        return Prediction("x0", x0, self.x, self.alpha, self.sigma, self.variance_interp)
 
     def with_score(self, score: Tensor) -> Prediction:
         """A prediction of the same state with a new score."""
-        return Prediction("score", score, self.x, self.alpha, self.sigma, self.variance)
+        return Prediction("score", score, self.x, self.alpha, self.sigma, self.variance_interp)

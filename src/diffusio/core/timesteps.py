@@ -1,4 +1,4 @@
-"""Training-time samplers: which diffusion times a training batch is drawn at.
+"""Time distributions: which diffusion times a training batch is drawn at.
 
 Every training objective in this library is an expectation over a *uniform* time,
 
@@ -6,11 +6,12 @@ Every training objective in this library is an expectation over a *uniform* time
 
 uniform over the interval ``[t_min, t_max]`` (Score SDE, Song et al. 2021, eq. 7) or over a
 process's discrete grid (DDPM, Ho et al. 2020, Algorithm 1: ``t ~ Uniform({1, ..., T})``).
-A sampler may draw ``t`` from another distribution ``p`` as long as it returns the
+A time distribution may draw ``t`` from another distribution ``p`` as long as it returns the
 importance weight ``w(t) = u(t) / p(t)``; then ``E_{t ~ p}[w(t) l(t)] = L`` exactly, so the weighted
 estimate stays unbiased for the uniform-time objective while its variance can drop.
 
-Samplers (``make_time_sampler(name, process)``):
+Time distributions (``make_time_distribution(name, process)``; not to be confused with the
+generation samplers of :mod:`diffusio.core.samplers`):
 
 * ``uniform``    :class:`UniformTime`: ``t ~ U[t_min, t_max]`` (Score SDE eq. 7), weights 1.
 * ``discrete``   :class:`DiscreteTime`: ``t`` uniform over the grid times of
@@ -21,10 +22,14 @@ Samplers (``make_time_sampler(name, process)``):
                  small uniform probability, weights ``1 / (T p_t)``. Over the process's grid by
                  default, or over equal-width bins of ``[t_min, t_max]`` (``num_bins=``).
 
-All samplers share one interface::
+All share one interface::
 
-    t, weight = sampler.sample(n, generator=None, device=None, dtype=None)   # both of shape (n,)
-    sampler.update(t, losses)   # per-example *unweighted* losses; a no-op unless adaptive
+    t, weight = dist.sample(n, generator=None, device=None, dtype=None)   # both of shape (n,)
+    dist.update(t, losses)   # per-example *unweighted* losses; a no-op unless adaptive
+
+Older names, kept as aliases: ``TimeSampler`` (:class:`TimeDistribution`),
+``make_time_sampler`` (:func:`make_time_distribution`), ``TIME_SAMPLERS``
+(:data:`TIME_DISTRIBUTIONS`).
 """
 
 from __future__ import annotations
@@ -38,15 +43,20 @@ from torch import Tensor
 from .processes import DiscreteSchedule, Process
 
 __all__ = [
-    "TimeSampler",
+    "TimeDistribution",
     "UniformTime",
     "DiscreteTime",
     "ImportanceTime",
+    "TIME_DISTRIBUTIONS",
+    "make_time_distribution",
+    # older names
+    "TimeSampler",
     "TIME_SAMPLERS",
     "make_time_sampler",
 ]
 
-TIME_SAMPLERS = ("uniform", "discrete", "importance")
+TIME_DISTRIBUTIONS = ("uniform", "discrete", "importance")
+TIME_SAMPLERS = TIME_DISTRIBUTIONS  # the older name
 
 
 def _draw_device(generator: torch.Generator | None, device: torch.device | str | None):
@@ -60,7 +70,7 @@ def _out(t: Tensor, device: torch.device | str | None, dtype: torch.dtype | None
     return t.to(device=device, dtype=dtype or torch.get_default_dtype())
 
 
-class TimeSampler:
+class TimeDistribution:
     """Base class: ``sample(n) -> (t, weight)`` with ``E[weight f(t)]`` = the uniform-time mean."""
 
     def sample(
@@ -83,7 +93,7 @@ class TimeSampler:
         return n
 
 
-class UniformTime(TimeSampler):
+class UniformTime(TimeDistribution):
     """``t ~ U[t_min, t_max]``, the continuous-time objective of Score SDE (Song et al. 2021,
     eq. 7); every weight is 1."""
 
@@ -131,7 +141,7 @@ def _nearest_index(grid: Tensor, t: Tensor) -> Tensor:
     return torch.where(closer_lo, lo, hi)
 
 
-class DiscreteTime(TimeSampler):
+class DiscreteTime(TimeDistribution):
     """``t`` uniform over a process's grid times (DDPM, Ho et al. 2020, Algorithm 1:
     ``t ~ Uniform({1, ..., T})``); every weight is 1.
 
@@ -158,7 +168,7 @@ class DiscreteTime(TimeSampler):
         return f"DiscreteTime(T={self.times.numel()})"
 
 
-class ImportanceTime(TimeSampler):
+class ImportanceTime(TimeDistribution):
     """Loss-aware importance sampling of improved DDPM (Nichol & Dhariwal 2021, Sec. 3.3).
 
     Eq. 18 samples ``t`` with ``p_t ∝ sqrt(E[L_t^2])`` and weights the loss by ``1 / (T p_t)``
@@ -242,7 +252,7 @@ class ImportanceTime(TimeSampler):
         if losses.shape != self._losses.shape or counts.shape != self._counts.shape:
             raise ValueError(
                 f"state has history of shape {tuple(losses.shape)}, "
-                f"sampler expects {tuple(self._losses.shape)}"
+                f"the time distribution expects {tuple(self._losses.shape)}"
             )
         self._losses, self._counts = losses.clone(), counts.clamp(0, self.history).clone()
 
@@ -291,8 +301,8 @@ class ImportanceTime(TimeSampler):
         )
 
 
-def make_time_sampler(name: str, process: Process, **options: Any) -> TimeSampler:
-    """Build a time sampler for ``process`` by name.
+def make_time_distribution(name: str, process: Process, **options: Any) -> TimeDistribution:
+    """Build a training time distribution for ``process`` by name.
 
     * ``uniform``    ``UniformTime(process.t_min, process.t_max)``
     * ``discrete``   ``DiscreteTime(process.discrete().times)``
@@ -300,8 +310,10 @@ def make_time_sampler(name: str, process: Process, **options: Any) -> TimeSample
       ``num_bins=K``, over K equal bins of ``[process.t_min, process.t_max]``; other options
       (``history``, ``uniform_prob``) go to its constructor.
     """
-    if name not in TIME_SAMPLERS:
-        raise ValueError(f"unknown time sampler {name!r}; valid: {', '.join(TIME_SAMPLERS)}")
+    if name not in TIME_DISTRIBUTIONS:
+        raise ValueError(
+            f"unknown time distribution {name!r}; valid: {', '.join(TIME_DISTRIBUTIONS)}"
+        )
     try:
         if name == "uniform":
             return UniformTime(process.t_min, process.t_max, **options)
@@ -312,4 +324,8 @@ def make_time_sampler(name: str, process: Process, **options: Any) -> TimeSample
             return ImportanceTime(process.discrete(), **options)
         return ImportanceTime(int(num_bins), process.t_min, process.t_max, **options)
     except TypeError as err:
-        raise ValueError(f"bad options for time sampler {name!r}: {err}") from None
+        raise ValueError(f"bad options for time distribution {name!r}: {err}") from None
+
+
+TimeSampler = TimeDistribution  # the older name
+make_time_sampler = make_time_distribution  # the older name

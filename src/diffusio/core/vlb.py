@@ -19,7 +19,8 @@ alpha_{i-1}``:
 
 A model's reverse kernel has the posterior's form with x0 replaced by its prediction (DDPM eq.
 11), and a variance that is either fixed (beta-tilde; clipped to beta-tilde_1 at i = 0 as in
-improved DDPM) or learned: the network's raw output ``v`` in [-1, 1] interpolates the log
+improved DDPM) or learned (a model with ``variance_head="learned"``): the network's raw output
+``v`` in [-1, 1] (``Prediction.variance_interp``) interpolates the log
 variance between the two extremes, ``log var = (v+1)/2 log beta + (1-v)/2 log beta-tilde``
 (Nichol & Dhariwal 2021, eq. 15). A Gaussian reverse kernel with a learned mean *and* variance
 trained on this bound is Sohl-Dickstein et al.'s original model.
@@ -142,7 +143,7 @@ def time_indices(process: Any, t: Tensor) -> Tensor:
     if not torch.allclose(times[idx], t64, rtol=0.0, atol=1e-6):
         raise ValueError(
             "the variational bound needs times on the process's discrete grid: use the "
-            "'discrete' or 'importance' time sampler"
+            "'discrete' or 'importance' time distribution"
         )
     return idx
 
@@ -171,15 +172,16 @@ def reverse_kernel(
     (and the :class:`~diffusio.core.parameterization.Prediction` they came from).
 
     The mean is the posterior mean with x0 predicted (DDPM eq. 11); the variance is learned
-    (eq. 15 of improved DDPM) if the model has ``variance="learned"``, else beta-tilde.
+    (eq. 15 of improved DDPM, from ``Prediction.variance_interp``) if the model has
+    ``variance_head="learned"``, else beta-tilde.
     """
     coefs = coefs or step_coefficients(model.process, index, x)
     t = model.process.discrete().times.to(device=x.device, dtype=x.dtype)[index.to(x.device)]
     pred = model.predict(x, t, **cond)
     mean = coefs.posterior_mean(pred.x0, x)
-    if pred.variance is not None:
+    if pred.variance_interp is not None:
         logvar = learned_log_variance(
-            pred.variance, torch.log(coefs.beta), coefs.log_beta_tilde_clipped
+            pred.variance_interp, torch.log(coefs.beta), coefs.log_beta_tilde_clipped
         )
     else:
         logvar = coefs.log_beta_tilde_clipped.expand_as(x)

@@ -2,9 +2,9 @@
 
 A :class:`TrainConfig` says everything a training run needs: the data (a registered dataset's
 name or a file, :mod:`diffusio.data.registry`), the five parts of a diffusion model (process,
-network, prediction, loss weighting and time sampler), condition dropout and the optimisation
-settings. ``load_config`` reads one from a built-in preset (:data:`PRESETS`), a YAML or JSON
-file (which may name a ``preset`` to start from), and keyword overrides.
+network, prediction, loss weighting and training time distribution), condition dropout and the
+optimisation settings. ``load_config`` reads one from a built-in preset (:data:`PRESETS`), a
+YAML or JSON file (which may name a ``preset`` to start from), and keyword overrides.
 
 The rest of what this module used to hold lives in modules with one job, and is re-exported
 here under the old names: the data of a config in :mod:`diffusio.train.data`, network and model
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -27,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.losses import WEIGHTINGS
-from ..core.model import VARIANCES
+from ..core.model import VARIANCE_HEADS
 from ..core.parameterization import PREDICTIONS
 from ..core.processes import PROCESSES
-from ..core.timesteps import TIME_SAMPLERS
+from ..core.timesteps import TIME_DISTRIBUTIONS
 from ..data.builtin import IMAGE_OPTIONS
 from ..data.registry import check_data_options
 from .data import data_digest, load_data, load_dataset, load_training_set, num_classes
@@ -100,14 +101,20 @@ class TrainConfig:
     (setting both for ``y`` is an error).
 
     Model: ``process`` / ``process_options`` (:func:`~diffusio.core.processes.make_process`),
-    ``prediction`` (eps, x0, v, score), ``variance`` (``fixed``, or ``learned``: the network
-    also outputs the reverse kernel's variance, see :mod:`diffusio.core.vlb`; its output width
-    ``out_dim`` is filled in as twice the data's), ``weighting`` (loss weighting, see
+    ``prediction`` (eps, x0, v, score), ``variance_head`` (``fixed``, or ``learned``: the
+    network also outputs the reverse kernel's variance, see :mod:`diffusio.core.vlb`; its output
+    width ``out_dim`` is filled in as twice the data's), ``weighting`` (loss weighting, see
     :mod:`diffusio.core.losses`) and ``loss_options`` (e.g. ``vlb_weight``, ``decoder``),
-    ``time_sampler`` / ``time_sampler_options``
-    (:func:`~diffusio.core.timesteps.make_time_sampler`), ``net`` (a name in :data:`NETS`) and
-    ``net_options`` (constructor options; the data's dimension or channels and image size are
-    filled in).
+    ``time_distribution`` / ``time_distribution_options``, the training times
+    (:func:`~diffusio.core.timesteps.make_time_distribution`), ``net`` (a name in :data:`NETS`)
+    and ``net_options`` (constructor options; the data's dimension or channels and image size
+    are filled in).
+
+    Older names (:data:`OLD_KEYS`): ``variance``, ``time_sampler`` and ``time_sampler_options``
+    are accepted wherever a config is built (``TrainConfig(...)``, :meth:`from_dict`,
+    :meth:`replace`, :func:`load_config` files and overrides) and readable as attributes; they
+    are also the keys of the serialized form (:meth:`to_dict`, a run's ``config.json``), which
+    keeps every config hash and every run written before the rename valid.
 
     Optimisation: AdamW (``lr``, ``weight_decay``, ``betas``), linear warm-up over ``warmup``
     steps then ``lr_decay`` (``none`` or ``cosine`` to 0 at ``steps``), gradient-norm clipping at
@@ -133,11 +140,11 @@ class TrainConfig:
     process: str = "vp-linear"
     process_options: dict[str, Any] = field(default_factory=dict)
     prediction: str = "eps"
-    variance: str = "fixed"
+    variance_head: str = "fixed"
     weighting: str = "simple"
     loss_options: dict[str, Any] = field(default_factory=dict)
-    time_sampler: str = "uniform"
-    time_sampler_options: dict[str, Any] = field(default_factory=dict)
+    time_distribution: str = "uniform"
+    time_distribution_options: dict[str, Any] = field(default_factory=dict)
     net: str = "mlp"
     net_options: dict[str, Any] = field(default_factory=lambda: {"hidden": 256, "depth": 3})
     batch_size: int = 512
@@ -161,6 +168,34 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    # ------------------------------------------------------------------ older names
+    @property
+    def variance(self) -> str:
+        """The older name of :attr:`variance_head`."""
+        return self.variance_head
+
+    @variance.setter
+    def variance(self, value: str) -> None:
+        self.variance_head = value
+
+    @property
+    def time_sampler(self) -> str:
+        """The older name of :attr:`time_distribution`."""
+        return self.time_distribution
+
+    @time_sampler.setter
+    def time_sampler(self, value: str) -> None:
+        self.time_distribution = value
+
+    @property
+    def time_sampler_options(self) -> dict[str, Any]:
+        """The older name of :attr:`time_distribution_options`."""
+        return self.time_distribution_options
+
+    @time_sampler_options.setter
+    def time_sampler_options(self, value: dict[str, Any]) -> None:
+        self.time_distribution_options = value
+
     # ------------------------------------------------------------------ (de)serialisation
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -168,9 +203,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
-        """Build from a mapping; unknown keys raise ValueError listing the valid ones."""
+        """Build from a mapping (the field names, or the serialized names of :meth:`to_dict`,
+        :data:`OLD_KEYS`); unknown keys raise ValueError listing the valid ones."""
         if not isinstance(values, Mapping):
             raise ValueError(f"a config must be a mapping, got {type(values).__name__}")
+        values = new_keys(values)
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise ValueError(
@@ -181,18 +218,22 @@ class TrainConfig:
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable dict (tuples become lists). Keys added after the first run
-        format (:data:`_LATER_KEYS`) appear only when they differ from their defaults, so a
+        """A JSON-serializable dict (tuples become lists), under the serialized key names: the
+        renamed fields under their older names (:data:`OLD_KEYS`: ``variance``,
+        ``time_sampler``, ``time_sampler_options``), so the JSON form, the config hash and a
+        run's ``config.json`` are what they were before the rename. Keys added after the first
+        run format (:data:`_LATER_KEYS`) appear only when they differ from their defaults, so a
         recipe that does not use them keeps its JSON form and hash."""
         values = json.loads(json.dumps(asdict(self)))
+        values = {_SERIALIZED_KEYS.get(key, key): value for key, value in values.items()}
         for key, default in _LATER_KEYS.items():
             if values.get(key) == default:
                 del values[key]
         return values
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some fields changed (validated)."""
-        return TrainConfig.from_dict({**asdict(self), **changes})
+        """A copy with some fields changed (validated; the older names work too)."""
+        return TrainConfig.from_dict({**asdict(self), **new_keys(changes)})
 
     def condition_dropout(self) -> dict[str, float]:
         """The dropout probability of each condition key: ``cond_dropout`` with
@@ -214,9 +255,9 @@ class TrainConfig:
 
         choice("process", PROCESSES)
         choice("prediction", PREDICTIONS)
-        choice("variance", VARIANCES)
+        choice("variance_head", VARIANCE_HEADS)
         choice("weighting", WEIGHTINGS)
-        choice("time_sampler", TIME_SAMPLERS)
+        choice("time_distribution", TIME_DISTRIBUTIONS)
         choice("mixed_precision", MIXED_PRECISION)
         choice("lr_decay", ("none", "cosine"))
         if not is_known_net(self.net):
@@ -250,7 +291,7 @@ class TrainConfig:
             raise ValueError(
                 "class_dropout is cond_dropout['y']: set one of them, not both"
             )
-        names = ("data_options", "loss_options", "process_options", "time_sampler_options",
+        names = ("data_options", "loss_options", "process_options", "time_distribution_options",
                  "net_options")  # fmt: skip
         for name in names:
             if not isinstance(getattr(self, name), dict):
@@ -262,6 +303,45 @@ class TrainConfig:
 
 _LATER_KEYS: dict[str, Any] = {"cond_dropout": {}}
 """Config keys added after runs were first written, with their defaults (see ``to_dict``)."""
+
+OLD_KEYS: dict[str, str] = {
+    "variance": "variance_head",
+    "time_sampler": "time_distribution",
+    "time_sampler_options": "time_distribution_options",
+}
+"""Older name -> field name of the renamed config fields. The older names stay the serialized
+keys (:meth:`TrainConfig.to_dict`, ``config.json``, the config hash) and are accepted as input
+everywhere."""
+
+_SERIALIZED_KEYS = {new: old for old, new in OLD_KEYS.items()}
+
+
+def new_keys(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with the older key names (:data:`OLD_KEYS`) replaced by the field names;
+    giving both names of one field with different values is a ValueError."""
+    out = dict(values)
+    for old, new in OLD_KEYS.items():
+        if old in out:
+            value = out.pop(old)
+            if new in out and out[new] != value:
+                raise ValueError(
+                    f"config keys {old!r} and {new!r} are one setting ({old!r} is the older "
+                    f"name): got {value!r} and {out[new]!r}"
+                )
+            out[new] = value
+    return out
+
+
+_dataclass_init = TrainConfig.__init__
+
+
+@functools.wraps(_dataclass_init)
+def _init(self: TrainConfig, *args: Any, **kwargs: Any) -> None:
+    """The dataclass constructor, also accepting the older field names (:data:`OLD_KEYS`)."""
+    _dataclass_init(self, *args, **new_keys(kwargs))
+
+
+TrainConfig.__init__ = _init  # type: ignore[method-assign]
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
@@ -317,7 +397,7 @@ _TOY = {
     "process": "vp-linear",
     "prediction": "eps",
     "weighting": "simple",
-    "time_sampler": "uniform",
+    "time_distribution": "uniform",
     "net": "mlp",
     "net_options": {"hidden": 256, "depth": 3, "embedding": "fourier"},
     "batch_size": 512,
@@ -369,7 +449,7 @@ _DIGITS = {
     "process": "vp-linear",
     "prediction": "eps",
     "weighting": "simple",
-    "time_sampler": "discrete",
+    "time_distribution": "discrete",
     "net": "unet",
     "net_options": {
         "channels": 32,
@@ -398,7 +478,7 @@ PRESETS.update(
             **_DIGITS, "steps": 3000, "class_conditional": True, "class_dropout": 0.1,
         },
         "digits-iddpm": {
-            **_DIGITS, "steps": 3000, "process": "vp-cosine", "variance": "learned",
+            **_DIGITS, "steps": 3000, "process": "vp-cosine", "variance_head": "learned",
             "weighting": "hybrid", "loss_options": {"decoder": "discretized"},
         },
     }
@@ -434,7 +514,9 @@ def load_config(name_or_path: str | os.PathLike, **overrides: Any) -> TrainConfi
     """A :class:`TrainConfig` from a preset name, or a YAML/JSON file, plus ``overrides``.
 
     A file may contain ``preset: <name>`` to start from that preset and override some keys.
-    Unknown presets, files and keys raise ValueError listing the valid ones.
+    Keys may use the field names or the older names (:data:`OLD_KEYS`, e.g. ``time_sampler``),
+    in a file as in ``overrides``. Unknown presets, files and keys raise ValueError listing the
+    valid ones.
     """
     key = str(name_or_path)
     if key in PRESETS:
@@ -452,8 +534,8 @@ def load_config(name_or_path: str | os.PathLike, **overrides: Any) -> TrainConfi
         if base is not None:
             if base not in PRESETS:
                 raise ValueError(f"{path}: unknown preset {base!r}; valid: {', '.join(PRESETS)}")
-            values = {**copy.deepcopy(PRESETS[base]), **values}
-    values.update(overrides)
+            values = {**copy.deepcopy(PRESETS[base]), **new_keys(values)}
+    values = {**new_keys(values), **new_keys(overrides)}
     return TrainConfig.from_dict(values)
 
 

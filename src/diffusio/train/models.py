@@ -2,7 +2,7 @@
 
 :data:`NETS` names the networks a config may use (``net(x, t, **cond)``); a domain adds its own
 with :func:`register_net`. :func:`model_spec` resolves a config into the complete model
-description a run's ``config.json`` stores (process and options, prediction, variance, network
+description a run's ``config.json`` stores (process and options, prediction, variance head, network
 class and every constructor option, including those the data decide: ``dim`` or
 ``in_channels`` / ``image_size``, ``num_classes``, the doubled output width of a learned
 variance, and the dataset's own :attr:`~diffusio.data.batch.TrainingSet.net_options`);
@@ -135,7 +135,7 @@ def _net_options(
         if "num_classes" not in parameters:
             raise ValueError(f"net {config.net!r} takes no class labels (num_classes)")
         options["num_classes"] = int(classes)
-    if config.variance == "learned":
+    if config.variance_head == "learned":
         width = {"out_dim": "dim", "out_channels": "in_channels"}
         key = next((k for k in width if k in parameters), None)
         if key is None:
@@ -155,7 +155,8 @@ def model_spec(
     data_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The resolved model description stored in a run's ``config.json``: process name and
-    options, prediction, network name, class path and complete constructor options. ``shape``
+    options, prediction, variance head (under the key ``variance``, as runs have always stored
+    it), network name, class path and complete constructor options. ``shape``
     (one example's shape; or ``dim`` for vectors), ``classes`` and the dataset's network options
     ``data_options`` are read from the data when the network needs them and they are not
     given."""
@@ -165,7 +166,7 @@ def model_spec(
     return {
         "process": {"name": config.process, "options": process.options()},
         "prediction": config.prediction,
-        "variance": config.variance,
+        "variance": config.variance_head,  # the serialized key keeps its older name
         "net": {
             "name": config.net,
             "class": net_path(config.net),
@@ -187,7 +188,10 @@ def model_from_spec(spec: Mapping[str, Any], seed: int | None = None) -> Diffusi
             torch.manual_seed(seed)
         net = build_net(name, net_spec.get("options", {}))
     return DiffusionModel(
-        net, process, spec.get("prediction", "eps"), spec.get("variance", "fixed")
+        net,
+        process,
+        spec.get("prediction", "eps"),
+        variance_head=spec.get("variance_head", spec.get("variance", "fixed")),
     )
 
 

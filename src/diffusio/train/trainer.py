@@ -25,7 +25,7 @@ condition dropout, in that order) are drawn with a dedicated CPU ``torch.Generat
 diffusion times and noise with a second one on the training device, and the global
 Python/NumPy/torch RNGs (for networks with dropout and the like) are seeded from ``config.seed``
 at the start of ``fit`` -- and all of their states are checkpointed
-with the weights, the EMA, the optimizer, the loss scaler and the time sampler's history. A run
+with the weights, the EMA, the optimizer, the loss scaler and the time distribution's history. A run
 killed at any moment and resumed from its last checkpoint therefore ends with bit-identical
 weights to an uninterrupted run on the CPU, on one process or on N (every rank's generators
 are checkpointed). ``fit`` leaves the caller's global RNG states as it found them.
@@ -56,7 +56,7 @@ import torch
 from torch import Tensor, nn
 
 from ..core.model import DiffusionModel
-from ..core.timesteps import make_time_sampler
+from ..core.timesteps import TimeDistribution, make_time_distribution
 from ..data.batch import Batch, TrainingSet, drop_conditions
 from ..io import read_jsonl
 from .checkpoint import (
@@ -243,7 +243,8 @@ class Trainer:
         accelerator: an ``accelerate.Accelerator`` to use instead of a new one.
 
     Attributes: ``model`` (the trained :class:`DiffusionModel`, unwrapped), ``ema`` (:class:`EMA`;
-    ``ema.module`` is the averaged model), ``optimizer``, ``time_sampler``, ``normalizer``,
+    ``ema.module`` is the averaged model), ``optimizer``, ``time_distribution`` (the training
+    times; ``time_sampler`` is its older name), ``normalizer``,
     ``training_set`` (the :class:`TrainingSet` on the device, x0 normalized, class labels as
     ``cond["y"]`` for a class-conditional run), ``data`` (its x0), ``cond_dropout`` (rates per
     key), ``batch_size`` (this process's share of ``config.batch_size``), ``step``,
@@ -332,8 +333,8 @@ class Trainer:
             data_options=dataset.net_options,
         )
         model = model_from_spec(self.spec, seed=config.seed)
-        self.time_sampler = make_time_sampler(
-            config.time_sampler, model.process, **dict(config.time_sampler_options)
+        self.time_distribution = make_time_distribution(
+            config.time_distribution, model.process, **dict(config.time_distribution_options)
         )
         optimizer = torch.optim.AdamW(
             model.parameters(),
@@ -359,6 +360,11 @@ class Trainer:
     @property
     def metrics_path(self) -> Path:
         return self.out_dir / "metrics.jsonl"
+
+    @property
+    def time_sampler(self) -> TimeDistribution:
+        """The older name of :attr:`time_distribution`."""
+        return self.time_distribution
 
     def _seed_generators(self) -> None:
         rank = self.accelerator.process_index
@@ -404,7 +410,7 @@ class Trainer:
         loss = self._loss_module(
             batch.x0,
             weighting=c.weighting,
-            time_sampler=self.time_sampler,
+            time_distribution=self.time_distribution,
             generator=self.noise_generator,
             cond=batch.cond,
             **extra,
@@ -437,8 +443,8 @@ class Trainer:
     def _training_state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         rng_json, rng_tensors = capture_global_rng()
         sampler_state = None
-        if callable(getattr(self.time_sampler, "state_dict", None)):
-            sampler_state = to_json(self.time_sampler.state_dict())
+        if callable(getattr(self.time_distribution, "state_dict", None)):
+            sampler_state = to_json(self.time_distribution.state_dict())
         scaler = self.accelerator.scaler
         state = {
             "scheduler": {
@@ -449,7 +455,8 @@ class Trainer:
                 "total": self.config.steps,
                 "last_lr": self.lr_at(self.step),
             },
-            "time_sampler": {"name": self.config.time_sampler, "state": sampler_state},
+            # the checkpoint key keeps its older name, so checkpoints written before resume
+            "time_sampler": {"name": self.config.time_distribution, "state": sampler_state},
             "ema": {
                 "decay": self.ema.decay,
                 "warmup": self.ema.warmup,
@@ -492,7 +499,7 @@ class Trainer:
                     gen.manual_seed(_derived_seed(self.config.seed + ckpt.step, name, rank))
             sampler_state = state["time_sampler"]["state"]
             if sampler_state is not None:
-                self.time_sampler.load_state_dict(from_json(sampler_state))
+                self.time_distribution.load_state_dict(from_json(sampler_state))
             if self.accelerator.scaler is not None and state.get("scaler"):
                 self.accelerator.scaler.load_state_dict(state["scaler"])
             restore_global_rng(state["rng"], rng)

@@ -101,9 +101,13 @@ def _signature(fn: Callable[..., Tensor]) -> dict[str, Any]:
 _GRID_OPTIONS = ("spacing", "discrete", "timesteps")  # what an explicit ``times`` replaces
 
 
+_OLD_OPTIONS = ("variance",)  # older names still accepted (ddpm: variance -> kernel_variance)
+
+
 def _check_options(name: str, fn: Callable[..., Tensor], options: dict[str, Any]) -> None:
-    valid = [p for p in _signature(fn) if p not in ("steps", "times", "callback")]
-    unknown = [k for k in options if k not in valid]
+    accepted = [p for p in _signature(fn) if p not in ("steps", "times", "callback")]
+    valid = [p for p in accepted if p not in _OLD_OPTIONS]
+    unknown = [k for k in options if k not in accepted]
     if unknown:
         raise ValueError(
             f"sampler {name!r} has no option(s) {', '.join(unknown)}; "
@@ -138,9 +142,9 @@ def sample(
     below t_max needs ``x_init`` (the state at ``times[0]``). ``callback(info)`` is called once
     per step. ``guidance`` and ``constraints`` are steering hooks
     (:mod:`diffusio.core.steering`). Extra ``options`` go to the sampler (e.g. ``eta`` for ddim,
-    ``snr`` for pc); unknown options raise ValueError. Samples keep the model's dtype (float64
-    works). With ``return_stats`` also returns ``{"nfe", "sampler", "steps", "seconds",
-    "times"}`` (``times``: the grid the sampler walked).
+    ``kernel_variance`` for ddpm, ``snr`` for pc); unknown options raise ValueError. Samples
+    keep the model's dtype (float64 works). With ``return_stats`` also returns ``{"nfe",
+    "sampler", "steps", "seconds", "times"}`` (``times``: the grid the sampler walked).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")

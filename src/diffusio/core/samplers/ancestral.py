@@ -9,8 +9,10 @@ the forward posterior q(x_s | x_t, x0) with x0 and eps from the model. For any p
 * ``ddim``: ``c = eta * sqrt(var_post)`` (Song, Meng & Ermon 2021, eq. 16); eta = 0 is the
   deterministic DDIM, eta = 1 is DDPM with the posterior variance.
 * ``ddpm``: Ho et al. 2020, Algorithm 2. The mean is the posterior mean (the eta = 1 mean) and the
-  variance is ``variance="posterior"`` (beta-tilde) or ``variance="beta"`` (beta_t, the larger
-  choice, here ``s_t^2 - (a_t/a_s)^2 s_s^2``).
+  reverse kernel's variance is ``kernel_variance="posterior"`` (beta-tilde), ``"beta"`` (beta_t,
+  the larger choice, here ``s_t^2 - (a_t/a_s)^2 s_s^2``) or ``"learned"`` (the model's own, for a
+  model with ``variance_head="learned"``). ``variance=`` is the older spelling of
+  ``kernel_variance=``, still accepted.
 
 ``steps`` counts network evaluations: the last one maps the least-noisy grid state to clean data
 (the final step of Algorithm 2, ``z = 0``). With ``discrete=True`` (default) the times are a
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from ..model import DiffusionModel
 
 __all__ = [
+    "KERNEL_VARIANCES",
     "ReverseStep",
     "ddim",
     "ddim_encode",
@@ -54,6 +57,22 @@ __all__ = [
     "grid_times",
     "reverse_step",
 ]
+
+
+KERNEL_VARIANCES = ("posterior", "beta", "learned")
+"""The reverse kernel variances of the ddpm sampler and :func:`reverse_step`."""
+
+
+def _kernel_variance(kernel_variance: str | None, variance: str | None) -> str | None:
+    """``kernel_variance``, or its older name ``variance`` (one of them, or both equal)."""
+    if variance is None:
+        return kernel_variance
+    if kernel_variance is not None and kernel_variance != variance:
+        raise ValueError(
+            f"variance is the older name of kernel_variance: got variance={variance!r} and "
+            f"kernel_variance={kernel_variance!r}"
+        )
+    return variance
 
 
 def grid_times(
@@ -139,16 +158,19 @@ def eta_rule(eta: float) -> Rule:
     return rule
 
 
-def ddpm_rule(variance: str) -> Rule:
+def ddpm_rule(kernel_variance: str) -> Rule:
     """DDPM's step (Ho et al. 2020, eq. 7 and Alg. 2): the posterior mean, std sqrt(var_post)
     ("posterior", beta-tilde), sqrt(transition) ("beta", beta_t), or the model's ("learned",
     improved DDPM eq. 15; the rule's std is then replaced by the learned one)."""
-    if variance not in ("posterior", "beta", "learned"):
-        raise ValueError(f"unknown ddpm variance {variance!r}; valid: posterior, beta, learned")
+    if kernel_variance not in KERNEL_VARIANCES:
+        raise ValueError(
+            f"unknown ddpm kernel variance {kernel_variance!r}; valid: "
+            f"{', '.join(KERNEL_VARIANCES)}"
+        )
 
     def rule(var_post: Any, transition: Any, s_s: Any) -> tuple[Any, Any]:
         mean_std = _sqrt(_positive(s_s**2 - var_post))  # posterior mean's eps coefficient
-        return mean_std, _sqrt(var_post if variance == "posterior" else transition)
+        return mean_std, _sqrt(var_post if kernel_variance == "posterior" else transition)
 
     return rule
 
@@ -171,7 +193,9 @@ def _step(
         return ReverseStep(pred.x0, pred.x0, 0.0), pred
     if isinstance(t, Tensor) or isinstance(s, Tensor):
         if learned:
-            raise ValueError("variance='learned' takes one time per step, not per-frame times")
+            raise ValueError(
+                "kernel_variance='learned' takes one time per step, not per-frame times"
+            )
         t_ = t if isinstance(t, Tensor) else torch.full_like(s, t)
         s_ = s if isinstance(s, Tensor) else torch.full_like(t_, s)
         (a_t, s_t), (a_s, s_s) = ctx.coefficients_like(t_, x), ctx.coefficients_like(s_, x)
@@ -181,7 +205,7 @@ def _step(
     mean_std, std = rule(var_post, transition, s_s)
     if learned:
         logvar = learned_log_variance(
-            pred.variance, math.log(transition), math.log(max(var_post, 1e-300))
+            pred.variance_interp, math.log(transition), math.log(max(var_post, 1e-300))
         )
         std = torch.exp(0.5 * logvar)
     mean = pred.combine(a_s, mean_std)
@@ -240,27 +264,33 @@ def ddpm(
     ctx: SamplingContext,
     x: Tensor,
     steps: int | None = None,
-    variance: str | None = None,
+    kernel_variance: str | None = None,
     timesteps: Sequence[int] | None = None,
     discrete: bool = True,
     spacing: str = "time",
     times: TimeGrid | None = None,
     callback: Callback | None = None,
+    variance: str | None = None,
 ) -> Tensor:
-    """Ancestral sampling (Ho et al. 2020, Algorithm 2); ``variance`` is "posterior", "beta" or
-    "learned" (the model's own, improved DDPM eq. 15; the default for a learned-variance model).
+    """Ancestral sampling (Ho et al. 2020, Algorithm 2); ``kernel_variance``, the reverse
+    kernel's variance, is "posterior", "beta" or "learned" (the model's own, improved DDPM
+    eq. 15; the default for a model with ``variance_head="learned"``). ``variance`` is its older
+    name.
 
     ``times``: the evaluation times, as for :func:`ddim`."""
-    if variance is None:
-        variance = "learned" if ctx.model.variance == "learned" else "posterior"
-    rule = ddpm_rule(variance)
-    if variance == "learned" and ctx.model.variance != "learned":
-        raise ValueError("variance='learned' needs a model trained with variance='learned'")
+    kernel_variance = _kernel_variance(kernel_variance, variance)
+    if kernel_variance is None:
+        kernel_variance = "learned" if ctx.model.variance_head == "learned" else "posterior"
+    rule = ddpm_rule(kernel_variance)
+    if kernel_variance == "learned" and ctx.model.variance_head != "learned":
+        raise ValueError(
+            "kernel_variance='learned' needs a model trained with variance_head='learned'"
+        )
     times = resolve_times(
         ctx, x, times, lambda: grid_times(ctx, steps, timesteps, discrete, spacing),
         name="ddpm", intervals=False, per_frame=True,
     )  # fmt: skip
-    return _posterior_run(ctx, x, times, rule, variance == "learned", callback)
+    return _posterior_run(ctx, x, times, rule, kernel_variance == "learned", callback)
 
 
 def reverse_step(
@@ -270,29 +300,36 @@ def reverse_step(
     s: float | Tensor | None,
     *,
     eta: float = 1.0,
-    variance: str | None = None,
+    kernel_variance: str | None = None,
     noise: Tensor | None = None,
     generator: torch.Generator | None = None,
     cond: dict[str, Any] | None = None,
     guidance: Sequence[Any] = (),
+    variance: str | None = None,
 ) -> ReverseStep:
     """One DDPM/DDIM reverse step from x at time t to time s (None: to clean data), the step
     the ddim and ddpm samplers take: ``x_next = mean + std * z`` (Song et al. 2021, eq. 12).
 
     ``eta = 1``: DDPM's posterior variance (eq. 16); ``eta = 0``: deterministic DDIM (std 0).
-    ``variance`` ("posterior", "beta", "learned") takes the ddpm sampler's step instead (eta is
-    then unused). ``t``, ``s`` are floats or per-frame tensors (broadcastable to x's leading
-    dimensions). ``noise`` is z (else drawn from ``generator``). With
-    :func:`gaussian_log_prob` this gives the exact log-probability of a denoising chain.
+    ``kernel_variance`` ("posterior", "beta", "learned") takes the ddpm sampler's step instead
+    (eta is then unused; ``variance`` is its older name). ``t``, ``s`` are floats or per-frame
+    tensors (broadcastable to x's leading dimensions). ``noise`` is z (else drawn from
+    ``generator``). With :func:`gaussian_log_prob` this gives the exact log-probability of a
+    denoising chain.
     """
-    rule = eta_rule(eta) if variance is None else ddpm_rule(variance)
+    kernel_variance = _kernel_variance(kernel_variance, variance)
+    rule = eta_rule(eta) if kernel_variance is None else ddpm_rule(kernel_variance)
+    if kernel_variance == "learned" and model.variance_head != "learned":
+        raise ValueError(
+            "kernel_variance='learned' needs a model trained with variance_head='learned'"
+        )
     ctx = SamplingContext(
         model, guidance=list(guidance), cond=dict(cond or {}), generator=generator
     )
     grid = check_times(model.process, [t] if s is None else [t, s], x, name="reverse_step",
                        per_frame=True)  # fmt: skip
     t, s = grid[0], (None if s is None else grid[1])
-    return _step(ctx, x, t, s, rule, variance == "learned", noise)[0]
+    return _step(ctx, x, t, s, rule, kernel_variance == "learned", noise)[0]
 
 
 def gaussian_log_prob(x: Tensor, mean: Tensor, std: float | Tensor, batch_dims: int = 1) -> Tensor:
