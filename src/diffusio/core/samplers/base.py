@@ -307,6 +307,25 @@ def resolve_times(
     return grid
 
 
+def sde_grid(
+    ctx: SamplingContext,
+    x: Tensor,
+    times: TimeGrid | None,
+    steps: int,
+    spacing: str,
+    name: str,
+) -> list[float]:
+    """The preamble of the continuous-time SDE/ODE samplers: the ``steps + 1`` step ends
+    (``times`` validated, or :func:`time_grid` with ``spacing``) with alpha, sigma, f and g^2
+    precomputed at every one."""
+    grid = resolve_times(
+        ctx, x, times, lambda: time_grid(ctx.process, steps, spacing), name=name, intervals=True
+    )
+    ctx.precompute(grid)
+    ctx.precompute(grid, sde=True)
+    return grid
+
+
 def first_time(times: TimeGrid) -> float:
     """The smallest time of a grid's first step (its start, for the x_init rule)."""
     first = times[0]

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..parameterization import Prediction
-from .base import SamplingContext, TimeGrid, resolve_times, time_grid
+from .base import SamplingContext, TimeGrid, resolve_times, sde_grid
 from .callbacks import Callback, notify
 
 __all__ = ["ode_euler", "ode_heun", "ode_rk45", "probability_flow"]
@@ -47,12 +47,7 @@ def ode_euler(
     callback: Callback | None = None,
 ) -> Tensor:
     """Explicit Euler on the probability-flow ODE (one evaluation per step)."""
-    times = resolve_times(
-        ctx, x, times, lambda: time_grid(ctx.process, steps, spacing), name="ode-euler",
-        intervals=True,
-    )  # fmt: skip
-    ctx.precompute(times)
-    ctx.precompute(times, sde=True)
+    times = sde_grid(ctx, x, times, steps, spacing, "ode-euler")
     for i in ctx.steps(len(times) - 1, desc="ode-euler"):
         t, t_next = times[i], times[i + 1]
         v, pred = _flow(ctx, x, t)
@@ -71,12 +66,7 @@ def ode_heun(
     callback: Callback | None = None,
 ) -> Tensor:
     """Heun's second-order method (two evaluations per step; the callback gets the first's x0)."""
-    times = resolve_times(
-        ctx, x, times, lambda: time_grid(ctx.process, steps, spacing), name="ode-heun",
-        intervals=True,
-    )  # fmt: skip
-    ctx.precompute(times)
-    ctx.precompute(times, sde=True)
+    times = sde_grid(ctx, x, times, steps, spacing, "ode-heun")
     for i in ctx.steps(len(times) - 1, desc="ode-heun"):
         t, t_next = times[i], times[i + 1]
         h = t_next - t

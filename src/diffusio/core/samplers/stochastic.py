@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..parameterization import Prediction
-from .base import SamplingContext, TimeGrid, resolve_times, time_grid
+from .base import SamplingContext, TimeGrid, resolve_times, sde_grid, time_grid
 from .callbacks import Callback, notify
 
 __all__ = ["annealed_langevin", "euler_maruyama", "predictor_corrector"]
@@ -96,12 +96,7 @@ def euler_maruyama(
 ) -> Tensor:
     """Euler–Maruyama on the reverse SDE (Song et al. 2021, eq. 6); ``times``: the grid's
     ``steps + 1`` ends."""
-    times = resolve_times(
-        ctx, x, times, lambda: time_grid(ctx.process, steps, spacing), name="euler-maruyama",
-        intervals=True,
-    )  # fmt: skip
-    ctx.precompute(times)
-    ctx.precompute(times, sde=True)
+    times = sde_grid(ctx, x, times, steps, spacing, "euler-maruyama")
     for i in ctx.steps(len(times) - 1, desc="euler-maruyama"):
         t, t_next = times[i], times[i + 1]
         x_next, pred = _euler_maruyama_step(ctx, x, t, t_next)
@@ -134,11 +129,7 @@ def predictor_corrector(
     """
     if predictor not in PREDICTORS:
         raise ValueError(f"unknown predictor {predictor!r}; valid: {', '.join(PREDICTORS)}")
-    times = resolve_times(
-        ctx, x, times, lambda: time_grid(ctx.process, steps, spacing), name="pc", intervals=True
-    )
-    ctx.precompute(times)
-    ctx.precompute(times, sde=True)
+    times = sde_grid(ctx, x, times, steps, spacing, "pc")
     for i in ctx.steps(len(times) - 1, desc="pc"):
         t, t_next = times[i], times[i + 1]
         (a_t, s_t), (a_s, s_s) = ctx.coefficients(t), ctx.coefficients(t_next)
