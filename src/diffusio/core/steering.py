@@ -4,9 +4,8 @@
   ``modifier(pred, t, ctx) -> Prediction``. Shipped here: :class:`ClipX0` (DDPM's x0 clipping
   to the data range), :class:`DynamicThreshold` (Imagen, Saharia et al. 2022, Sec. 2.3),
   :class:`ClassifierFreeGuidance` (Ho & Salimans 2021) and :class:`ClassifierGuidance`
-  (Dhariwal & Nichol 2021, Alg. 1 and 2). :class:`X0Recorder`, an observer posing as a modifier,
-  is kept for existing callers; observe with a sampler ``callback`` instead
-  (:class:`diffusio.core.samplers.X0Trace`).
+  (Dhariwal & Nichol 2021, Alg. 1 and 2). Observers are not modifiers: they are a sampler's
+  ``callback`` (e.g. :class:`diffusio.core.samplers.X0Trace`).
 * **State constraints** (``constraints=[...]``) overwrite part of the state after a step:
   ``constraint(x, t, ctx) -> x`` where ``t`` is the new state's time, or ``None`` once the
   sample is clean. Shipped here: :class:`Inpaint`, replacement inpainting (Song et al. 2021,
@@ -22,7 +21,7 @@ modifier that needs more network calls (classifier-free guidance) makes them thr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -42,7 +41,6 @@ __all__ = [
     "DynamicThreshold",
     "Guidance",
     "Inpaint",
-    "X0Recorder",
 ]
 
 
@@ -185,39 +183,6 @@ class ClassifierGuidance:
             x0_coefficient = a_s * transition / s_t**2  # of x0 in the posterior mean
             return pred.with_x0(pred.x0 + self.scale * variance / x0_coefficient * grad)
         return pred.with_eps(pred.eps - pred.sigma * self.scale * grad)
-
-
-class X0Recorder:
-    """A prediction modifier that records ``pred.x0`` (and the state ``x_t``) at chosen network
-    evaluations of a sampler and returns the prediction unchanged.
-
-    Superseded by the callback :class:`diffusio.core.samplers.X0Trace` (same attributes;
-    ``callback=X0Trace(steps)`` instead of ``guidance=[X0Recorder(steps)]``); kept until its
-    last user is ported.
-
-    ``steps`` are evaluation indices (0 = the first, at t_max); only the first ``keep`` rows are
-    stored (``None``: all). Evaluations are counted across calls, so when a sampler runs several
-    batches only the first batch's chain is recorded (indices beyond one chain never match).
-    Put it before :class:`ClipX0` to see the raw prediction (it is then
-    ``x0`` before clipping; clamp it to get what the sampler used).
-    """
-
-    def __init__(self, steps: Sequence[int], keep: int | None = None):
-        self.steps = sorted({int(k) for k in steps})
-        self.keep = keep
-        self.calls = 0
-        self.times: list[float] = []
-        self.x0: list[Tensor] = []
-        self.xt: list[Tensor] = []
-
-    def __call__(self, pred: Prediction, t: Tensor, ctx: SamplingContext) -> Prediction:
-        if self.calls in self.steps:
-            rows = slice(None) if self.keep is None else slice(0, self.keep)
-            self.times.append(float(t.reshape(-1)[0]))
-            self.x0.append(pred.x0[rows].detach().to("cpu", torch.float32).clone())
-            self.xt.append(pred.x[rows].detach().to("cpu", torch.float32).clone())
-        self.calls += 1
-        return pred
 
 
 class Inpaint:

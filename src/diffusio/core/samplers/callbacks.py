@@ -38,9 +38,7 @@ class X0Trace:
     ``steps``: step indices (0 = the first, at the start of the grid; None: every step); only
     the first ``keep`` rows are stored (None: all). A chain ends when the step index stops
     increasing, so when a caller samples several batches only the first batch is recorded.
-    Attributes ``times``, ``x0`` and ``xt`` (float32 copies on the CPU) are those of
-    :class:`~diffusio.core.steering.X0Recorder`, which it replaces
-    (``sample(..., callback=X0Trace(steps))`` instead of ``guidance=[X0Recorder(steps)]``).
+    Attributes ``times``, ``x0`` and ``xt`` hold float32 copies on the CPU.
     """
 
     def __init__(self, steps: Sequence[int] | None = None, keep: int | None = None):
