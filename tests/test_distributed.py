@@ -1,11 +1,12 @@
 """Training on two CPU processes (torchrun, gloo): the run completes, records two processes,
-refuses an occupied directory on every rank without hanging, and a two-process run resumed to
-more steps ends bit-identical to an uninterrupted two-process run."""
+refuses an occupied directory on every rank without hanging, and the run resumed on two processes
+from its step-10 checkpoint ends bit-identical to the uninterrupted run."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -74,23 +75,27 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
 
 def test_two_processes_train_and_resume_exactly(tmp_path: Path) -> None:
     full, part = tmp_path / "full", tmp_path / "part"
-    _check(_torchrun("--steps", "40", "--out", str(full), cwd=tmp_path))
+    _check(_torchrun("--steps", "20", "--save-every", "10", "--out", str(full), cwd=tmp_path))
     manifest = json.loads((full / "config.json").read_text())
     assert manifest["distributed"]["num_processes"] == 2
     assert manifest["distributed"]["global_batch_size"] == 512
     assert manifest["distributed"]["per_process_batch_size"] == 256
-    state = json.loads((full / "checkpoint-40" / "state.json").read_text())
-    assert state["num_processes"] == 2 and state["step"] == 40
-    ranks = {k for k in read_safetensors(full / "checkpoint-40" / "rng.safetensors")[0]
+    state = json.loads((full / "checkpoint-20" / "state.json").read_text())
+    assert state["num_processes"] == 2 and state["step"] == 20
+    ranks = {k for k in read_safetensors(full / "checkpoint-20" / "rng.safetensors")[0]
              if k.startswith("generator.batch.rank")}  # fmt: skip
     assert ranks == {"generator.batch.rank0", "generator.batch.rank1"}
 
     # every rank refuses an occupied run directory (and none waits forever in a barrier)
-    refused = _torchrun("--steps", "40", "--out", str(full), cwd=tmp_path)
+    refused = _torchrun("--steps", "20", "--out", str(full), cwd=tmp_path)
     assert refused.returncode != 0 and "already holds a run" in refused.stderr
 
-    _check(_torchrun("--steps", "20", "--out", str(part), cwd=tmp_path))
-    _check(_torchrun("--steps", "40", "--out", str(part), "--resume", cwd=tmp_path))
+    # the same run killed after its step-10 checkpoint, resumed on two processes
+    shutil.copytree(full, part)
+    shutil.rmtree(part / "checkpoint-20")
+    (part / "latest").write_text("checkpoint-10\n", encoding="utf-8")
+    _check(_torchrun("--steps", "20", "--out", str(part), "--resume", cwd=tmp_path))
+    assert json.loads((part / "checkpoint-20" / "state.json").read_text())["step"] == 20
     a, b = _weights(full), _weights(part)
     assert set(a) == set(b)
     for key in a:
