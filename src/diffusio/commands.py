@@ -242,7 +242,8 @@ def train(
     out_dir = Path(out) if out is not None else Path("runs") / Path(config).stem
     trainer = Trainer(cfg, out_dir, progress=progress)
     result = trainer.fit(resume=resume)
-    print(f"trained {cfg.steps} steps; run in {out_dir}")
+    if trainer.is_main:  # one line per run, not per process
+        print(f"trained {cfg.steps} steps; run in {out_dir}")
     return result
 
 
