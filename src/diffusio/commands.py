@@ -286,6 +286,7 @@ def sample_run(
     import torch
 
     from diffusio.image.evaluate import run_image_shape  # any run's example shape
+    from diffusio.image.sampling import balanced_labels
     from diffusio.io import atomic_path
     from diffusio.train.config import load_run
 
@@ -306,7 +307,7 @@ def sample_run(
     if num_classes:
         if label is not None and not 0 <= label < num_classes:
             raise ValueError(f"--label must be in 0..{num_classes - 1}, got {label}")
-        labels = torch.arange(n) % num_classes if label is None else torch.full((n,), label)
+        labels = balanced_labels(n, num_classes) if label is None else torch.full((n,), label)
     with torch.no_grad():
         x = domain.sample(
             model, n, shape, sampler=sampler, steps=steps, seed=seed, labels=labels,
