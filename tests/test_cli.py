@@ -434,13 +434,11 @@ def test_a_missing_diffusio_module_keeps_its_traceback(monkeypatch):
 # -------------------------------------------------------------------------------- reproduce
 @pytest.fixture
 def contract_paper(monkeypatch):
-    """ddpm-2020 seen as a paper on the Reproduction contract, with its entry points recorded."""
+    """papers.base.reproduce and describe_settings replaced by recorders of their calls."""
     import importlib
 
     base = importlib.import_module("diffusio.papers.base")
-    module = importlib.import_module("diffusio.papers.ddpm_2020")
     calls = []
-    monkeypatch.setattr(module, "REPRODUCTION", object(), raising=False)
 
     def run(name, out, quick, overrides, progress):
         calls.append((name, out, quick, overrides, progress))
@@ -448,7 +446,7 @@ def contract_paper(monkeypatch):
             raise ValueError("unknown setting 'nope' of ddpm-2020")
         return {}
 
-    monkeypatch.setattr(base, "run_reproduction_cli", run)
+    monkeypatch.setattr(base, "reproduce", run)
     monkeypatch.setattr(base, "describe_settings", lambda name, quick: f"{name} quick={quick}")
     return calls
 

@@ -13,8 +13,6 @@ other runs are ``vector`` runs (rows of numbers: the toys, array files).
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -459,28 +457,10 @@ def reproduce(
             f"no reproduction of {name!r} yet (status: {entry.status}); "
             "`diffusio list` shows what exists"
         )
-    module = importlib.import_module(f"diffusio.papers.{name.replace('-', '_')}")
-    try:
-        base = importlib.import_module("diffusio.papers.base")
-    except ModuleNotFoundError as err:
-        if err.name != "diffusio.papers.base":
-            raise
-        base = None
-    contract = base is not None and getattr(module, "REPRODUCTION", None) is not None
+    from diffusio.papers import base
+
     if show_settings:
-        if not contract or not hasattr(base, "describe_settings"):
-            raise ValueError(f"--show-settings needs {name} on the Reproduction contract")
         text = base.describe_settings(name, quick)
         print(text)
         return text
-    if contract and hasattr(base, "run_reproduction_cli"):
-        return base.run_reproduction_cli(name, out, quick, list(overrides or ()), progress)
-    if overrides:
-        raise ValueError(
-            f"--set {overrides[0]}: {name} is not on the Reproduction contract yet (papers/base.py)"
-        )
-    out_dir = Path(out) if out is not None else Path("runs") / name
-    kwargs: dict[str, Any] = {"out_dir": out_dir, "quick": quick}
-    if "progress" in inspect.signature(module.reproduce).parameters:
-        kwargs["progress"] = progress
-    return module.reproduce(**kwargs)
+    return base.reproduce(name, out, quick, list(overrides or ()), progress)

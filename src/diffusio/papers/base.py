@@ -49,7 +49,7 @@ from .runs import ModelCache, cache_root
 
 __all__ = [
     "PAPERS", "Reproduction", "describe_settings", "get_reproduction", "parse_overrides",
-    "reproduce", "run_reproduction_cli", "settings_from_dict", "settings_hash",
+    "reproduce", "settings_from_dict", "settings_hash",
     "settings_to_dict",
 ]  # fmt: skip
 
@@ -319,10 +319,11 @@ class Reproduction:
         self.log(f"{'quick' if self.quick else 'default'} run into {self.out}")
         self.out.mkdir(parents=True, exist_ok=True)
         report = Report(self.NAME, self.TITLE, self.REFERENCE, self.out, self.quick, scale="")
+        standard = settings_to_dict(self.settings(self.quick))
         report.rerun_args = "".join(
             f" --set {k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}"
             for k, v in settings_to_dict(self.s).items()
-            if v != settings_to_dict(self.settings(self.quick)).get(k)
+            if v != standard[k]
         )
         r = self.run_experiments()
         self.log("claims, figures and report")
@@ -371,17 +372,9 @@ def reproduce(
     overrides: Sequence[str] | Mapping[str, Any] = (),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the registered reproduction ``name`` (see :meth:`Reproduction.run`)."""
+    """Run the registered reproduction ``name`` (what ``diffusio reproduce`` calls): the
+    overrides are validated before anything runs (see :meth:`Reproduction.run`)."""
     return get_reproduction(name).run(out_dir, quick, overrides=overrides, progress=progress)
-
-
-def run_reproduction_cli(
-    name: str, out: str | None, quick: bool, overrides: Sequence[str] | None, progress: bool
-) -> dict[str, Any]:
-    """What ``diffusio reproduce`` calls (overrides validated before anything runs)."""
-    cls = get_reproduction(name)
-    settings = cls.settings(quick, overrides or ())
-    return cls.run(out, quick, settings=settings, progress=progress)
 
 
 def describe_settings(name: str, quick: bool = False) -> str:
