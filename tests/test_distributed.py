@@ -93,6 +93,8 @@ def test_two_processes_train_and_resume_exactly(tmp_path: Path) -> None:
     # the same run killed after its step-10 checkpoint, resumed on two processes
     shutil.copytree(full, part)
     shutil.rmtree(part / "checkpoint-20")
+    for name in ("model.safetensors", "ema.safetensors"):  # the resumed run must write these
+        (part / name).unlink()
     (part / "latest").write_text("checkpoint-10\n", encoding="utf-8")
     _check(_torchrun("--steps", "20", "--out", str(part), "--resume", cwd=tmp_path))
     assert json.loads((part / "checkpoint-20" / "state.json").read_text())["step"] == 20
