@@ -277,6 +277,10 @@ def test_mask_checks_and_the_likelihood_sum() -> None:
         _loss(model, x0, torch.ones(4, D + 1), seed=0)
     with pytest.raises(ValueError, match=">= 0"):
         _loss(model, x0, -torch.ones(4, D), seed=0)
+    with pytest.raises(ValueError, match="finite"):
+        _loss(model, x0, torch.full((4, D), float("nan")), seed=0)
+    with pytest.raises(ValueError, match="finite and >= 0"):  # a dataset's mask, checked once
+        TrainingSet(x0, mask=torch.tensor([1.0, -1.0, 1.0, 1.0])[:, None])
     with pytest.raises(ValueError, match="not supported"):
         _loss(model, x0, torch.ones(4, D), seed=0, weighting="vlb")
     # likelihood weighting sums over dimensions: the masked sum of the kept dimensions

@@ -47,3 +47,5 @@ def test_noise_floor_z_ratio_and_at_floor():
     assert math.isnan(single.z(9.0)) and single.ratio(10.0) == 1.25
     assert single.at_floor(10.0, threshold=2.0, tolerance=0.25)
     assert not single.at_floor(10.1, threshold=2.0, tolerance=0.25)
+    with pytest.raises(ValueError, match="cannot be a ratio"):  # would make every value "at floor"
+        NoiseFloor(-1e-4).at_floor(5.0, threshold=2.0)

@@ -16,11 +16,7 @@ from diffusio.papers.base import (
 )
 from diffusio.papers.verdicts import VERDICTS
 
-MIGRATED = [n for n in PAPERS if hasattr(
-    __import__(f"diffusio.papers.{n.replace('-', '_')}", fromlist=["x"]), "REPRODUCTION")]
-
-
-@pytest.mark.parametrize("name", MIGRATED)
+@pytest.mark.parametrize("name", PAPERS)
 def test_settings_round_trip_and_overrides(name):
     cls = get_reproduction(name)
     assert name == cls.NAME and cls.TITLE and cls.REFERENCE
@@ -36,7 +32,7 @@ def test_settings_round_trip_and_overrides(name):
         parse_overrides(cls.Settings, ["no_such_key=1"])
 
 
-@pytest.mark.parametrize("name", MIGRATED)
+@pytest.mark.parametrize("name", PAPERS)
 def test_smoke_run_writes_report_with_verdicts(name, smoke_run):
     out, metrics = smoke_run(name)
     assert (out / "report.md").is_file()
@@ -50,9 +46,7 @@ def test_smoke_run_writes_report_with_verdicts(name, smoke_run):
 
 
 def test_set_overrides_are_typed_and_validated():
-    cls = get_reproduction(MIGRATED[0]) if MIGRATED else None
-    if cls is None:
-        pytest.skip("no migrated reproduction yet")
+    cls = get_reproduction(PAPERS[0])
     fields = {f.name: f for f in dataclasses.fields(cls.Settings)}
     key = next(k for k, f in fields.items() if f.type in ("int", int))
     assert parse_overrides(cls.Settings, [f"{key}=7"]) == {key: 7}

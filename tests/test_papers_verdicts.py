@@ -12,6 +12,7 @@ from diffusio.papers.verdicts import (
     SIGNIFICANCE,
     compare,
     floor_verdict,
+    noise_margin,
     tally_verdict,
     threshold_verdict,
     win_verdict,
@@ -46,3 +47,9 @@ def test_floor_verdict_uses_the_spread_when_known():
     single = NoiseFloor(8.0)
     assert floor_verdict(10.0, single) == REPRODUCED  # 1.25x
     assert floor_verdict(12.0, single) == PARTLY
+    assert floor_verdict(16.1, single) == NOT
+
+
+def test_noise_margin_excuses_nothing_when_the_error_is_unknown():
+    assert noise_margin(0.5) == SIGNIFICANCE * 0.5
+    assert noise_margin(math.nan) == 0.0

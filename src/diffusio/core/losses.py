@@ -235,7 +235,7 @@ def _check_mask(mask: Tensor | None, x0: Tensor, weighting: str) -> Tensor | Non
         raise ValueError(
             f"mask of shape {tuple(mask.shape)} does not broadcast to x0 {tuple(x0.shape)}"
         ) from None
-    if not bool(torch.isfinite(mask).all()) or bool((mask < 0).any()):
+    if not bool((torch.isfinite(mask) & (mask >= 0)).all()):  # one host sync
         raise ValueError("mask entries must be finite and >= 0 (1 = counts, 0 = ignored)")
     return mask
 

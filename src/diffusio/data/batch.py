@@ -116,6 +116,8 @@ class TrainingSet:
                 raise ValueError(
                     f"mask of shape {tuple(mask.shape)} does not broadcast to x0 {tuple(x.shape)}"
                 ) from None
+            if not bool((torch.isfinite(mask) & (mask >= 0)).all()):  # once, not every step
+                raise ValueError("mask entries must be finite and >= 0 (1 = counts, 0 = ignored)")
             self.mask = mask
         if self.labels is not None:
             self.labels = _rows("labels", self.labels, n).to(torch.int64)

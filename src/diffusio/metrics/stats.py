@@ -90,9 +90,10 @@ class NoiseFloor:
         return (float(value) - self.mean) / self.sd if self.sd > 0 else math.nan
 
     def ratio(self, value: float) -> float:
-        """``value / mean`` (``inf`` for a zero floor and a positive value)."""
-        if self.mean == 0:
-            return math.inf if value > 0 else 1.0
+        """``value / mean``; a floor whose mean is not positive (an unbiased MMD^2 from one pair
+        can be) has no meaningful ratio: ValueError."""
+        if not self.mean > 0:
+            raise ValueError(f"a noise floor of mean {self.mean:g} cannot be a ratio's denominator")
         return float(value) / self.mean
 
     def at_floor(self, value: float, threshold: float, tolerance: float = 0.25) -> bool:

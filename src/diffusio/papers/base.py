@@ -69,7 +69,7 @@ def get_reproduction(name: str) -> type[Reproduction]:
     module = importlib.import_module(f"diffusio.papers.{name.replace('-', '_')}")
     cls = getattr(module, "REPRODUCTION", None)
     if cls is None:
-        raise ValueError(f"diffusio.papers.{module.__name__} defines no REPRODUCTION")
+        raise ValueError(f"{module.__name__} defines no REPRODUCTION")
     return cls
 
 

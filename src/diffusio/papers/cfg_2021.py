@@ -44,7 +44,7 @@ from ..image.scoring import (
 from ..metrics.stats import binomial_se
 from .base import Reproduction
 from .report import Report, fmt
-from .verdicts import NOT, PARTLY, REPRODUCED, SIGNIFICANCE, compare
+from .verdicts import NOT, PARTLY, REPRODUCED, SIGNIFICANCE, compare, noise_margin
 
 __all__ = ["CFG2021", "REPRODUCTION", "Settings", "best_at_accuracy", "best_weight",
            "guided_curves", "reproduce"]  # fmt: skip
@@ -241,7 +241,7 @@ class CFG2021(Reproduction):
             best_small = min(small, key=lambda x: x["fid"])
             gain = base["fid"] - best_small["fid"]
             verdict = (REPRODUCED if compare(gain, std) == 1
-                       else PARTLY if -gain <= SIGNIFICANCE * std else NOT)  # fmt: skip
+                       else PARTLY if -gain <= noise_margin(std) else NOT)  # fmt: skip
             report.claim(
                 "A small guidance weight improves FID over the unguided conditional model",
                 "ImageNet 64x64: the best FID is at a small w (well below 1), better than w = 0 "
@@ -274,7 +274,7 @@ class CFG2021(Reproduction):
         reached = [v["fid"] for v in cg_best.values() if v is not None]
         if cfg_best is None:
             verdict = NOT
-        elif not reached or cfg_best["fid"] <= min(reached) + SIGNIFICANCE * std:
+        elif not reached or cfg_best["fid"] <= min(reached) + noise_margin(std):
             verdict = REPRODUCED
         else:
             verdict = PARTLY

@@ -25,7 +25,7 @@ from ..metrics.stats import NoiseFloor
 
 __all__ = [
     "FLOOR_PARTLY", "FLOOR_RATIO", "NOT", "PARTLY", "REPRODUCED", "SIGNIFICANCE", "VERDICTS",
-    "clear", "compare", "floor_verdict", "tally_verdict", "threshold_verdict", "win_verdict",
+    "clear", "compare", "floor_verdict", "noise_margin", "tally_verdict", "threshold_verdict", "win_verdict",
 ]  # fmt: skip
 
 REPRODUCED, PARTLY, NOT = "reproduced", "partly reproduced", "not reproduced"
@@ -42,6 +42,12 @@ FLOOR_PARTLY = 2.0
 
 def _se(se: float) -> float:
     return float(se) if math.isfinite(float(se)) else math.inf
+
+
+def noise_margin(se: float) -> float:
+    """How far a difference may go against a claim and still be "within the noise":
+    ``SIGNIFICANCE * se``, or 0 when the error is unknown (nothing is excused by it)."""
+    return SIGNIFICANCE * float(se) if math.isfinite(float(se)) else 0.0
 
 
 def clear(diff: float, se: float) -> bool:
