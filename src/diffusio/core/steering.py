@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from .parameterization import Prediction
-from .processes import broadcast_like
 
 if TYPE_CHECKING:
     from .samplers.base import SamplingContext
@@ -202,11 +201,6 @@ class Inpaint:
         mask = self.mask.to(x.device).expand_as(x)
         if t is None:
             return torch.where(mask, known, x)
-        if isinstance(t, Tensor):  # per-frame times
-            tt = t.to(torch.float64)
-            a = broadcast_like(ctx.process.alpha(tt), x).to(x.dtype)
-            s = broadcast_like(ctx.process.sigma(tt), x).to(x.dtype)
-        else:
-            a, s = ctx.coefficients(t)
+        a, s = ctx.coefficients_like(t, x) if isinstance(t, Tensor) else ctx.coefficients(t)
         noised = a * known + s * ctx.noise_like(x)
         return torch.where(mask, noised, x)

@@ -230,7 +230,8 @@ def _posterior_run(
     for i in ctx.steps(len(times), desc="sampling"):
         t, s = times[i], times[i + 1] if i + 1 < len(times) else None
         step, pred = _step(ctx, x, t, s, rule, learned)
-        notify(callback, i=i, t=t, t_next=s, x=x, pred=pred, **step._asdict())
+        if callback is not None:
+            notify(callback, i=i, t=t, t_next=s, x=x, pred=pred, **step._asdict())
         if s is None:
             return step.x_next
         x = ctx.constrain(step.x_next, s)

@@ -149,8 +149,9 @@ def predictor_corrector(
             x = x - (ratio - 1) * x + g2 * pred.score + math.sqrt(g2) * ctx.noise_like(x)
         elif predictor == "euler-maruyama":
             x, pred = _euler_maruyama_step(ctx, x, t, t_next)
-        if callback is not None:
-            at = (x, None) if pred is None else (pred.x, pred.x0)
-            callback({"i": i, "t": t, "t_next": t_next, "x": at[0], "x0": at[1]})
+        if pred is None:  # no evaluation this step (predictor "none", no corrector)
+            notify(callback, i=i, t=t, t_next=t_next, x=x, x0=None)
+        else:
+            notify(callback, i=i, t=t, t_next=t_next, x=pred.x, pred=pred)
         x = ctx.constrain(x, t_next)
     return ctx.finish(x, times[-1], denoise, callback, len(times) - 1)
