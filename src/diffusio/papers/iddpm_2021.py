@@ -181,14 +181,15 @@ class IDDPM2021(Reproduction):
         )
         noise_u, noise_i = (curve_noise(rows[k]["curve"][1]) for k in (UNIFORM, IMPORTANCE))
         b_u, b_i = rows[UNIFORM]["bpd"], rows[IMPORTANCE]["bpd"]
-        smoother, better = noise_i < noise_u, b_i < b_u
+        se_ui = difference_se(rows[UNIFORM]["bpd_se"], rows[IMPORTANCE]["bpd_se"])
+        smoother, better = noise_i < noise_u, compare(b_u - b_i, se_ui) == 1
         report.claim(
             "importance sampling makes L_vlb much less noisy and reaches a better bound (Fig. 6)",
             "smoother learning curve, lower final L_vlb than uniform sampling",
             f"curve noise {fmt(noise_i)} vs {fmt(noise_u)} (log-spread); bits/dim {fmt(b_i)} vs "
             f"{fmt(b_u)}",
             f"noise x{fmt(noise_i / noise_u if noise_u else float('nan'))}, bound "
-            f"{fmt(b_u - b_i)} bits/dim lower",
+            f"{fmt(b_u - b_i)} +/- {fmt(se_ui)} bits/dim lower",
             REPRODUCED if smoother and better else (PARTLY if smoother or better else NOT),
         )
         learned, fixed = rows[HYBRID]["fid"]["learned"], rows[FIXED]["fid"]["posterior"]
@@ -271,8 +272,8 @@ def _final_fid(row: dict[str, Any]) -> float:
 
 
 def fid_equal(fid: float, reference: float) -> bool:
-    """Two FIDs of one n count as equal when ``fid`` is at ``reference`` by the shared rule
-    for a value against a reference of unknown spread (within :data:`FLOOR_RATIO` of it)."""
+    """``fid`` is no worse than ``reference`` (same n) by the shared rule for a value against a
+    reference of unknown spread: at most :data:`FLOOR_RATIO` times it (a lower FID counts)."""
     return floor_verdict(fid, NoiseFloor(reference)) == REPRODUCED
 
 
