@@ -16,6 +16,7 @@ from diffusio.papers.base import (
 )
 from diffusio.papers.verdicts import VERDICTS
 
+
 @pytest.mark.parametrize("name", PAPERS)
 def test_settings_round_trip_and_overrides(name):
     cls = get_reproduction(name)

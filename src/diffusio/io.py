@@ -29,6 +29,8 @@ __all__ = [
     "STEP_KEY",
     "apply_tensors",
     "atomic_path",
+    "cache_root",
+    "json_hash",
     "check_tensors",
     "fsync_dir",
     "read_json",
@@ -109,6 +111,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 1) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically; returns the path."""
     return write_text_atomic(path, json.dumps(obj, indent=indent, allow_nan=True) + "\n")
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """diffusio's cache directory: ``cache_dir`` if given, else ``$DIFFUSIO_CACHE``, else
+    ``~/.cache/diffusio`` (models, classifiers and results live below it)."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("DIFFUSIO_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "diffusio"
+
+
+def json_hash(obj: Any) -> str:
+    """Eight hex digits identifying a JSON-ready object (sha256 of its sorted-key JSON): the
+    names of cached models, classifiers and results."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode("utf-8")).hexdigest()[:8]
 
 
 def read_json(path: str | os.PathLike) -> Any:

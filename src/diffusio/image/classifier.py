@@ -31,7 +31,6 @@ multi-head attention layer's output at that token is the pooled feature.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -45,6 +44,7 @@ from torch import Tensor, nn
 from torch.nn.functional import scaled_dot_product_attention, silu
 
 from ..core.processes import Process
+from ..io import cache_root, json_hash
 from ..nets.mlp import EMBEDDINGS, _choice
 from ..nets.unet import _Attention, _Downsample, _norm, _ResBlock, _Step
 
@@ -389,11 +389,7 @@ def classifier_cache_path(
     """``<cache>/models/noisy-classifier-<hash of recipe>.safetensors``; ``<cache>`` is
     ``cache_dir``, else ``$DIFFUSIO_CACHE``, else ``~/.cache/diffusio`` (the model cache's
     root)."""
-    if cache_dir is None:
-        env = os.environ.get("DIFFUSIO_CACHE")
-        cache_dir = Path(env) if env else Path.home() / ".cache" / "diffusio"
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:8]
-    return Path(cache_dir) / "models" / f"noisy-classifier-{digest}.safetensors"
+    return cache_root(cache_dir) / "models" / f"noisy-classifier-{json_hash(recipe)}.safetensors"
 
 
 def noisy_classifier(

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.datasets import load_image_dataset, native_size
-from ..io import apply_tensors, read_safetensors, write_safetensors
+from ..io import apply_tensors, cache_root, read_safetensors, write_safetensors
 
 __all__ = [
     "FeatureClassifier",
@@ -288,20 +288,13 @@ def _fit(dataset: str, size: int, seed: int, epochs: int, progress: bool) -> Fea
 
 
 # ------------------------------------------------------------------ the on-disk cache
-def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("DIFFUSIO_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "diffusio"
-
-
 def classifier_path(
     dataset: str, size: int | None = None, seed: int = 0, cache_dir: str | os.PathLike | None = None
 ) -> Path:
     """``<cache>/classifiers/<dataset>-<size>-<seed>-v1.safetensors``; ``<cache>`` is
     ``cache_dir``, else ``$DIFFUSIO_CACHE``, else ``~/.cache/diffusio``."""
     size = _resolve_size(dataset, size)
-    return _cache_root(cache_dir) / "classifiers" / f"{dataset}-{size}-{int(seed)}-v1.safetensors"
+    return cache_root(cache_dir) / "classifiers" / f"{dataset}-{size}-{int(seed)}-v1.safetensors"
 
 
 def _read_classifier(path: Path, recipe: dict[str, Any]) -> FeatureClassifier:

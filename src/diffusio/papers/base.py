@@ -32,7 +32,6 @@ train the same recipe share one model, and an interrupted training resumes exact
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import json
 import os
@@ -43,9 +42,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..io import read_json, write_json_atomic
+from ..io import cache_root, json_hash, read_json, write_json_atomic
 from .report import Report, logger
-from .runs import ModelCache, cache_root
+from .runs import ModelCache
 
 __all__ = [
     "PAPERS", "Reproduction", "describe_settings", "get_reproduction", "parse_overrides",
@@ -189,8 +188,7 @@ def settings_from_dict(cls: type, values: Mapping[str, Any]) -> Any:
 
 def settings_hash(settings: Any) -> str:
     """Eight hex digits identifying ``settings``."""
-    text = json.dumps(settings_to_dict(settings), sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    return json_hash(settings_to_dict(settings))
 
 
 # --------------------------------------------------------------------------- the contract

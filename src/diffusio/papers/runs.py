@@ -12,8 +12,6 @@ config and the data digest before anything is reused.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -21,20 +19,14 @@ from typing import Any
 import torch
 
 from ..core.model import DiffusionModel
+from ..io import cache_root, json_hash
 
 __all__ = ["ModelCache", "cache_root", "config_hash", "pick_device"]
 
 
-def cache_root() -> Path:
-    """diffusio's cache directory: ``$DIFFUSIO_CACHE``, else ``~/.cache/diffusio``."""
-    env = os.environ.get("DIFFUSIO_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "diffusio"
-
-
 def config_hash(config: Any) -> str:
     """Eight hex digits identifying a training config (its JSON form)."""
-    text = json.dumps(config.to_dict(), sort_keys=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+    return json_hash(config.to_dict())
 
 
 def pick_device() -> torch.device:
