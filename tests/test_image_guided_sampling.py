@@ -9,20 +9,19 @@ import torch
 
 from diffusio.core.model import DiffusionModel
 from diffusio.core.processes import make_process
+from diffusio.image.analysis import TINY_UNET
 from diffusio.image.classifier import NoisyClassifier, classifier_cache_path, noisy_classifier
 from diffusio.image.figures import class_grid, classifier_figure, grids_figure, tradeoff_figure
 from diffusio.image.sampling import image_config, image_shape, sample_images
 from diffusio.image.scoring import SWEEP_HEADER, nearest, public_rows, sweep_table
 from diffusio.nets.unet import UNet
 
-TINY_NET = {"channels": 8, "channel_mults": (1, 2), "num_res_blocks": 1,
-            "attention_resolutions": (4,), "num_heads": 2, "groups": 4}  # fmt: skip
 TINY_CLASSIFIER = {"channels": 8, "num_heads": 2, "groups": 4}
 
 
 def _model(num_classes: int | None = None, seed: int = 0) -> DiffusionModel:
     torch.manual_seed(seed)
-    net = UNet(1, image_size=8, num_classes=num_classes, **TINY_NET)
+    net = UNet(1, image_size=8, num_classes=num_classes, **TINY_UNET)
     for p in net.parameters():  # untrained nets output zeros through their zero-init convs
         torch.nn.init.normal_(p, std=0.05)
     return DiffusionModel(net.eval(), make_process("vp-linear"))
@@ -68,9 +67,9 @@ def test_classifier_guidance_moves_samples_and_clipping_order_matters(guide, mod
 
 
 def test_noisy_classifier_is_cached_by_recipe(tmp_path):
-    config = image_config("digits-ddpm", 20, net_options=TINY_NET, batch_size=32)
+    config = image_config("digits-ddpm", 20, net_options=TINY_UNET, batch_size=32)
     assert config.warmup == 2 and config.batch_size == 32
-    assert image_config("digits-ddpm", 20, net_options=TINY_NET, batch_size=32) == config
+    assert image_config("digits-ddpm", 20, net_options=TINY_UNET, batch_size=32) == config
     process = make_process("vp-linear")
     kw = {"steps": 3, "batch_size": 16, "options": TINY_CLASSIFIER, "cache_dir": tmp_path}
     first, info = noisy_classifier(config, process, **kw)

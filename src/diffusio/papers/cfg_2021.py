@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from ..image.analysis import TINY_UNET
 from ..image.classifier import noisy_classifier
 from ..image.figures import grids_figure, tradeoff_figure
 from ..image.sampling import balanced_labels, image_config
@@ -151,8 +152,7 @@ class CFG2021(Reproduction):
     }  # fmt: skip
     SMOKE = {
         "train_steps": 20, "batch_size": 32, "classifier_steps": 20,
-        "net_options": {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1,
-                        "attention_resolutions": [4], "num_heads": 2, "groups": 4},
+        "net_options": TINY_UNET,
         "classifier_options": {"channels": 8, "num_heads": 2, "groups": 4},
         "weights": (0.0, 0.5, 2.0), "cg_scales": (0.0, 2.0), "sampler_steps": 4,
         "n_samples": 40, "fid_seeds": 2, "grid_weights": (0.0, 2.0),

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..image.analysis import TINY_UNET
 from ..image.classifier import noisy_classifier
 from ..image.figures import classifier_figure, grids_figure, tradeoff_figure
 from ..image.sampling import balanced_labels, image_config
@@ -172,8 +173,7 @@ class GuidedDiffusion2021(Reproduction):
     }  # fmt: skip
     SMOKE = {
         "train_steps": 20, "batch_size": 32, "classifier_steps": 20,
-        "net_options": {"channels": 8, "channel_mults": [1, 2], "num_res_blocks": 1,
-                        "attention_resolutions": [4], "num_heads": 2, "groups": 4},
+        "net_options": TINY_UNET,
         "classifier_options": {"channels": 8, "num_heads": 2, "groups": 4},
         "scales": (0.0, 1.0, 4.0), "samplers": (("ddim", 4, "score"), ("ddpm", 4, "mean")),
         "n_samples": 40, "fid_seeds": 2, "conditional_steps": 10,
