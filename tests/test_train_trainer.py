@@ -334,7 +334,7 @@ def test_cpu_mixed_precision_falls_back_to_fp32(tmp_path: Path) -> None:
 def test_accelerator_state_allows_a_second_mixed_precision_in_one_process():
     """accelerate keeps one process-wide state and refuses a second precision; a reproduction
     that trains an fp32 and a bf16 model in one process must still work (found on a GPU)."""
-    from diffusio.train.trainer import _new_accelerator
+    from diffusio.train.distributed import new_accelerator as _new_accelerator
 
     assert _new_accelerator("no", cpu=True).mixed_precision == "no"
     assert _new_accelerator("bf16", cpu=True).mixed_precision == "bf16"

@@ -188,8 +188,7 @@ class ClassConditional:
         if t.shape != (n,):
             raise ValueError(f"t must be a scalar or of shape ({n},), got {tuple(t.shape)}")
         c = self.time_embed(t)
-        classes = None if self.class_embed is None else self.num_classes
-        labels = class_labels(y, classes, n, x.device, type(self).__name__)
+        labels = class_labels(y, self.num_classes, n, x.device, type(self).__name__)
         if labels is not None:
             c = c + self.class_embed(labels)
         return c

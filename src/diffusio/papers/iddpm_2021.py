@@ -57,7 +57,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cosine, L_hybrid": {"process": "vp-cosine", "weighting": "hybrid", **_LEARNED},
     "cosine, L_vlb uniform": {"process": "vp-cosine", "weighting": "vlb", **_LEARNED},
     "cosine, L_vlb importance": {
-        "process": "vp-cosine", "weighting": "vlb", "time_sampler": "importance", **_LEARNED,
+        "process": "vp-cosine", "weighting": "vlb", "time_distribution": "importance", **_LEARNED,
     },
 }  # fmt: skip
 LINEAR, FIXED, HYBRID = "linear, L_simple", "cosine, L_simple", "cosine, L_hybrid"
@@ -121,7 +121,7 @@ class IDDPM2021(Reproduction):
             self.log(f"bits/dim and samples of {label}")
             bpd = vlb_bits_per_dim(model, x_test[: s.bpd_n], seed=s.seed, progress=self.progress)
             rows[label]["bpd"], rows[label]["bpd_se"] = mean_se(bpd.tolist())
-            variances = ["learned"] if model.variance == "learned" else ["posterior"]
+            variances = ["learned"] if model.variance_head == "learned" else ["posterior"]
             if label == FIXED:
                 variances.append("beta")
             ks = s.sampling_steps if label in (FIXED, HYBRID) else (max(s.sampling_steps),)

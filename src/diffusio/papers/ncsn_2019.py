@@ -103,7 +103,7 @@ def ncsn_config(s: Settings, data: str, steps: int, sigma_min: float, sigma_max:
         data=data, n_data=None, process="ve",
         process_options={"sigma_min": float(sigma_min), "sigma_max": float(sigma_max),
                          "num_steps": s.levels},
-        prediction=prediction or s.prediction, weighting="sigma2", time_sampler="discrete",
+        prediction=prediction or s.prediction, weighting="sigma2", time_distribution="discrete",
         net="mlp", net_options=dict(s.net_options), batch_size=s.batch_size, steps=steps,
         lr=s.lr, warmup=100, lr_decay="cosine", ema_decay=0.995, log_every=50, save_every=0,
         seed=s.seed, description=f"ncsn-2019 {data}",

@@ -70,8 +70,8 @@ def make_config(settings: Settings) -> TrainConfig:
     """The swiss-roll run: vp-reciprocal (T = 40), learned variance, trained on the bound."""
     return load_config(
         "toy-swissroll", steps=settings.steps, process="vp-reciprocal",
-        process_options={"num_steps": NUM_STEPS}, variance="learned", weighting="vlb",
-        time_sampler="discrete", net_options={"hidden": settings.hidden, "depth": settings.depth},
+        process_options={"num_steps": NUM_STEPS}, variance_head="learned", weighting="vlb",
+        time_distribution="discrete", net_options={"hidden": settings.hidden, "depth": settings.depth},
         save_every=max(settings.steps // 4, 1), seed=settings.seed,
         description="sohl-dickstein-2015",
     )  # fmt: skip

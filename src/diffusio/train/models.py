@@ -191,7 +191,7 @@ def model_from_spec(spec: Mapping[str, Any], seed: int | None = None) -> Diffusi
         net,
         process,
         spec.get("prediction", "eps"),
-        variance_head=spec.get("variance_head", spec.get("variance", "fixed")),
+        variance_head=spec.get("variance", "fixed"),  # the serialized key keeps its older name
     )
 
 

@@ -185,9 +185,6 @@ class _LossModule(nn.Module):
         return self.model.loss(x0, **options)
 
 
-_new_accelerator = new_accelerator  # the older private name
-
-
 @contextlib.contextmanager
 def _private_rng(device: torch.device) -> Iterator[None]:
     """Restore the global Python, NumPy and torch (CPU and CUDA) RNG states on exit."""
@@ -272,7 +269,7 @@ class Trainer:
         if accelerator is None:
             cpu = not torch.cuda.is_available()
             mp = resolve_mixed_precision(config.mixed_precision, "cpu" if cpu else "cuda")
-            accelerator = _new_accelerator(mp, cpu)
+            accelerator = new_accelerator(mp, cpu)
         self.accelerator = accelerator
         self.device: torch.device = accelerator.device
         check_launcher(accelerator)
@@ -406,14 +403,13 @@ class Trainer:
             group["lr"] = lr
         batch = self.next_batch()
         self.optimizer.zero_grad(set_to_none=True)
-        extra = {} if batch.mask is None else {"mask": batch.mask}
         loss = self._loss_module(
             batch.x0,
             weighting=c.weighting,
             time_distribution=self.time_distribution,
             generator=self.noise_generator,
             cond=batch.cond,
-            **extra,
+            mask=batch.mask,
             **c.loss_options,
         )
         self.accelerator.backward(loss)
@@ -530,7 +526,6 @@ class Trainer:
         saved = {**TrainConfig.from_dict({}).to_dict(), **saved}
         with contextlib.suppress(ValueError, TypeError):
             saved = TrainConfig.from_dict(saved).to_dict()
-        current = {**TrainConfig.from_dict({}).to_dict(), **current}
         differ = sorted(
             k for k in set(saved) | set(current) if k not in RESUMABLE_KEYS
             and saved.get(k) != current.get(k)
