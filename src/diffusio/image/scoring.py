@@ -70,9 +70,10 @@ class Scorer:
     def score(self, samples: Tensor, labels: Tensor | None) -> dict[str, Any]:
         """``fid``, ``fid_floor``, ``n``, ``histogram``, ``confidence``, ``accuracy`` (with
         ``labels``), ``precision`` and ``recall`` of ``samples``."""
-        out = self.evaluator.evaluate(samples, labels)
+        outputs = self.evaluator.outputs(samples)  # one classifier pass for every metric
+        out = self.evaluator.evaluate(samples, labels, outputs=outputs)
         out.pop("feature_space", None)
-        p, r = precision_recall(self.real, self.features(samples), self.k)
+        p, r = precision_recall(self.real, outputs[0], self.k)
         out.update(precision=p, recall=r)
         return out
 

@@ -490,12 +490,23 @@ class ImageEvaluator:
             raise ValueError("labels must be class indices in 0..9")
         return labels
 
-    def evaluate(self, samples: Tensor, labels: Tensor | None = None) -> dict[str, Any]:
+    def outputs(self, samples: Tensor) -> tuple[Tensor, Tensor]:
+        """The classifier's (features (N, D), logits (N, 10)) of ``samples`` (checked, clamped
+        to [-1, 1]): what :meth:`evaluate` scores, for callers that need the features too."""
+        return self._run(self._check(samples, 2))
+
+    def evaluate(
+        self,
+        samples: Tensor,
+        labels: Tensor | None = None,
+        outputs: tuple[Tensor, Tensor] | None = None,
+    ) -> dict[str, Any]:
         """All metrics of ``samples`` at once: ``fid``, ``fid_floor`` (the test split's FID at
         n = min(N, test size)), ``n``, ``histogram`` (list of 10 fractions), ``confidence``,
-        ``accuracy`` (if ``labels``) and ``feature_space`` (what the features are)."""
+        ``accuracy`` (if ``labels``) and ``feature_space`` (what the features are).
+        ``outputs``: :meth:`outputs` of ``samples`` if the caller already has them."""
         x = self._check(samples, 2)
-        feats, logits = self._run(x)
+        feats, logits = self._run(x) if outputs is None else outputs
         pred = logits.argmax(1)
         hist = torch.bincount(pred, minlength=self.classifier.num_classes).double() / len(pred)
         out: dict[str, Any] = {
