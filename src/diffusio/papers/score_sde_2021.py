@@ -39,7 +39,7 @@ from ..toy.sweep import SamplerRun, largest_per_family, sweep, trajectories
 from ..train.config import TrainConfig, build_model, load_config, load_data
 from .base import Reproduction
 from .report import Report, fmt
-from .verdicts import NOT, PARTLY, REPRODUCED, SIGNIFICANCE, compare, tally_verdict
+from .verdicts import NOT, PARTLY, REPRODUCED, SIGNIFICANCE, at_floor, compare, tally_verdict
 
 __all__ = ["REPRODUCTION", "SDES", "ScoreSDE2021", "reproduce", "sampler_plan", "sde_configs",
            "ve_sigma_max"]  # fmt: skip
@@ -136,10 +136,6 @@ def score_samples(x: Tensor, ref: Tensor) -> dict[str, float]:
             "spread": mode_spread(mixture(), x)}  # fmt: skip
 
 
-def at_floor(floor: NoiseFloor, value: float) -> bool:
-    return floor.at_floor(value, SIGNIFICANCE)
-
-
 def floor_level(floor: NoiseFloor) -> float:
     """The largest value still "at the floor"."""
     return floor.mean + SIGNIFICANCE * floor.sd
@@ -172,8 +168,8 @@ def as_good(a: dict[str, Any], b: dict[str, Any], floors: dict[str, NoiseFloor])
     """Run a is as good as run b: chi2 above b's by at most one combined standard error and
     MMD above b's by at most one floor sd -- or at the floor anyway."""
     chi2_ok = a["chi2"] <= b["chi2"] + difference_se(a["chi2_se"], b["chi2_se"])
-    mmd_ok = a["mmd"] <= b["mmd"] + floors["mmd"].sd or at_floor(floors["mmd"], a["mmd"])
-    return (chi2_ok or at_floor(floors["chi2"], a["chi2"])) and mmd_ok
+    mmd_ok = a["mmd"] <= b["mmd"] + floors["mmd"].sd or at_floor(a["mmd"], floors["mmd"])
+    return (chi2_ok or at_floor(a["chi2"], floors["chi2"])) and mmd_ok
 
 
 def pc_comparisons(rows: dict[str, list], pc_steps: tuple[int, ...], doubled: bool
@@ -242,7 +238,7 @@ class ScoreSDE2021(Reproduction):
         parts, at_all, at_sharp = [], 0, 0
         for label, sde_rows in rows.items():
             em = _longest(sde_rows, "EM")
-            ok = {k: at_floor(floors[k], em[k]) for k in floors}
+            ok = {k: at_floor(em[k], floors[k]) for k in floors}
             at_all += all(ok.values())
             at_sharp += ok["mmd"] and ok["chi2"]
             parts.append(f"{label} ({_label(em)}): SW {fmt(em['sw'])}, MMD {fmt(em['mmd'])}, "

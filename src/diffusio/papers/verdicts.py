@@ -25,7 +25,8 @@ from ..metrics.stats import NoiseFloor
 
 __all__ = [
     "FLOOR_PARTLY", "FLOOR_RATIO", "NOT", "PARTLY", "REPRODUCED", "SIGNIFICANCE", "VERDICTS",
-    "clear", "compare", "floor_verdict", "noise_margin", "tally_verdict", "threshold_verdict", "win_verdict",
+    "at_floor", "clear", "compare", "floor_verdict", "noise_margin", "tally_verdict",
+    "threshold_verdict", "win_verdict",
 ]  # fmt: skip
 
 REPRODUCED, PARTLY, NOT = "reproduced", "partly reproduced", "not reproduced"
@@ -88,10 +89,17 @@ def threshold_verdict(value: float, good: float, fair: float) -> str:
     return PARTLY if value <= fair else NOT
 
 
+def at_floor(value: float, floor: NoiseFloor) -> bool:
+    """Whether a lower-is-better ``value`` is indistinguishable from what exact samples score:
+    within :data:`SIGNIFICANCE` floor sds, or :data:`FLOOR_RATIO` times the floor when no
+    spread is known."""
+    return floor.at_floor(value, SIGNIFICANCE, FLOOR_RATIO - 1.0)
+
+
 def floor_verdict(value: float, floor: NoiseFloor) -> str:
     """A lower-is-better metric against what exact samples score: at the floor (within
     :data:`SIGNIFICANCE` floor sds, or :data:`FLOOR_RATIO` times it when no spread is known),
     within :data:`FLOOR_PARTLY` times it, or farther."""
-    if floor.at_floor(value, SIGNIFICANCE, FLOOR_RATIO - 1.0):
+    if at_floor(value, floor):
         return REPRODUCED
     return PARTLY if floor.ratio(value) <= FLOOR_PARTLY else NOT
