@@ -123,7 +123,7 @@ def guidance_sweep(
         metrics = scorer.score(x, labels)
         rows.append({
             "curve": label, "kind": kind, "sampler": sampler, "steps": steps, "mode": mode,
-            "value": float(v), **metrics, "seconds": round(seconds, 2), "samples": x,
+            "seed": seed, "value": float(v), **metrics, "seconds": round(seconds, 2), "samples": x,
         })  # fmt: skip
         if log is not None:
             log(
@@ -143,15 +143,21 @@ def seed_spread(
     sampler: str,
     steps: int,
     model_labels: Tensor | None = None,
+    sweep: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """FID of unguided samples over sampling ``seeds``: ``seeds``, ``fids``, their ``mean``
-    and ``std`` (ddof 1; nan for one seed), the sampling noise of one FID at this n."""
+    and ``std`` (ddof 1; nan for one seed), the sampling noise of one FID at this n. The
+    value-0 row of a :func:`guidance_sweep` of the same model and labels with the same sampler
+    (``sweep``) is the unguided sample set of its seed: its FID is reused, not drawn again."""
+    known = {int(r["seed"]): r["fid"] for r in sweep
+             if r["value"] == 0 and r["sampler"] == sampler and r["steps"] == steps}
     return scorer.evaluator.fid_spread(
         lambda seed: sample_images(
             model, len(labels), None, sampler, steps, seed, labels=labels,
             model_labels=model_labels,
         ),
         seeds,
+        known,
     )  # fmt: skip
 
 

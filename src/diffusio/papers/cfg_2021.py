@@ -176,7 +176,7 @@ class CFG2021(Reproduction):
         rows = guidance_sweep(model, scorer, labels, s.weights, kind="cfg", label=label, **sweep)
         self.lap("sweep w")
         seeds = [s.sample_seed + 1000 * k for k in range(max(s.fid_seeds, 1))]
-        spread = seed_spread(model, scorer, labels, seeds, s.sampler, s.sampler_steps)
+        spread = seed_spread(model, scorer, labels, seeds, s.sampler, s.sampler_steps, sweep=rows)
         self.lap("FID seed spread")
         sibling = guided_curves(self.dependency_results(GUIDED), n) if s.use_sibling else None
         here = None

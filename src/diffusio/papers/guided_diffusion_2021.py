@@ -222,7 +222,9 @@ class GuidedDiffusion2021(Reproduction):
             curves[label] = self.sweep(model, s.scales, sampler, steps, mode, label)
             self.lap(f"sweep {sampler}")
         seeds = [s.sample_seed + 1000 * k for k in range(max(s.fid_seeds, 1))]
-        spread = seed_spread(model, self.scorer, self.labels, seeds, *self.samplers[0][:2])
+        first = next(iter(curves.values()))  # swept with samplers[0]
+        spread = seed_spread(model, self.scorer, self.labels, seeds, *self.samplers[0][:2],
+                             sweep=first)  # fmt: skip
         self.lap("FID seed spread")
         ablation: list[dict[str, Any]] = []
         if s.clip_ablation:
