@@ -70,16 +70,18 @@ def test_list_verbose_and_filter(capsys):
             assert entry.label not in out
 
 
-def test_status_is_computed_from_what_exists(monkeypatch):
-    """A paper module defining `reproduce` makes an entry reproduced; core modules make it
-    partial; a paper module without `reproduce` is not a reproduction."""
+def test_status_is_computed_from_what_exists(monkeypatch, tmp_path):
+    """A paper module defining `reproduce` makes an entry a reproduction, whose status is what
+    its committed default-run report measured (no report: no-report); core modules make it
+    core-only; a paper module without `reproduce` is not a reproduction."""
+    monkeypatch.setenv("DIFFUSIO_REPORTS", str(tmp_path))
     name = "diffusio.papers.fake_paper_2099"
     entry = Entry(2099, "Fake 2099", "Fake et al.", "fake", "A Fake Paper", "fake-paper-2099")
     assert entry.status == "missing"
     assert entry.module == name
 
     partial = Entry(2099, "Fake", "F", "f", "T", "fake-paper-2099", core=("diffusio.core.model",))
-    assert partial.status == "partial" and partial.module == "diffusio.core.model"
+    assert partial.status == "core-only" and partial.module == "diffusio.core.model"
     absent = Entry(2099, "Fake", "F", "f", "T", "fake-paper-2099", core=("diffusio.core.nope",))
     assert absent.status == "missing"
 
@@ -88,8 +90,26 @@ def test_status_is_computed_from_what_exists(monkeypatch):
     monkeypatch.setitem(sys.modules, name, module)
     assert entry.status == "missing"  # exists, but defines no reproduction
     module.reproduce = lambda *args, **kwargs: None
-    assert entry.status == "reproduced"
+    assert entry.has_reproduction() and entry.status == "no-report"
     assert entry.module == name
+
+    def report(claims, quick=False):
+        folder = tmp_path / "fake-paper-2099"
+        folder.mkdir(exist_ok=True)
+        saved = {"name": "fake-paper-2099", "quick": quick, "claims": claims}
+        (folder / "metrics.json").write_text(json.dumps(saved))
+
+    yes, no = {"verdict": "reproduced"}, {"verdict": "not reproduced"}
+    report([yes, {**no, "main": False}])
+    assert entry.status == "reproduced"  # our own targets (main: false) do not count
+    report([yes, no])
+    assert entry.status == "partly"
+    report([no, {"verdict": "not reproduced"}])
+    assert entry.status == "not-reproduced"
+    report([yes], quick=True)
+    assert entry.status == "no-report"  # a quick run's report measures nothing for the status
+    (tmp_path / "fake-paper-2099" / "metrics.json").write_text("{not json")
+    assert entry.status == "no-report"
 
 
 @pytest.mark.parametrize(

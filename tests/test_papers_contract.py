@@ -14,7 +14,11 @@ from diffusio.papers.base import (
     settings_from_dict,
     settings_to_dict,
 )
-from diffusio.papers.verdicts import VERDICTS
+from diffusio.papers.verdicts import RULES, VERDICTS, overall_status
+
+
+def _no_nan(token):
+    raise AssertionError(f"metrics.json holds {token}, which is not JSON")
 
 
 @pytest.mark.parametrize("name", PAPERS)
@@ -40,6 +44,14 @@ def test_smoke_run_writes_report_with_verdicts(name, smoke_run):
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["name"] == name and saved["claims"]
     assert all(c["verdict"] in VERDICTS for c in saved["claims"])
+    # every verdict came from a rule registered for this paper (so the rule test covers it)
+    unruled = [c["claim"] for c in saved["claims"] if c["rule"] not in RULES]
+    assert not unruled, f"claims judged without a registered rule: {unruled}"
+    assert all(c["rule"].startswith(name + "/") for c in saved["claims"])
+    assert any(c["main"] for c in saved["claims"]), "a report needs at least one main claim"
+    assert saved["status"] == overall_status(saved["claims"])
+    assert saved["paper_numbers"], "a report lists the paper numbers it quotes"
+    json.loads((out / "metrics.json").read_text(), parse_constant=_no_nan)  # strict JSON
     assert saved["metrics"]["settings"] == metrics["metrics"]["settings"]
     text = (out / "report.md").read_text()
     assert "## Claims checked" in text

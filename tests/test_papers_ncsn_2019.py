@@ -1,11 +1,15 @@
 """The ncsn-2019 reproduction: the paper's Figure-3 argument with the exact score (weights
 measured against binomial standard errors), its verdict rules, and its smoke run."""
 
+import math
+
 import pytest
 import torch
 
+from diffusio.metrics.stats import binomial_se
 from diffusio.papers import ncsn_2019 as ncsn
 from diffusio.papers.base import get_reproduction
+from diffusio.papers.verdicts import NOT, PARTLY, REPRODUCED, SIGNIFICANCE
 from diffusio.toy.data import frozen_split
 
 
@@ -25,6 +29,7 @@ def test_plain_langevin_keeps_the_initial_split(figure3):
     """Langevin with the exact score ends far from 0.8, at the split of its initialisation."""
     plain, init = _row(figure3, "Langevin"), _row(figure3, "initialisation")
     assert abs(plain["weight"] - 0.8) > 10 * plain["se"]
+    assert ncsn.langevin_wrong_weights(z_plain=plain["z"], z_long=plain["z"]) == REPRODUCED
     assert abs(plain["weight"] - init["weight"]) < 4 * init["se"]
     assert plain["off_mode"] < 0.01  # the chains did reach the modes: a mixing failure
 
@@ -36,6 +41,7 @@ def test_annealed_langevin_recovers_the_weights(figure3):
         row = _row(figure3, label)
         assert abs(row["weight"] - 0.8) < 4 * row["se"], (label, row["weight"], row["se"])
         assert row["diverged"] == 0
+        assert ncsn.annealed_recovers_weights(w=row["weight"], se=row["se"], truth=0.8) == REPRODUCED
     assert [sigma for sigma, _ in figure3["frozen"]][0] == pytest.approx(20.0)
 
 
@@ -57,20 +63,32 @@ def test_settings_differ_only_in_size():
     assert quick.plain_steps == quick.levels * quick.steps_per_level
 
 
-def test_verdicts():
-    truth = 0.8
-    close = {"weight": 0.79, "z": -1.5}
-    biased = {"weight": 0.70, "z": -15.0}
-    assert ncsn.annealed_verdict(close, close, truth) == "reproduced"
-    assert ncsn.annealed_verdict(biased, close, truth) == "partly reproduced"
-    assert ncsn.annealed_verdict(biased, biased, truth) == "not reproduced"
-    metric = {"value": 0.1, "null_mean": 0.1, "null_std": 0.01, "z": 0.0}
-    good = {"diverged": 0, "metrics": {"sliced_wasserstein": metric, "mmd": metric}}
-    assert ncsn.toy_verdict(good) == "reproduced"
-    for z in (20.0, 2.5):  # beyond the shared SIGNIFICANCE = 2 floor sds
-        bad_mmd = {**metric, "z": z}
-        partly = {"diverged": 0, "metrics": {"sliced_wasserstein": metric, "mmd": bad_mmd}}
-        assert ncsn.toy_verdict(partly) == "partly reproduced"
+def test_weight_rules():
+    """'Wrong' = beyond SIGNIFICANCE binomial se of 0.8 at both budgets; 'recovered' = not
+    clearly (2 se) farther from 0.8 than 2 binomial se at the paper's 1,280 samples."""
+    assert ncsn.langevin_wrong_weights(z_plain=-42.0, z_long=-40.0) == REPRODUCED
+    assert ncsn.langevin_wrong_weights(z_plain=-42.0, z_long=-1.9) == NOT  # one budget at 0.8
+    tol = SIGNIFICANCE * binomial_se(0.8, ncsn.PAPER_SAMPLES)  # 0.0224
+    se = 0.006
+    edge = tol + SIGNIFICANCE * se
+    rec = ncsn.annealed_recovers_weights
+    assert rec(w=0.8 - 0.95 * edge, se=se, truth=0.8) == REPRODUCED
+    assert rec(w=0.8 + 0.95 * edge, se=se, truth=0.8) == REPRODUCED
+    assert rec(w=0.8 - 1.05 * edge, se=se, truth=0.8) == NOT
+    assert rec(w=0.8, se=math.nan, truth=0.8) == NOT  # an unknown error shows nothing
+    learned = ncsn.learned_score_weights
+    assert learned(w=0.81, se=0.009, truth=0.8, z_plain=-22.0) == REPRODUCED
+    assert learned(w=0.81, se=0.009, truth=0.8, z_plain=1.0) == NOT  # plain Langevin also right
+    assert learned(w=0.70, se=0.009, truth=0.8, z_plain=-22.0) == NOT
+
+
+def test_toy_rule_passes_partly_and_fails():
+    toy = ncsn.toy_samples
+    assert toy(sw_z=-0.2, mmd_z=1.9, sw_ratio=0.94, diverged=0) == REPRODUCED
+    assert toy(sw_z=-0.2, mmd_z=1.9, sw_ratio=0.94, diverged=1) == PARTLY  # near, not at, the data
+    assert toy(sw_z=2.5, mmd_z=0.0, sw_ratio=1.2, diverged=0) == PARTLY  # beyond 2 floor sds
+    assert toy(sw_z=30.0, mmd_z=40.0, sw_ratio=2.5, diverged=0) == NOT
+    assert toy(sw_z=math.nan, mmd_z=math.nan, sw_ratio=math.nan, diverged=0) == NOT
 
 
 def test_smoke_run_writes_report_metrics_and_figures(smoke_run):
@@ -83,6 +101,8 @@ def test_smoke_run_writes_report_metrics_and_figures(smoke_run):
     for heading in ("## Scale", "## Claims checked", "Figure 3", "## Samples on a 2-D toy"):
         assert heading in report
     assert len(metrics["claims"]) == 4
+    assert [c["main"] for c in metrics["claims"]] == [True, True, False, False]  # ours: no count
+    assert all(c["rule"].startswith("ncsn-2019/") for c in metrics["claims"])
     m = metrics["metrics"]
     assert {r["label"] for r in m["exact.weights"]} >= {"Langevin", "annealed Langevin"}
     assert len(m["learned.score_errors"]) == ncsn.Settings().levels

@@ -26,7 +26,7 @@ __all__ = [
 ]  # fmt: skip
 
 SAMPLE_FORMATS = (".npz", ".png")
-Status = Literal["missing", "partial", "reproduced"]
+Status = Literal["missing", "core-only", "no-report", "not-reproduced", "partly", "reproduced"]
 
 
 # ------------------------------------------------------------------------------- domains
@@ -452,7 +452,7 @@ def reproduce(
     from diffusio.timeline import find_entry
 
     entry = find_entry(name)
-    if entry.status != "reproduced":
+    if not entry.has_reproduction():
         raise ValueError(
             f"no reproduction of {name!r} yet (status: {entry.status}); "
             "`diffusio list` shows what exists"

@@ -108,9 +108,13 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int = 1) -> Path:
-    """Write ``obj`` as JSON to ``path`` atomically; returns the path."""
-    return write_text_atomic(path, json.dumps(obj, indent=indent, allow_nan=True) + "\n")
+def write_json_atomic(
+    path: str | os.PathLike, obj: Any, indent: int = 1, strict: bool = False
+) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically; returns the path. ``strict`` refuses NaN
+    and infinities (which are not JSON) instead of writing them."""
+    text = json.dumps(obj, indent=indent, allow_nan=not strict)
+    return write_text_atomic(path, text + "\n")
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

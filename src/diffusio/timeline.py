@@ -1,29 +1,37 @@
 """The seed timeline as data: every paper, the module that implements it, and an honest status.
 
-Each :class:`Entry` is one row of the seed table in ``DESIGN.md``. Its status is *computed*, not
-written down, so it moves forward by itself as later work lands:
+Each :class:`Entry` is one row of the seed table in ``DESIGN.md``. Its status is *measured*, not
+written down: for a paper with a reproduction it is what the committed default-run report says
+(``docs/reports/NAME/metrics.json``, its ``status``: see
+:func:`diffusio.papers.verdicts.overall_status`), so "reproduced" can fail.
 
-``reproduced``
-    ``diffusio.papers.<reproduction>`` exists (``-`` becomes ``_``) and defines its
-    ``REPRODUCTION`` (or a callable ``reproduce``): ``diffusio reproduce NAME`` can check the
-    paper's headline claim.
-``partial``
+``reproduced`` / ``partly`` / ``not-reproduced``
+    the reproduction exists and its default-run report finds every main claim reproduced /
+    some / none.
+``no-report``
+    ``diffusio.papers.<reproduction>`` defines its ``REPRODUCTION`` (``diffusio reproduce NAME``
+    runs it) but no default-run report is committed: nothing is measured yet.
+``core-only``
     the core algorithm the paper contributes is implemented (every module in ``Entry.core`` is
     importable) but there is no reproduction yet; ``Entry.notes`` says what exists and what not.
 ``missing``
     neither.
 
 Module presence is checked with :func:`importlib.util.find_spec`, which does not import the module
-(nor torch); only an existing paper module is imported, to look for its ``reproduce``.
+(nor torch); only an existing paper module is imported, to look for its ``REPRODUCTION``. The
+reports folder is ``$DIFFUSIO_REPORTS`` when set, else ``docs/reports`` of the source checkout.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
+import os
 import textwrap
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 __all__ = [
     "CONTRACT_ATTR",
@@ -34,10 +42,17 @@ __all__ = [
     "find_entry",
     "format_table",
     "module_exists",
+    "report_status",
+    "reports_dir",
     "status_counts",
 ]
 
-STATUSES: tuple[str, ...] = ("missing", "partial", "reproduced")
+STATUSES: tuple[str, ...] = (
+    "missing", "core-only", "no-report", "not-reproduced", "partly", "reproduced",
+)  # fmt: skip
+#: A report's status (a verdict word) as the one-token status ``list`` shows.
+_REPORT_STATUS = {"reproduced": "reproduced", "partly reproduced": "partly",
+                  "not reproduced": "not-reproduced"}  # fmt: skip
 
 #: The attribute a paper module defines to count as a reproduction: its
 #: :class:`~diffusio.papers.base.Reproduction` class, or (older modules) a ``reproduce`` function.
@@ -53,6 +68,29 @@ def module_exists(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):  # a missing parent package raises ModuleNotFoundError
         return False
+
+
+def reports_dir() -> Path:
+    """Where the committed default-run reports live: ``$DIFFUSIO_REPORTS``, else the source
+    checkout's ``docs/reports``."""
+    env = os.environ.get("DIFFUSIO_REPORTS")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "docs" / "reports"
+
+
+def report_status(name: str, reports: Path | None = None) -> str:
+    """The status the default-run report of reproduction ``name`` supports: ``reproduced``,
+    ``partly`` or ``not-reproduced`` (from its claims), or ``no-report`` when there is no
+    readable default-run ``metrics.json`` (a quick run's report does not count)."""
+    path = (reports or reports_dir()) / name / "metrics.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "no-report"
+    if not isinstance(saved, dict) or saved.get("quick", True) or saved.get("name") != name:
+        return "no-report"
+    from .papers.verdicts import overall_status  # torch-free
+
+    return _REPORT_STATUS.get(overall_status(saved.get("claims") or []), "no-report")
 
 
 @dataclass(frozen=True)
@@ -82,7 +120,8 @@ class Entry:
         return f"{PAPERS_PACKAGE}.{self.reproduction.replace('-', '_')}"
 
     def has_reproduction(self) -> bool:
-        """Whether the paper module exists and defines ``REPRODUCTION`` or a ``reproduce``."""
+        """Whether the paper module exists and defines ``REPRODUCTION`` or a ``reproduce``
+        (``diffusio reproduce NAME`` can run it)."""
         name = self.paper_module
         if name is None or not module_exists(name):
             return False
@@ -100,11 +139,12 @@ class Entry:
 
     @property
     def status(self) -> str:
-        """``reproduced``, ``partial`` or ``missing``, computed from what exists now."""
+        """One of :data:`STATUSES`: measured by the committed report where a reproduction
+        exists, else what code exists now."""
         if self.has_reproduction():
-            return "reproduced"
+            return report_status(self.reproduction)
         if self.core_implemented():
-            return "partial"
+            return "core-only"
         return "missing"
 
     @property

@@ -20,6 +20,7 @@ guide):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,11 +29,12 @@ from torch import Tensor
 
 from ..core.model import DiffusionModel
 from ..metrics.neighbours import precision_recall
-from ..metrics.stats import binomial_se
+from ..metrics.stats import binomial_se, mean_se, unpaired_difference
 from .sampling import sample_images
 
 __all__ = [
-    "SWEEP_HEADER", "Scorer", "guidance_sweep", "nearest", "public_rows", "seed_spread",
+    "SEEDED_METRICS", "SWEEP_HEADER", "Scorer", "finite_values", "guidance_sweep", "nearest", "pick_scale",
+    "plus_minus", "public_rows", "seed_diff", "seed_spread", "seed_stat", "seeded_setting",
     "sweep_table",
 ]  # fmt: skip
 
@@ -187,3 +189,48 @@ def sweep_table(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
         ]
         for r in rows
     ]  # fmt: skip
+
+# --------------------------------------------------------------------------- seeded settings
+#: The per-seed numbers a seeded setting keeps.
+SEEDED_METRICS = ("fid", "accuracy", "precision", "recall")
+
+
+def seeded_setting(measure: Callable[[float, int], dict[str, Any]], rows: Sequence[dict[str, Any]],
+                   value: float, seeds: Sequence[int]) -> dict[str, Any]:  # fmt: skip
+    """``measure(value, seed)`` (a scored row) at every seed, reusing the sweep ``rows``' row of
+    that value and seed: ``value``, ``seeds``, ``n`` and per-seed :data:`SEEDED_METRICS` lists."""
+    known = {int(r["seed"]): r for r in rows if r["value"] == value}
+    got = [known.get(int(seed)) or measure(value, int(seed)) for seed in seeds]
+    return {"value": float(value), "seeds": [int(x) for x in seeds], "n": got[0]["n"],
+            **{k: [float(r[k]) for r in got] for k in SEEDED_METRICS}}  # fmt: skip
+
+
+def finite_values(values: Any) -> list[float]:
+    """Finite floats of ``values`` (None -- NaN in the strict-JSON results cache -- dropped)."""
+    return [float(x) for x in values or () if x is not None and math.isfinite(float(x))]
+
+
+def seed_stat(summary: dict[str, Any], key: str) -> tuple[float, float]:
+    """Seed mean of ``summary[key]`` and its standard error (nan, nan without values)."""
+    xs = finite_values(summary.get(key))
+    return mean_se(xs) if xs else (math.nan, math.nan)
+
+
+def seed_diff(a: dict[str, Any], b: dict[str, Any], key: str) -> tuple[float, float]:
+    """``mean(a) - mean(b)`` of ``key`` and its standard error (each side's from its own seeds)."""
+    xs, ys = finite_values(a.get(key)), finite_values(b.get(key))
+    return unpaired_difference(xs, ys) if xs and ys else (math.nan, math.nan)
+
+
+def plus_minus(key: str, *summaries: dict[str, Any], pct: bool = False) -> str:
+    """``mean ± se`` of ``key`` for each seeded setting, joined by arrows (``pct``: percent)."""
+    d = 1 if key == "fid" else 3
+    return " -> ".join(f"{m:.1%} ± {se:.1%}" if pct else f"{m:.{d}f} ± {se:.{d}f}"
+                       for m, se in (seed_stat(x, key) for x in summaries))  # fmt: skip
+
+
+def pick_scale(rows: Sequence[dict[str, Any]]) -> float:
+    """The scale above 1 with the lowest FID on the sweep's own seed (else the largest): the
+    guided setting the claims measure again on fresh seeds."""
+    big = [r for r in rows if r["value"] > 1.0] or list(rows[-1:])
+    return float(min(big, key=lambda r: r["fid"])["value"])

@@ -20,7 +20,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["NoiseFloor", "binomial_se", "difference_se", "mean_se", "paired_difference"]
+__all__ = [
+    "NoiseFloor", "binomial_se", "difference_se", "mean_se", "paired_difference",
+    "unpaired_difference",
+]  # fmt: skip
 
 
 def _floats(values: Iterable[Any]) -> list[float]:
@@ -53,6 +56,13 @@ def binomial_se(p: float, n: int) -> float:
 def difference_se(se_a: float, se_b: float) -> float:
     """Standard error of ``a - b`` for independent estimates: ``sqrt(se_a^2 + se_b^2)``."""
     return math.hypot(float(se_a), float(se_b))
+
+
+def unpaired_difference(a: Sequence[Any], b: Sequence[Any]) -> tuple[float, float]:
+    """``mean(a) - mean(b)`` and its standard error for independent seeds of each (each side's
+    error from its own spread, combined by :func:`difference_se`)."""
+    (mean_a, se_a), (mean_b, se_b) = mean_se(a), mean_se(b)
+    return mean_a - mean_b, difference_se(se_a, se_b)
 
 
 def paired_difference(a: Sequence[Any], b: Sequence[Any]) -> tuple[float, float]:

@@ -15,8 +15,8 @@ from typing import Any
 
 from ..metrics.stats import mean_se
 from .base import Reproduction
-from .report import Report, fmt
-from .verdicts import win_verdict
+from .report import PaperNumber, Report, fmt
+from .verdicts import claim_rule, win_verdict
 
 __all__ = ["REPRODUCTION", "Template", "reproduce"]
 
@@ -29,6 +29,13 @@ class Settings:
     seed: int = 0
 
 
+@claim_rule("template-0000/beats-baseline",
+            supports={"mean": 0.5, "se": 0.1}, contradicts={"mean": 0.1, "se": 0.1})
+def beats_baseline(mean: float, se: float) -> str:
+    """The method beats the baseline's score 0: clearly, beyond the noise (else not shown)."""
+    return win_verdict(mean, se)
+
+
 class Template(Reproduction):
     NAME = "template-0000"
     TITLE = "Title (Author et al., YEAR)"
@@ -37,6 +44,10 @@ class Template(Reproduction):
     Settings = Settings
     QUICK = {"draws": 200}
     SMOKE = {"draws": 20}
+    PAPER_NUMBERS = (
+        PaperNumber("score gain over the baseline", "+0.5", "Table 1", verified=False,
+                    note="the template quotes no real paper"),
+    )
 
     def run_experiments(self) -> dict[str, Any]:
         import torch
@@ -49,7 +60,7 @@ class Template(Reproduction):
     def add_claims(self, report: Report, r: dict[str, Any]) -> None:
         mean, se = mean_se(r["ours"])
         report.claim("the method beats the baseline (score 0)", "+0.5",
-                     f"{fmt(mean)} +/- {fmt(se)}", fmt(mean - 0.5), win_verdict(mean, se))
+                     f"{fmt(mean)} +/- {fmt(se)}", fmt(mean - 0.5), beats_baseline(mean=mean, se=se))
 
     def record_metrics(self, r: dict[str, Any]) -> dict[str, Any]:
         return {"mean": mean_se(r["ours"])[0]}

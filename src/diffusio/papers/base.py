@@ -10,8 +10,12 @@ A reproduction declares what it is and what it can be told::
         Settings = Settings                 # a frozen dataclass: the default run
         QUICK = {"train_steps": 500}        # --quick: overrides of the default
         SMOKE = {"train_steps": 4, ...}     # the contract test's tiny run (on top of QUICK)
+        PAPER_NUMBERS = (PaperNumber("FID, L_simple", "3.17", "Table 1", verified=True), ...)
 
-and implements its stages as methods: :meth:`~Reproduction.run_experiments` (train through the
+Each claim's verdict comes from a rule registered with
+:func:`~diffusio.papers.verdicts.claim_rule` (a pure function of named numbers, with numbers that
+support and numbers that contradict the claim, so a test shows every rule can fail). It
+implements its stages as methods: :meth:`~Reproduction.run_experiments` (train through the
 shared model cache, sample, measure; returns a result dict), then :meth:`add_claims`,
 :meth:`add_sections` (tables and figures) and :meth:`record_metrics`. :meth:`reproduce` is
 written once, here: it runs the stages, fills the :class:`~diffusio.papers.report.Report` with
@@ -43,12 +47,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..io import cache_root, json_hash, read_json, write_json_atomic
-from .report import Report, logger
+from .report import PaperNumber, Report, logger
 from .runs import ModelCache
 
 __all__ = [
     "PAPERS", "Reproduction", "describe_settings", "get_reproduction", "parse_overrides",
-    "reproduce", "settings_from_dict", "settings_hash",
+    "reproduce", "said", "settings_from_dict", "settings_hash",
     "settings_to_dict",
 ]  # fmt: skip
 
@@ -204,6 +208,9 @@ class Reproduction:
     Settings: ClassVar[type]
     QUICK: ClassVar[Mapping[str, Any]] = {}
     SMOKE: ClassVar[Mapping[str, Any]] = {}
+    #: Every number the report quotes from the paper, marked verified or not (a table in the
+    #: report and in metrics.json).
+    PAPER_NUMBERS: ClassVar[tuple[PaperNumber, ...]] = ()
 
     def __init__(
         self,
@@ -326,6 +333,7 @@ class Reproduction:
         r = self.run_experiments()
         self.log("claims, figures and report")
         report.scale = self.prose("scale", r)
+        report.paper_numbers = list(self.PAPER_NUMBERS)
         self.add_claims(report, r)
         self.add_sections(report, r)
         notes = self.prose("notes", r)
@@ -355,6 +363,12 @@ def paper_text(module: str, section: str) -> str:
         elif current is not None:
             current.append(line)
     return "\n".join(sections.get(section.lower(), [])).strip()
+
+
+def said(module: str, key: str, name: str = "") -> tuple[str, str]:
+    """The claim and the paper's statement: the 2 lines of ``claim <key>`` in ``module``'s text."""
+    claim, paper = paper_text(module, f"claim {key}").format(name=name).split("\n", 1)
+    return claim.strip(), paper.strip()
 
 
 def results_path(name: str, settings: Any) -> Path:
