@@ -99,12 +99,14 @@ def test_status_is_computed_from_what_exists(monkeypatch, tmp_path):
         saved = {"name": "fake-paper-2099", "quick": quick, "claims": claims}
         (folder / "metrics.json").write_text(json.dumps(saved))
 
-    yes, no = {"verdict": "reproduced"}, {"verdict": "not reproduced"}
+    report([{"verdict": "reproduced"}])
+    assert entry.status == "stale"  # claims judged before the claim rules existed
+    yes, no = {"verdict": "reproduced", "rule": "r"}, {"verdict": "not reproduced", "rule": "r"}
     report([yes, {**no, "main": False}])
     assert entry.status == "reproduced"  # our own targets (main: false) do not count
     report([yes, no])
     assert entry.status == "partly"
-    report([no, {"verdict": "not reproduced"}])
+    report([no, {**no, "verdict": "not reproduced"}])
     assert entry.status == "not-reproduced"
     report([yes], quick=True)
     assert entry.status == "no-report"  # a quick run's report measures nothing for the status

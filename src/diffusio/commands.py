@@ -26,7 +26,9 @@ __all__ = [
 ]  # fmt: skip
 
 SAMPLE_FORMATS = (".npz", ".png")
-Status = Literal["missing", "core-only", "no-report", "not-reproduced", "partly", "reproduced"]
+Status = Literal[
+    "missing", "core-only", "no-report", "stale", "not-reproduced", "partly", "reproduced"
+]
 
 
 # ------------------------------------------------------------------------------- domains

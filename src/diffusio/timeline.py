@@ -8,6 +8,9 @@ written down: for a paper with a reproduction it is what the committed default-r
 ``reproduced`` / ``partly`` / ``not-reproduced``
     the reproduction exists and its default-run report finds every main claim reproduced /
     some / none.
+``stale``
+    the committed default-run report predates the claim rules (its claims name no registered
+    rule), so its verdicts are not evidence under today's rules until the run is redone.
 ``no-report``
     ``diffusio.papers.<reproduction>`` defines its ``REPRODUCTION`` (``diffusio reproduce NAME``
     runs it) but no default-run report is committed: nothing is measured yet.
@@ -48,7 +51,7 @@ __all__ = [
 ]
 
 STATUSES: tuple[str, ...] = (
-    "missing", "core-only", "no-report", "not-reproduced", "partly", "reproduced",
+    "missing", "core-only", "no-report", "stale", "not-reproduced", "partly", "reproduced",
 )  # fmt: skip
 #: A report's status (a verdict word) as the one-token status ``list`` shows.
 _REPORT_STATUS = {"reproduced": "reproduced", "partly reproduced": "partly",
@@ -79,8 +82,9 @@ def reports_dir() -> Path:
 
 def report_status(name: str, reports: Path | None = None) -> str:
     """The status the default-run report of reproduction ``name`` supports: ``reproduced``,
-    ``partly`` or ``not-reproduced`` (from its claims), or ``no-report`` when there is no
-    readable default-run ``metrics.json`` (a quick run's report does not count)."""
+    ``partly`` or ``not-reproduced`` (from its claims), ``stale`` when its claims were not judged
+    by registered rules (an older report), or ``no-report`` when there is no readable
+    default-run ``metrics.json`` (a quick run's report does not count)."""
     path = (reports or reports_dir()) / name / "metrics.json"
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -90,7 +94,10 @@ def report_status(name: str, reports: Path | None = None) -> str:
         return "no-report"
     from .papers.verdicts import overall_status  # torch-free
 
-    return _REPORT_STATUS.get(overall_status(saved.get("claims") or []), "no-report")
+    claims = saved.get("claims") or []
+    if not all(isinstance(c, dict) and c.get("rule") for c in claims):
+        return "stale"
+    return _REPORT_STATUS.get(overall_status(claims), "no-report")
 
 
 @dataclass(frozen=True)
