@@ -1,16 +1,34 @@
-"""diffusio samplers vs diffusers schedulers, at equal NFE, in one run.
+"""diffusio samplers vs diffusers schedulers at equal NFE: solvers and grids apart, defaults
+chosen on held-out problems.
 
     .venv/bin/python benchmarks/samplers.py [--quick] [--out benchmarks/results/samplers.json]
 
-1. Accuracy. The model is the exact eps of a 2-D Gaussian mixture (``GaussianMixture.model``,
+1. Accuracy. The model is the exact eps of a Gaussian mixture (``GaussianMixture.model``,
    float64) under ``vp-linear``, whose discrete table is diffusers' default linear betas
    (1e-4..0.02, T = 1000). A diffusers step at integer timestep i calls the same network at
    ``t = table.times[i]``, so both libraries see identical noise levels and identical prior
-   draws (same seed, same ``randn``). diffusio's samplers run through the toy sampler sweep
-   (``diffusio.toy.sweep.run_sampler``); the distance to the truth is the toy scorer's
+   draws (same seed, same ``randn``). The distance to the truth is the toy scorer's
    ``discrepancy_parts`` (``mode_discrepancy``: a chi-square per dof of per-mode weight / mean /
    spread; about 1 for exact samples), reported with its noise floor (exact samples of the same
    size and seeds). Every configuration is kept.
+
+   * Two sets of problems. *Held-out* mixtures (:func:`heldout_mixtures`: 1, 2, 3 and 10
+     dimensions, data scales from 0.6 to 8, skewed weights, narrow and wide modes) are where the
+     configurations are *chosen*; the two *reported* 2-D mixtures (:func:`mixtures`) are where
+     they are compared. Choosing a default on the problems it is then scored on is in-sample
+     tuning; here the held-out choice of each library is scored on problems it never saw.
+   * Solver and grid apart. Every row has a ``solver`` and a ``grid``. The same grid runs in
+     both libraries (diffusers given diffusio's grids through
+     ``DPMSolverMultistepScheduler.set_timesteps(timesteps=...)``; diffusio given diffusers'
+     grids through ``times=``), so a difference on one grid is the solver's; one solver on
+     different grids (each library's default, every built-in option) is the grid's.
+   * diffusers' built-in options: ``DPMSolverMultistepScheduler`` (2M midpoint, 2M heun, 3M),
+     ``UniPCMultistepScheduler`` (bh2, bh1, each of order 2 and 3), ``DEISMultistepScheduler``
+     (order 2, 3), each on every ``timestep_spacing``, ``use_karras_sigmas``,
+     ``use_exponential_sigmas``, ``use_beta_sigmas`` (and ``use_lu_lambdas`` for DPM), with both
+     ``final_sigmas_type`` where the class has it; ``DDIMScheduler`` and ``DDPMScheduler`` on
+     every spacing. diffusio: ``dpm-solver++`` on every ``spacing`` with and without the final
+     denoise and ``lower_order_final``; ``ddim``, ``ddpm``, ``ode-heun``.
 2. Overhead. A full sampling run minus the same number of raw network calls, per step, on a small
    MLP (float32) and on the oracle (float64), batch 256, one thread, interleaved repeats, medians.
 3. JSON (atomic write) and a markdown summary on stdout.
@@ -37,9 +55,10 @@ from _common import environment, median, timed  # noqa: E402
 from diffusio.core.model import DiffusionModel  # noqa: E402
 from diffusio.core.oracle import GaussianMixture  # noqa: E402
 from diffusio.core.processes import make_process  # noqa: E402
-from diffusio.core.samplers import SAMPLERS, sample  # noqa: E402
+from diffusio.core.samplers import SAMPLERS, sample, time_grid  # noqa: E402
+from diffusio.core.samplers.base import GRID_SPACINGS  # noqa: E402
 from diffusio.io import write_json_atomic  # noqa: E402
-from diffusio.metrics.stats import mean_se  # noqa: E402
+from diffusio.metrics.stats import mean_se, paired_difference  # noqa: E402
 from diffusio.toy.scorer import discrepancy_parts  # noqa: E402
 from diffusio.toy.sweep import SamplerRun, run_sampler  # noqa: E402
 
@@ -52,18 +71,30 @@ DIFFUSERS_BASE = {
     "prediction_type": "epsilon",
 }
 SPACINGS = ("linspace", "leading", "trailing")
-MULTISTEP = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler")
-SHORT = {
-    "DDPMScheduler": "DDPM",
-    "DDIMScheduler": "DDIM",
-    "DPMSolverMultistepScheduler": "DPM++2M",
-    "UniPCMultistepScheduler": "UniPC",
-    "DEISMultistepScheduler": "DEIS",
+SIGMA_GRIDS = {  # diffusers' sigma schedules (they ignore timestep_spacing)
+    "karras": {"use_karras_sigmas": True},
+    "exponential": {"use_exponential_sigmas": True},
+    "beta": {"use_beta_sigmas": True},
+    "lu": {"use_lu_lambdas": True},  # DPMSolverMultistep only
 }
+#: solver variants per multistep class; the first is the class default
+VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+    "DPMSolverMultistepScheduler": {
+        "DPM++2M": {}, "DPM++2M-heun": {"solver_type": "heun"}, "DPM++3M": {"solver_order": 3},
+    },
+    "UniPCMultistepScheduler": {
+        "UniPC-bh2": {}, "UniPC-bh1": {"solver_type": "bh1"},
+        "UniPC-bh2-o3": {"solver_order": 3}, "UniPC-bh1-o3": {"solver_type": "bh1", "solver_order": 3},
+    },
+    "DEISMultistepScheduler": {"DEIS-2": {}, "DEIS-3": {"solver_order": 3}},
+}  # fmt: skip
+MULTISTEP = tuple(VARIANTS)
+HAS_FINAL = ("DPMSolverMultistepScheduler", "UniPCMultistepScheduler")
 
 
 # ----------------------------------------------------------------------------- problems
 def mixtures() -> dict[str, GaussianMixture]:
+    """The two reported problems."""
     angles = torch.arange(8, dtype=torch.float64) * (2 * math.pi / 8)
     ring = torch.stack([4 * angles.cos(), 4 * angles.sin()], 1)
     return {
@@ -76,6 +107,37 @@ def mixtures() -> dict[str, GaussianMixture]:
             [0.55, 0.3, 0.15],
         ),
     }
+
+
+#: held-out problems: name -> (dimension, modes, scale of the means, (min, max) per-axis std,
+#: weights (None: log-normal draws), seed). None of them is a reported problem's dimension *and*
+#: scale; they are generated, not hand-placed, from the seed.
+HELDOUT_SPECS: dict[str, tuple[int, int, float, tuple[float, float], list[float] | None, int]] = {
+    "1d-skewed": (1, 4, 3.0, (0.1, 0.5), [0.6, 0.25, 0.1, 0.05], 1),
+    "2d-narrow": (2, 5, 0.6, (0.04, 0.1), None, 2),
+    "2d-wide": (2, 5, 8.0, (0.8, 2.0), None, 3),
+    "3d-six": (3, 6, 2.5, (0.2, 0.6), None, 4),
+    "10d-four": (10, 4, 1.0, (0.2, 0.5), None, 5),
+}
+
+
+def heldout_mixtures() -> dict[str, GaussianMixture]:
+    """The held-out problems of :data:`HELDOUT_SPECS`: means drawn N(0, scale^2) per axis
+    (redrawn until every pair is 3 of the larger stds apart), anisotropic stds uniform in the
+    range, weights as given or log-normal (sd 0.8)."""
+    out = {}
+    for name, (dim, k, scale, (lo, hi), weights, seed) in HELDOUT_SPECS.items():
+        gen = torch.Generator().manual_seed(1000 + seed)
+        stds = lo + (hi - lo) * torch.rand(k, dim, generator=gen, dtype=torch.float64)
+        for _ in range(1000):
+            means = scale * torch.randn(k, dim, generator=gen, dtype=torch.float64)
+            d = torch.cdist(means, means) + torch.eye(k, dtype=torch.float64) * 1e9
+            if bool((d > 3 * hi).all()):
+                break
+        w = weights if weights is not None else torch.exp(
+            0.8 * torch.randn(k, generator=gen, dtype=torch.float64))
+        out[name] = GaussianMixture(means, stds, w)
+    return out
 
 
 class TimeMLP(nn.Module):
@@ -94,38 +156,42 @@ class TimeMLP(nn.Module):
 
 
 # ----------------------------------------------------------------------------- configurations
+def _cfg(lib: str, solver: str, grid: str, label: str, default: bool, builtin: bool,
+         **extra: Any) -> dict[str, Any]:  # fmt: skip
+    return {"lib": lib, "solver": solver, "grid": grid, "label": label, "default": default,
+            "builtin": builtin, **extra}  # fmt: skip
+
+
 def diffusers_configs() -> list[dict[str, Any]]:
-    """Every diffusers configuration tried; ``default`` marks the class defaults (plus the
-    overrides every run needs: linear betas, epsilon, no clipping / thresholding)."""
+    """Every diffusers configuration: the built-in options (``builtin``) and DPM-Solver++ on
+    diffusio's grids (``timesteps_from``: a diffusio spacing). ``default`` marks the class
+    defaults (plus the overrides every run needs: linear betas, epsilon, no clipping)."""
     cfgs: list[dict[str, Any]] = []
-
-    def add(cls: str, kwargs: dict[str, Any], default: bool) -> None:
-        shown = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("clip_sample",))
-        cfgs.append(
-            {
-                "lib": "diffusers",
-                "family": SHORT[cls],
-                "cls": cls,
-                "kwargs": kwargs,
-                "label": f"{SHORT[cls]}({shown})",
-                "default": default,
-            }
-        )
-
-    for cls in ("DDPMScheduler", "DDIMScheduler"):
-        for sp in SPACINGS:
-            add(cls, {"timestep_spacing": sp, "clip_sample": False}, sp == "leading")
-    for cls in MULTISTEP:
-        finals = ("zero", "sigma_min") if cls != "DEISMultistepScheduler" else (None,)
-        extras: list[dict[str, Any]] = [{"use_karras_sigmas": True}]
-        if cls == "DPMSolverMultistepScheduler":
-            extras.append({"use_lu_lambdas": True})
-        for final in finals:
-            fin = {} if final is None else {"final_sigmas_type": final}
-            for sp in SPACINGS:
-                add(cls, {"timestep_spacing": sp, **fin}, sp == "linspace" and final != "sigma_min")
-            for extra in extras:  # these sigma schedules ignore timestep_spacing
-                add(cls, {**extra, **fin}, False)
+    for cls, short in (("DDPMScheduler", "DDPM"), ("DDIMScheduler", "DDIM")):
+        for sp in SPACINGS:  # both classes default to "leading"
+            kwargs = {"timestep_spacing": sp, "clip_sample": False}
+            cfgs.append(_cfg("diffusers", short, sp, f"{short}({sp})", sp == "leading", True,
+                             cls=cls, kwargs=kwargs))  # fmt: skip
+    for cls, variants in VARIANTS.items():
+        finals = ("zero", "sigma_min") if cls in HAS_FINAL else (None,)
+        grids: dict[str, dict[str, Any]] = {sp: {"timestep_spacing": sp} for sp in SPACINGS}
+        grids.update({k: v for k, v in SIGMA_GRIDS.items()
+                      if k != "lu" or cls == "DPMSolverMultistepScheduler"})  # fmt: skip
+        for vi, (solver, vkw) in enumerate(variants.items()):
+            for gname, gkw in grids.items():
+                for final in finals:
+                    fkw = {} if final is None else {"final_sigmas_type": final}
+                    grid = gname if final is None else f"{gname}/{final}"
+                    default = vi == 0 and gname == "linspace" and final in (None, "zero")
+                    cfgs.append(_cfg("diffusers", solver, grid, f"{solver}({grid})", default, True,
+                                     cls=cls, kwargs={**vkw, **gkw, **fkw}))  # fmt: skip
+    cls = "DPMSolverMultistepScheduler"
+    for solver, vkw in VARIANTS[cls].items():  # diffusio's grids, passed in as timesteps
+        for sp in GRID_SPACINGS:
+            grid = f"diffusio:{sp}@table"
+            cfgs.append(_cfg("diffusers", solver, grid, f"{solver}(timesteps=diffusio {sp})",
+                             False, False, cls=cls, timesteps_from=sp,
+                             kwargs={**vkw, "final_sigmas_type": "sigma_min"}))  # fmt: skip
     return cfgs
 
 
@@ -134,89 +200,120 @@ def _default(sampler: str, option: str) -> Any:
     return inspect.signature(SAMPLERS[sampler]).parameters[option].default
 
 
+#: diffusers grids that diffusio also runs (through ``times=``): what solver comparisons use
+FOREIGN_GRIDS = ("linspace/zero", "exponential/zero", "linspace/sigma_min", "exponential/sigma_min")
+
+
 def diffusio_configs() -> list[dict[str, Any]]:
     """diffusio configurations; ``steps`` maps the NFE budget K to the ``steps`` argument."""
+    solver_spacing = make_process("vp-linear").solver_spacing
+    lof_default = _default("dpm-solver++", "lower_order_final")
     cfgs: list[dict[str, Any]] = []
 
-    def add(sampler, label, options, steps, default=False):
-        cfgs.append(
-            {
-                "lib": "diffusio",
-                "family": sampler,
-                "sampler": sampler,
-                "options": options,
-                "steps": steps,
-                "label": label,
-                "default": default,
-            }
-        )
+    def add(sampler, solver, grid, label, options, steps, default=False, builtin=True, **extra):
+        cfgs.append(_cfg("diffusio", solver, grid, label, default, builtin, sampler=sampler,
+                         options=options, steps=steps, **extra))  # fmt: skip
 
-    for spacing in ("log-snr", "time", "quadratic"):
+    for spacing in GRID_SPACINGS:
         for lof in (True, False):
-            tag = "" if lof else ", lower_order_final=False"
-            add(
-                "dpm-solver++",
-                f"dpm-solver++(steps=K, spacing={spacing}{tag})",
-                {"spacing": spacing, "lower_order_final": lof, "denoise": False},
-                "K",
-                default=spacing == make_process("vp-linear").solver_spacing and lof,
-            )
-            add(
-                "dpm-solver++",
-                f"dpm-solver++(steps=K-1, denoise, spacing={spacing}{tag})",
-                {"spacing": spacing, "lower_order_final": lof, "denoise": True},
-                "K-1",
-            )
+            solver = "dpm-solver++" if lof == lof_default else f"dpm-solver++(lof={lof})"
+            tag = "" if lof == lof_default else f", lower_order_final={lof}"
+            add("dpm-solver++", solver, spacing, f"dpm-solver++(spacing={spacing}{tag})",
+                {"spacing": spacing, "lower_order_final": lof, "denoise": False}, "K",
+                default=spacing == solver_spacing and lof == lof_default)  # fmt: skip
+            add("dpm-solver++", solver, f"{spacing}/denoise",
+                f"dpm-solver++(K-1 steps + denoise, spacing={spacing}{tag})",
+                {"spacing": spacing, "lower_order_final": lof, "denoise": True}, "K-1")
+    for spacing in GRID_SPACINGS:  # diffusio's grid as diffusers runs it (table-rounded)
+        add("dpm-solver++", "dpm-solver++", f"diffusio:{spacing}@table",
+            f"dpm-solver++(times=diffusio {spacing} rounded to the table)",
+            {"lower_order_final": True}, None, builtin=False, times_from=("diffusio", spacing))
+    for grid in FOREIGN_GRIDS:  # diffusers' grids; a zero final sigma = a final denoise
+        zero = grid.endswith("/zero")
+        add("dpm-solver++", "dpm-solver++", grid, f"dpm-solver++(times=diffusers {grid})",
+            {"lower_order_final": not zero, "denoise": zero}, None, builtin=False,
+            times_from=("diffusers", grid))  # fmt: skip
     for spacing in ("time", "quadratic"):
-        add(
-            "ddim",
-            f"ddim(discrete, spacing={spacing})",
-            {"spacing": spacing},
-            "K",
-            spacing == _default("ddim", "spacing"),
-        )
+        add("ddim", "ddim", f"table:{spacing}", f"ddim(discrete, spacing={spacing})",
+            {"spacing": spacing}, "K", spacing == _default("ddim", "spacing"))
     for spacing in ("time", "log-snr", "quadratic"):
-        add(
-            "ddim",
-            f"ddim(discrete=False, spacing={spacing})",
-            {"discrete": False, "spacing": spacing},
-            "K",
-        )
-    add("ddpm", "ddpm(discrete)", {}, "K", default=True)
+        add("ddim", "ddim(continuous)", spacing, f"ddim(discrete=False, spacing={spacing})",
+            {"discrete": False, "spacing": spacing}, "K")
+    add("ddpm", "ddpm", "table", "ddpm(discrete)", {}, "K", default=True)
     for spacing in ("time", "quadratic"):
-        add("ode-heun", f"ode-heun(steps=K/2, spacing={spacing})", {"spacing": spacing}, "K/2")
+        add("ode-heun", "ode-heun", spacing, f"ode-heun(steps=K/2, spacing={spacing})",
+            {"spacing": spacing}, "K/2")
     return cfgs
 
 
-def _steps(rule: str, nfe: int) -> int:
-    return {"K": nfe, "K-1": nfe - 1, "K/2": nfe // 2}[rule]
+def _steps(rule: str | None, nfe: int) -> int | None:
+    return None if rule is None else {"K": nfe, "K-1": nfe - 1, "K/2": nfe // 2}[rule]
 
 
 def make_scheduler(cfg: dict[str, Any]):
-    kwargs = {**DIFFUSERS_BASE, **cfg["kwargs"]}
-    if cfg["cls"] != "DEISMultistepScheduler":
-        kwargs["thresholding"] = False
+    kwargs = {**DIFFUSERS_BASE, "thresholding": False, **cfg["kwargs"]}
     return getattr(diffusers, cfg["cls"])(**kwargs)
+
+
+def diffusio_grid_timesteps(spacing: str, nfe: int) -> list[int]:
+    """diffusio's ``spacing`` grid of ``nfe`` steps as diffusers timesteps: the ``nfe``
+    evaluation times (the grid's last point is its end, not an evaluation) at the nearest table
+    index (``set_timesteps(timesteps=...)`` takes integers). With ``final_sigmas_type=
+    "sigma_min"`` the run ends at the table's first time, next to diffusio's t_min."""
+    process = make_process("vp-linear")
+    table = process.discrete().times
+    grid = time_grid(process, nfe, spacing)[:-1]
+    idx = [int((table - t).abs().argmin()) for t in grid]
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"diffusio's {spacing} grid at {nfe} steps repeats table entries")
+    return idx
+
+
+def foreign_times(source: tuple[str, str], nfe: int) -> list[float]:
+    """A grid of the other library as diffusio ``times=`` for an ``nfe``-evaluation run."""
+    process = make_process("vp-linear")
+    table = process.discrete().times
+    lib, name = source
+    if lib == "diffusio":  # what diffusers runs when given diffusio's grid
+        return [float(table[i]) for i in diffusio_grid_timesteps(name, nfe)] + [float(table[0])]
+    gname, final = name.split("/")
+    gkw = SIGMA_GRIDS.get(gname, {"timestep_spacing": gname})
+    sched = make_scheduler({"cls": "DPMSolverMultistepScheduler",
+                            "kwargs": {**gkw, "final_sigmas_type": final}})  # fmt: skip
+    sched.set_timesteps(nfe)
+    sigmas = sched.sigmas.double()  # noise levels sigma / alpha, nfe + 1 of them (last: final)
+    lam = -2 * torch.log(sigmas[:nfe])
+    times = [float(t) for t in process.t_from_log_snr(lam)]
+    if final == "sigma_min":
+        times.append(float(table[0]))  # nfe steps ending at the table's first time
+    # final "zero": these nfe times with denoise=True (nfe - 1 steps and the denoise)
+    return times
 
 
 # ----------------------------------------------------------------------------- running
 def diffusers_sample(
     scheduler,
     net: nn.Module,
-    times: Tensor,
+    times: Tensor | list[Tensor],
     shape: tuple[int, ...],
     steps: int,
     seed: int,
     dtype: torch.dtype,
+    timesteps: list[int] | None = None,
 ) -> tuple[Tensor, int]:
-    """The canonical diffusers loop; ``times[i]`` is diffusio's continuous time of timestep i."""
-    scheduler.set_timesteps(steps)
+    """The canonical diffusers loop; ``times[i]`` is diffusio's continuous time of timestep i
+    (the network gets the integer timestep diffusers hands a UNet)."""
+    if timesteps is None:
+        scheduler.set_timesteps(steps)
+    else:
+        scheduler.set_timesteps(timesteps=timesteps)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=gen, dtype=dtype) * scheduler.init_noise_sigma
     stochastic = isinstance(scheduler, diffusers.DDPMScheduler)
     nfe = 0
     for ts in scheduler.timesteps:
-        eps = net(x, times[int(ts)].expand(shape[0]))
+        t = times[int(ts)]  # a table (1-D) or, for timing, per-timestep vectors built up front
+        eps = net(x, t if t.dim() else t.expand(shape[0]))
         nfe += 1
         if stochastic:
             x = scheduler.step(eps, ts, x, generator=gen).prev_sample
@@ -225,7 +322,12 @@ def diffusers_sample(
     return x, nfe
 
 
-def _aggregate(per_seed: list[dict[str, float]]) -> dict[str, Any]:
+def _aggregate(per_seed: list[dict[str, float] | None]) -> dict[str, Any]:
+    """Mean and standard error over seeds; a seed whose samples are not all finite makes the
+    row ``diverged`` (discrepancy None: JSON has no infinity)."""
+    if any(p is None for p in per_seed):
+        return {"discrepancy": None, "discrepancy_se": None, "diverged": True,
+                "per_seed": [None if p is None else round(p["discrepancy"], 4) for p in per_seed]}
     vals = [p["discrepancy"] for p in per_seed]
     mean, se = mean_se(vals)
     keys = ("weight", "mean", "spread", "std_ratio")
@@ -237,122 +339,248 @@ def _aggregate(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def accuracy(args, log: Callable[[str], None]) -> dict[str, Any]:
+def _score(mix: GaussianMixture, x: Tensor) -> dict[str, float] | None:
+    return discrepancy_parts(mix, x) if bool(torch.isfinite(x).all()) else None
+
+
+def run_config(cfg: dict[str, Any], mix: GaussianMixture, model: DiffusionModel, nfe: int,
+               seeds: list[int], n: int) -> dict[str, Any]:  # fmt: skip
+    """One configuration at one NFE over the seeds: the row (NFE checked)."""
+    shape = (n, mix.dim)
+    per_seed: list[dict[str, float] | None] = []
+    row: dict[str, Any] = {k: v for k, v in cfg.items() if k not in ("steps",)}
+    row["nfe"] = nfe
+    if cfg["lib"] == "diffusers":
+        times = model.process.discrete().times
+        src = cfg.get("timesteps_from")
+        ts = None if src is None else diffusio_grid_timesteps(src, nfe)
+        sched = make_scheduler(cfg)
+        for seed in seeds:
+            x, used = diffusers_sample(sched, model.net, times, shape, nfe, seed, torch.float64, ts)
+            if used != nfe:
+                raise AssertionError((cfg["label"], used, nfe))
+            per_seed.append(_score(mix, x))
+        if ts is not None:
+            row["timesteps"] = ts
+    else:
+        options = dict(cfg["options"])
+        steps = _steps(cfg["steps"], nfe)
+        if "times_from" in cfg:
+            options["times"] = foreign_times(cfg["times_from"], nfe)
+        used = nfe
+        for seed in seeds:
+            res = run_sampler(model, SamplerRun(cfg["solver"], cfg["sampler"], steps, options),
+                              n, seed, dim=mix.dim)  # fmt: skip
+            used = res.nfe
+            per_seed.append(_score(mix, res.samples))
+        if steps is not None:
+            row["steps"] = steps
+        if used != nfe:  # e.g. ddim's quadratic table indices collide and are merged
+            row["nfe_actual"] = used
+    row.update(_aggregate(per_seed))
+    return row
+
+
+def floor_of(mix: GaussianMixture, n: int, seeds: list[int]) -> dict[str, Any]:
+    """The noise floor: exact samples of the same size and seeds."""
+    return _aggregate([discrepancy_parts(mix, mix.sample(n, seed=10_000 + s)) for s in seeds])
+
+
+def run_problem(
+    mix: GaussianMixture,
+    cfgs: list[dict[str, Any]],
+    nfes: list[int],
+    seeds: list[int],
+    n: int,
+    log: Callable[[str], None],
+    tag: str,
+    keep: Callable[[dict[str, Any], int], bool] | None = None,
+) -> dict[str, Any]:
+    """Every configuration ``keep(cfg, nfe)`` allows at every NFE; 1000 NFE is DDPM only, on
+    the first two seeds (every spacing is the full table there)."""
     process = make_process("vp-linear")
-    times = process.discrete().times  # float64
-    dcfgs, ocfgs = diffusers_configs(), diffusio_configs()
-    out: dict[str, Any] = {}
-    for mname, mix in mixtures().items():
-        if args.quick and mname != "ring8":
-            continue
-        model = mix.model(process, dtype=torch.float64)
-        net = model.net
-        shape = (args.n, mix.dim)
-        mix.reference_stats()
-        floor = [discrepancy_parts(mix, mix.sample(args.n, seed=10_000 + s)) for s in args.seeds]
-        res: dict[str, Any] = {"noise_floor": _aggregate(floor), "nfe": {}}
-        log(f"[{mname}] noise floor {res['noise_floor']['discrepancy']:.2f}")
-        budgets = list(args.nfes) + ([1000] if args.ddpm1000 else [])
-        for nfe in budgets:
-            rows: list[dict[str, Any]] = []
-            start = time.perf_counter()
-            for cfg in dcfgs:
-                if nfe == 1000 and cfg["family"] != "DDPM":
-                    continue
-                if nfe == 1000 and cfg["kwargs"]["timestep_spacing"] != "leading":
-                    continue  # every spacing is the full table at 1000 steps
-                sched = make_scheduler(cfg)
-                per_seed = []
-                for seed in args.seeds:
-                    x, used = diffusers_sample(sched, net, times, shape, nfe, seed, torch.float64)
-                    assert used == nfe, (cfg["label"], used, nfe)
-                    per_seed.append(discrepancy_parts(mix, x))
-                rows.append({**_public(cfg), "nfe": nfe, **_aggregate(per_seed)})
-            for cfg in ocfgs:
-                if nfe == 1000 and cfg["family"] != "ddpm":
-                    continue
-                steps = _steps(cfg["steps"], nfe)
-                run = SamplerRun(cfg["family"], cfg["sampler"], steps, cfg["options"])
-                per_seed = []
-                for seed in args.seeds:  # the toy sampler sweep, one seed at a time
-                    res_run = run_sampler(model, run, args.n, seed, dim=mix.dim)
-                    used = res_run.nfe
-                    per_seed.append(discrepancy_parts(mix, res_run.samples))
-                row = {**_public(cfg), "nfe": nfe, "steps": steps, **_aggregate(per_seed)}
-                if used != nfe:  # e.g. ddim's quadratic table indices collide and are merged
-                    row["nfe_actual"] = used
-                rows.append(row)
-            res["nfe"][str(nfe)] = {"configs": rows, "summary": _summarise(rows, res)}
-            log(f"[{mname}] NFE {nfe}: {len(rows)} configs in {time.perf_counter() - start:.1f}s")
-        res["consistency"] = _ddim_consistency(mix, model, times, shape)
-        out[mname] = res
+    model = mix.model(process, dtype=torch.float64)
+    mix.reference_stats()
+    res: dict[str, Any] = {"noise_floor": floor_of(mix, n, seeds), "nfe": {}}
+    for nfe in nfes:
+        start = time.perf_counter()
+        rows = []
+        for cfg in cfgs:
+            if nfe == 1000:
+                ddpm = cfg["solver"] == "ddpm" or cfg["solver"] == "DDPM" and cfg["default"]
+                if ddpm:
+                    rows.append(run_config(cfg, mix, model, nfe, seeds[:2], n))
+            elif keep is None or keep(cfg, nfe):
+                rows.append(run_config(cfg, mix, model, nfe, seeds, n))
+        res["nfe"][str(nfe)] = {"configs": rows}
+        log(f"[{tag}] NFE {nfe}: {len(rows)} configs in {time.perf_counter() - start:.1f}s")
+    return res
+
+
+# ----------------------------------------------------------------------------- summaries
+def _rows(res: dict[str, Any], nfe: str) -> list[dict[str, Any]]:
+    return res["nfe"][nfe]["configs"]
+
+
+def _brief(r: dict[str, Any] | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    out = {"label": r["label"], "discrepancy": r["discrepancy"], "se": r["discrepancy_se"]}
+    if "nfe_actual" in r:
+        out["nfe_actual"] = r["nfe_actual"]
     return out
 
 
-def _public(cfg: dict[str, Any]) -> dict[str, Any]:
-    keep = ("lib", "family", "label", "default", "kwargs", "options", "sampler", "cls")
-    return {k: cfg[k] for k in keep if k in cfg}
-
-
 def _best(rows: list[dict[str, Any]], pred: Callable[[dict[str, Any]], bool]):
-    chosen = [r for r in rows if pred(r)]
-    if not chosen:
-        return None
-    r = min(chosen, key=lambda r: r["discrepancy"])
-    best = {"label": r["label"], "discrepancy": r["discrepancy"], "se": r["discrepancy_se"]}
-    if "nfe_actual" in r:
-        best["nfe_actual"] = r["nfe_actual"]
-    return best
+    chosen = [r for r in rows if pred(r) and r["discrepancy"] is not None]
+    return _brief(min(chosen, key=lambda r: r["discrepancy"])) if chosen else None
 
 
-def _summarise(rows: list[dict[str, Any]], res: dict[str, Any]) -> dict[str, Any]:
-    def is_(lib, fam=None, default=None):
-        def pred(r):
-            return (
-                r["lib"] == lib
-                and (fam is None or r["family"] in ((fam,) if isinstance(fam, str) else fam))
-                and (default is None or r["default"] == default)
-            )
+def _by_label(rows: list[dict[str, Any]], label: str) -> dict[str, Any] | None:
+    return _brief(next((r for r in rows if r["label"] == label), None))
 
-        return pred
 
-    multistep = tuple(SHORT[c] for c in MULTISTEP)
-    s = {
-        "noise_floor": res["noise_floor"]["discrepancy"],
-        "diffusio_dpm_default": _best(rows, is_("diffusio", "dpm-solver++", True)),
-        "diffusio_dpm_best": _best(rows, is_("diffusio", "dpm-solver++")),
-        "diffusio_best_any": _best(rows, is_("diffusio")),
-        "diffusio_ddim_default": _best(rows, is_("diffusio", "ddim", True)),
-        "diffusio_ddpm": _best(rows, is_("diffusio", "ddpm")),
-        "diffusers_dpm_default": _best(rows, is_("diffusers", "DPM++2M", True)),
-        "diffusers_multistep_best_default_config": _best(rows, is_("diffusers", multistep, True)),
-        "diffusers_multistep_best": _best(rows, is_("diffusers", multistep)),
-        "diffusers_ddim_default": _best(rows, is_("diffusers", "DDIM", True)),
-        "diffusers_ddim_best": _best(rows, is_("diffusers", "DDIM")),
-        "diffusers_ddpm_best": _best(rows, is_("diffusers", "DDPM")),
+def is_diffusio_dpm(r: dict[str, Any]) -> bool:
+    return r["lib"] == "diffusio" and r["sampler"] == "dpm-solver++" and r["builtin"]
+
+
+def is_diffusers_multistep(r: dict[str, Any]) -> bool:
+    return r["lib"] == "diffusers" and r["cls"] in MULTISTEP and r["builtin"]
+
+
+#: the held-out choices: which configurations compete for each
+CANDIDATES: dict[str, Callable[[dict[str, Any]], bool]] = {
+    # diffusio's default grid: dpm-solver++ with its other options at their defaults
+    "diffusio_default_grid": lambda r: is_diffusio_dpm(r) and r["solver"] == "dpm-solver++"
+    and r["grid"] in GRID_SPACINGS,
+    "diffusio_any_dpm_option": is_diffusio_dpm,
+    "diffusers_DPM++2M_grid": lambda r: is_diffusers_multistep(r) and r["solver"] == "DPM++2M",
+    "diffusers_any_builtin_multistep": is_diffusers_multistep,
+}
+
+
+def geometric_scores(problems: dict[str, Any], pred: Callable[[dict[str, Any]], bool],
+                     nfes: list[str]) -> dict[str, float | None]:  # fmt: skip
+    """label -> geometric mean over problems and NFEs of discrepancy / noise floor (None if
+    the configuration diverged anywhere); the ranking a held-out choice is made by."""
+    logs: dict[str, list[float]] = {}
+    bad: set[str] = set()
+    for res in problems.values():
+        floor = res["noise_floor"]["discrepancy"]
+        for nfe in nfes:
+            for r in _rows(res, nfe):
+                if not pred(r):
+                    continue
+                if r["discrepancy"] is None:
+                    bad.add(r["label"])
+                else:
+                    logs.setdefault(r["label"], []).append(math.log(r["discrepancy"] / floor))
+    expected = len(problems) * len(nfes)
+    out: dict[str, float | None] = {}
+    for label in sorted(set(logs) | bad):
+        vals = logs.get(label, [])
+        ok = label not in bad and len(vals) == expected
+        out[label] = math.exp(sum(vals) / len(vals)) if ok else None
+    return dict(sorted(out.items(), key=lambda kv: math.inf if kv[1] is None else kv[1]))
+
+
+def select_heldout(heldout: dict[str, Any], nfes: list[str]) -> dict[str, Any]:
+    """Each candidate set's winner on the held-out problems, with the full ranking."""
+    out: dict[str, Any] = {}
+    for name, pred in CANDIDATES.items():
+        scores = geometric_scores(heldout, pred, nfes)
+        chosen = next(iter(scores), None)
+        out[name] = {"chosen": chosen, "score": scores.get(chosen), "n_candidates": len(scores),
+                     "ranking": scores}  # fmt: skip
+    default = next(r["label"] for r in _rows(next(iter(heldout.values())), nfes[0])
+                   if r["lib"] == "diffusio" and r["default"] and r["sampler"] == "dpm-solver++")
+    grid_rank = out["diffusio_default_grid"]["ranking"]
+    out["diffusio_current_default"] = {
+        "label": default,
+        "score": grid_rank.get(default),
+        "rank": list(grid_rank).index(default) + 1 if default in grid_rank else None,
+        "is_heldout_choice": default == out["diffusio_default_grid"]["chosen"],
     }
-    for fam in multistep:
-        s[f"diffusers_{fam}_default"] = _best(rows, is_("diffusers", fam, True))
-        s[f"diffusers_{fam}_best"] = _best(rows, is_("diffusers", fam))
-    ours, theirs = s["diffusio_dpm_default"], s["diffusers_multistep_best"]
-    if ours and theirs:
-        fl = s["noise_floor"]
-        s["ratio_diffusio_default_to_diffusers_best"] = ours["discrepancy"] / theirs["discrepancy"]
-        s["excess_ratio_diffusio_default_to_diffusers_best"] = max(
-            ours["discrepancy"] - fl, 1e-9
-        ) / max(theirs["discrepancy"] - fl, 1e-9)
+    # the same choice made at each NFE alone (a default serves every NFE; this shows whether
+    # one NFE's winner differs)
+    out["by_nfe"] = {}
+    for nfe in nfes:
+        per: dict[str, Any] = {}
+        for name, pred in CANDIDATES.items():
+            scores = geometric_scores(heldout, pred, [nfe])
+            chosen = next(iter(scores), None)
+            per[name] = {"chosen": chosen, "score": scores.get(chosen),
+                         "top5": dict(list(scores.items())[:5])}  # fmt: skip
+        per["diffusio_current_default_score"] = geometric_scores(
+            heldout, CANDIDATES["diffusio_default_grid"], [nfe]).get(default)
+        out["by_nfe"][nfe] = per
+    return out
+
+
+def shared_grids(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """grid -> {"lib solver": discrepancy} for every grid both libraries ran: the solver
+    comparison (same grid, different solvers)."""
+    libs: dict[str, set[str]] = {}
+    for r in rows:
+        libs.setdefault(r["grid"], set()).add(r["lib"])
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if len(libs[r["grid"]]) == 2 and r["sampler" if r["lib"] == "diffusio" else "cls"] in (
+            "dpm-solver++", *MULTISTEP):
+            out.setdefault(r["grid"], {})[f"{r['lib']} {r['solver']}"] = r["discrepancy"]
+    return out
+
+
+def grid_comparison(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """solver -> {grid: discrepancy} for diffusio's dpm-solver++ and diffusers' DPM++2M: one
+    solver on every grid it ran (the grid comparison)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if (r["lib"], r["solver"]) in (("diffusio", "dpm-solver++"), ("diffusers", "DPM++2M")):
+            out.setdefault(f"{r['lib']} {r['solver']}", {})[r["grid"]] = r["discrepancy"]
+    return out
+
+
+def summarise(res: dict[str, Any], nfe: str, choice: dict[str, Any] | None) -> dict[str, Any]:
+    rows = _rows(res, nfe)
+    s: dict[str, Any] = {
+        "noise_floor": res["noise_floor"]["discrepancy"],
+        "diffusio_default": _best(rows, lambda r: is_diffusio_dpm(r) and r["default"]),
+        "diffusers_DPM++2M_default": _best(
+            rows, lambda r: is_diffusers_multistep(r) and r["solver"] == "DPM++2M" and r["default"]),
+        "diffusers_defaults": {r["solver"]: _brief(r) for r in rows
+                               if is_diffusers_multistep(r) and r["default"]},
+        "in_sample_best_diffusio_dpm": _best(rows, is_diffusio_dpm),
+        "in_sample_best_diffusio_any": _best(rows, lambda r: r["lib"] == "diffusio"),
+        "in_sample_best_diffusers_multistep": _best(rows, is_diffusers_multistep),
+        "in_sample_best_diffusers_any": _best(rows, lambda r: r["lib"] == "diffusers"),
+        "diffusio_ddim_default": _best(rows, lambda r: r["sampler" if r["lib"] == "diffusio"
+                                       else "cls"] == "ddim" and r["default"]),
+        "diffusers_ddim_default": _best(rows, lambda r: r["lib"] == "diffusers"
+                                        and r["solver"] == "DDIM" and r["default"]),
+        "diffusio_ddpm": _best(rows, lambda r: r["lib"] == "diffusio" and r["solver"] == "ddpm"),
+        "diffusers_ddpm_default": _best(rows, lambda r: r["lib"] == "diffusers"
+                                        and r["solver"] == "DDPM" and r["default"]),
+        "solver_same_grid": shared_grids(rows),
+        "grid_same_solver": grid_comparison(rows),
+    }  # fmt: skip
+    if choice:
+        s["heldout_choice"] = {name: _by_label(rows, c["chosen"]) for name, c in choice.items()
+                               if name in CANDIDATES}  # fmt: skip
+        # diffusers' held-out choice minus diffusio's, paired over seeds (same prior draws)
+        by = {r["label"]: r for r in rows}
+        a = by.get(choice["diffusio_any_dpm_option"]["chosen"])
+        b = by.get(choice["diffusers_any_builtin_multistep"]["chosen"])
+        if a and b and a["discrepancy"] is not None and b["discrepancy"] is not None:
+            d, se = paired_difference(b["per_seed"], a["per_seed"])
+            s["heldout_choice_difference"] = {
+                "what": "diffusers' held-out choice minus diffusio's (paired over seeds)",
+                "difference": d, "se": se}  # fmt: skip
     # the same algorithm in both libraries (time-uniform DPM++2M down to the least-noisy table
     # entry): these two numbers should agree, which validates the harness
-    twins = {
-        "diffusio": "dpm-solver++(steps=K, spacing=time)",
-        "diffusers": "DPM++2M(timestep_spacing=linspace, final_sigmas_type=sigma_min)",
-    }
-    s["cross_check_same_algorithm"] = {
-        f"{lib} {label}": r["discrepancy"]
-        for lib, label in twins.items()
-        for r in rows
-        if r["label"] == label
-    }
+    twins = ("dpm-solver++(spacing=time)", "DPM++2M(linspace/sigma_min)")
+    s["cross_check_same_algorithm"] = {t: r["discrepancy"] for t in twins for r in rows
+                                       if r["label"] == t}  # fmt: skip
     return s
 
 
@@ -367,6 +595,91 @@ def _ddim_consistency(mix, model, times, shape) -> dict[str, Any]:
         "max_abs_diff": float((x_d - x_o).abs().max()),
     }
 
+
+def accuracy(args, log: Callable[[str], None]) -> dict[str, Any]:
+    process = make_process("vp-linear")
+    times = process.discrete().times  # float64
+    cfgs = diffusers_configs() + diffusio_configs()
+    candidates = [c for c in cfgs if c["lib"] == "diffusio" and c["sampler"] == "dpm-solver++"
+                  or c["lib"] == "diffusers" and c["cls"] in MULTISTEP]  # fmt: skip
+    heldout: dict[str, Any] = {}
+    held = heldout_mixtures()
+    for name, mix in held.items():
+        if args.quick and name not in ("1d-skewed", "10d-four"):
+            continue
+        heldout[name] = run_problem(mix, candidates, args.heldout_nfes, args.heldout_seeds,
+                                    args.n, log, f"held-out {name}")  # fmt: skip
+    nfes = [str(k) for k in args.heldout_nfes]
+    choice = select_heldout(heldout, nfes)
+    for res in heldout.values():
+        for nfe in nfes:
+            res["nfe"][nfe]["summary"] = summarise(res, nfe, None)
+    heldout_solver = {}
+    for grid in sorted({g for res in heldout.values() for nfe in nfes
+                        for g in summarise(res, nfe, None)["solver_same_grid"]}):  # fmt: skip
+        heldout_solver[grid] = geometric_scores(
+            heldout, lambda r, g=grid: r["grid"] == g and (is_diffusio_dpm(r) or r["lib"] ==
+            "diffusio" and not r["builtin"] and r["sampler"] == "dpm-solver++"
+            or r["lib"] == "diffusers" and r["cls"] in MULTISTEP), nfes)  # fmt: skip
+    for name, c in choice.items():
+        if name in CANDIDATES:
+            log(f"held-out choice {name}: {c['chosen']} (score {c['score']:.2f}, "
+                f"{c['n_candidates']} candidates)")
+    chosen = {c["chosen"] for name, c in choice.items() if name in CANDIDATES and c["chosen"]}
+    twins = ("dpm-solver++(spacing=time)", "DPM++2M(linspace/sigma_min)")
+
+    def keep(cfg: dict[str, Any], nfe: int) -> bool:
+        """Every configuration up to 20 NFE; beyond, a short list: each class's default, each
+        diffusio spacing, the held-out choices and the cross-check pair."""
+        if nfe <= 20:
+            return True
+        if cfg["label"] in chosen or cfg["label"] in twins or cfg["default"]:
+            return True
+        return cfg["lib"] == "diffusio" and cfg["solver"] == "dpm-solver++" and cfg["builtin"] \
+            and cfg["grid"] in GRID_SPACINGS
+
+    reported: dict[str, Any] = {}
+    budgets = list(args.nfes) + ([1000] if args.ddpm1000 else [])
+    for mname, mix in mixtures().items():
+        if args.quick and mname != "ring8":
+            continue
+        res = run_problem(mix, cfgs, budgets, args.seeds, args.n, log, mname, keep)
+        for nfe in res["nfe"]:
+            res["nfe"][nfe]["summary"] = summarise(res, nfe, choice)
+        model = mix.model(process, dtype=torch.float64)
+        res["consistency"] = _ddim_consistency(mix, model, times, (args.n, mix.dim))
+        reported[mname] = res
+    n_cfg = {
+        "diffusers_builtin": sum(c["lib"] == "diffusers" and c["builtin"] for c in cfgs),
+        "diffusers_builtin_multistep": sum(is_diffusers_multistep({**c, "builtin": c["builtin"]})
+                                           for c in cfgs if c["lib"] == "diffusers"),
+        "diffusers_on_diffusio_grids": sum(c["lib"] == "diffusers" and not c["builtin"]
+                                           for c in cfgs),
+        "diffusio_builtin": sum(c["lib"] == "diffusio" and c["builtin"] for c in cfgs),
+        "diffusio_dpm_options": sum(c["lib"] == "diffusio" and c["builtin"]
+                                    and c["sampler"] == "dpm-solver++" for c in cfgs),
+        "diffusio_on_foreign_grids": sum(c["lib"] == "diffusio" and not c["builtin"]
+                                         for c in cfgs),
+        "total_reported": len(cfgs),
+        "total_heldout": len(candidates),
+    }  # fmt: skip
+    return {
+        "heldout": {
+            "problems": {k: {"spec": dict(zip(("dim", "modes", "scale", "std_range",
+                                                "weights", "seed"), HELDOUT_SPECS[k], strict=True)),
+                             "noise_floor": v["noise_floor"]["discrepancy"]}
+                         for k, v in heldout.items()},
+            "nfe": args.heldout_nfes,
+            "seeds": args.heldout_seeds,
+            "selection": "geometric mean over the held-out problems and NFEs of discrepancy / "
+            "noise floor; a configuration that diverged anywhere is out",
+            "choice": choice,
+            "solver_same_grid": heldout_solver,
+            "results": heldout,
+        },
+        "reported": reported,
+        "n_configurations": n_cfg,
+    }
 
 # ----------------------------------------------------------------------------- overhead
 def overhead(args, log: Callable[[str], None]) -> dict[str, Any]:
@@ -447,8 +760,11 @@ def _overhead_runs(
         "diffusio ddim": lambda: sample(model, shape, "ddim", steps=K, seed=0),
         "diffusio dpm-solver++": lambda: sample(model, shape, "dpm-solver++", steps=K, seed=0),
     }
+    # the time vectors the network gets, built before timing (as raw() has them): the harness's
+    # own indexing is not charged to diffusers
+    t_table = [times[i].expand(shape[0]) for i in range(len(times))]
     for label, sch in scheds.items():
-        runs[label] = lambda sch=sch: diffusers_sample(sch, net, times, shape, K, 0, dtype)
+        runs[label] = lambda sch=sch: diffusers_sample(sch, net, t_table, shape, K, 0, dtype)
     return runs
 
 
@@ -474,59 +790,118 @@ def _fit(res: dict[str, Any], labels: list[str]) -> dict[str, Any]:
     return fit
 
 
+
+
 # ----------------------------------------------------------------------------- report
 def _fmt(entry: dict[str, Any] | None, with_label: bool = False) -> str:
     if entry is None:
         return "-"
+    if entry.get("discrepancy") is None:
+        return "diverged"
     s = f"{entry['discrepancy']:.2f}"
+    if entry.get("se"):
+        s += f" ± {entry['se']:.2f}"
     return f"{s} `{entry['label']}`" if with_label else s
 
 
+def _diff(s: dict[str, Any]) -> str:
+    d = s.get("heldout_choice_difference")
+    return "-" if d is None else f"{d['difference']:+.2f} ± {d['se']:.2f}"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
-    lines = [
-        "Accuracy: mode_discrepancy (mean over seeds; exact samples ~1; lower is better)",
-        "",
-        "| mixture | NFE | floor | diffusio dpm++ default | diffusio dpm++ best "
-        "| diffusers DPM++2M default | diffusers best multistep | diffusio ddim | diffusers DDIM |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for mname, res in result.get("accuracy", {}).items():
-        for nfe, block in res["nfe"].items():
-            s = block["summary"]
-            if nfe == "1000":
+    acc = result.get("accuracy", {})
+    lines: list[str] = []
+    if acc:
+        held = acc["heldout"]
+        ch = held["choice"]
+        cur = ch["diffusio_current_default"]
+        lines += [
+            "Held-out choice (geometric mean of discrepancy / floor over "
+            f"{len(held['problems'])} held-out problems x NFE {held['nfe']}; lower is better)",
+            "",
+            "| candidate set | candidates | chosen | score | runner-up |",
+            "|---|---|---|---|---|",
+        ]
+        for name in CANDIDATES:
+            c = ch[name]
+            rank = list(c["ranking"].items())
+            runner = f"`{rank[1][0]}` {_num(rank[1][1])}" if len(rank) > 1 else "-"
+            lines.append(f"| {name} | {c['n_candidates']} | `{c['chosen']}` | "
+                         f"{_num(c['score'])} | {runner} |")  # fmt: skip
+        lines += ["", f"diffusio's current default `{cur['label']}`: score {_num(cur['score'])}, "
+                  f"rank {cur['rank']} of {ch['diffusio_default_grid']['n_candidates']}"
+                  + (" (the held-out choice)" if cur["is_heldout_choice"] else
+                     " (NOT the held-out choice)"), ""]  # fmt: skip
+        lines += ["Held-out choice at each NFE alone:", ""]
+        for nfe, per in ch.get("by_nfe", {}).items():
+            cells = "; ".join(f"{name}: `{per[name]['chosen']}` {_num(per[name]['score'])}"
+                              for name in CANDIDATES)  # fmt: skip
+            lines.append(f"- NFE {nfe}: {cells}; diffusio's current default "
+                         f"{_num(per['diffusio_current_default_score'])}")  # fmt: skip
+        lines += ["", "Held-out, same grid in both libraries (geometric-mean score per solver):",
+                  ""]  # fmt: skip
+        for grid, scores in held["solver_same_grid"].items():
+            cells = ", ".join(f"`{k}` {_num(v)}" for k, v in scores.items())
+            lines.append(f"- {grid}: {cells}")
+        lines += [
+            "",
+            "Reported problems: mode_discrepancy (mean ± se over seeds; exact samples ~1)",
+            "",
+            "| mixture | NFE | floor | diffusio default | diffusio held-out choice "
+            "| diffusers DPM++2M default | diffusers held-out choice "
+            "| diffusers best in-sample | diffusio best in-sample | choices: diffusers - diffusio |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for mname, res in acc["reported"].items():
+            for nfe, block in res["nfe"].items():
+                s = block["summary"]
+                if nfe == "1000":
+                    lines.append(
+                        f"| {mname} | 1000 (DDPM) | {s['noise_floor']:.2f} | "
+                        f"diffusio ddpm {_fmt(s['diffusio_ddpm'])} | | "
+                        f"diffusers DDPM {_fmt(s['diffusers_ddpm_default'])} | | | |")
+                    continue
+                hc = s.get("heldout_choice", {})
                 lines.append(
-                    f"| {mname} | 1000 (DDPM) | {s['noise_floor']:.2f} | "
-                    f"diffusio ddpm {_fmt(s['diffusio_ddpm'])} | | | "
-                    f"diffusers DDPM {_fmt(s['diffusers_ddpm_best'])} | | |"
-                )
-                continue
-            lines.append(
-                f"| {mname} | {nfe} | {s['noise_floor']:.2f} | {_fmt(s['diffusio_dpm_default'])} "
-                f"| {_fmt(s['diffusio_dpm_best'], True)} | {_fmt(s['diffusers_dpm_default'])} "
-                f"| {_fmt(s['diffusers_multistep_best'], True)} "
-                f"| {_fmt(s['diffusio_ddim_default'])} | {_fmt(s['diffusers_ddim_best'], True)} |"
-            )
-    lines += [
-        "",
-        "Cross-check, same algorithm in both libraries (time-uniform DPM++2M to t_min):",
-        "",
-    ]
-    for mname, res in result.get("accuracy", {}).items():
-        for nfe, block in res["nfe"].items():
-            cc = block["summary"].get("cross_check_same_algorithm")
-            if cc:
-                vals = " vs ".join(f"{v:.2f}" for v in cc.values())
-                lines.append(f"- {mname}, NFE {nfe}: diffusio vs diffusers {vals}")
-        dd = res.get("consistency", {}).get("max_abs_diff")
-        if dd is not None:
-            lines.append(f"- {mname}: DDIM on identical timesteps, max |difference| {dd:.1e}")
-    lines += [
-        "",
-        "Overhead per step (us, median; run time minus raw network time, divided by steps)",
-        "",
-    ]
+                    f"| {mname} | {nfe} | {s['noise_floor']:.2f} | {_fmt(s['diffusio_default'])} "
+                    f"| {_fmt(hc.get('diffusio_any_dpm_option'), True)} "
+                    f"| {_fmt(s['diffusers_DPM++2M_default'])} "
+                    f"| {_fmt(hc.get('diffusers_any_builtin_multistep'), True)} "
+                    f"| {_fmt(s['in_sample_best_diffusers_multistep'], True)} "
+                    f"| {_fmt(s['in_sample_best_diffusio_dpm'], True)} | {_diff(s)} |")
+        lines += ["", "Solver comparison, the same grid in both libraries (reported problems):",
+                  ""]  # fmt: skip
+        for mname, res in acc["reported"].items():
+            for nfe, block in res["nfe"].items():
+                for grid, vals in block["summary"]["solver_same_grid"].items():
+                    cells = ", ".join(f"{k} {_num(v)}" for k, v in vals.items())
+                    lines.append(f"- {mname}, NFE {nfe}, grid {grid}: {cells}")
+        lines += ["", "Grid comparison, one solver on every grid (reported problems):", ""]
+        for mname, res in acc["reported"].items():
+            for nfe, block in res["nfe"].items():
+                for solver, vals in block["summary"]["grid_same_solver"].items():
+                    cells = ", ".join(f"{k} {_num(v)}" for k, v in vals.items())
+                    lines.append(f"- {mname}, NFE {nfe}, {solver}: {cells}")
+        lines += ["", "Cross-checks (same algorithm in both libraries):", ""]
+        for mname, res in acc["reported"].items():
+            for nfe, block in res["nfe"].items():
+                cc = block["summary"].get("cross_check_same_algorithm")
+                if cc and len(cc) == 2:
+                    vals = " vs ".join(f"{v:.2f}" for v in cc.values())
+                    lines.append(f"- {mname}, NFE {nfe}: diffusio vs diffusers {vals}")
+            dd = res.get("consistency", {}).get("max_abs_diff")
+            if dd is not None:
+                lines.append(f"- {mname}: DDIM on identical timesteps, max |difference| {dd:.1e}")
+        lines += ["", f"Configurations: {acc['n_configurations']}"]
     ov = result.get("overhead", {})
     if ov:
+        lines += ["", "Overhead per step (us, median; run time minus raw network time, / steps)",
+                  ""]  # fmt: skip
         first = next(iter(ov.values()))
         labels = list(first["fit"])
         lines.append("| network | K | raw net us/call | " + " | ".join(labels) + " |")
@@ -547,22 +922,30 @@ def markdown(result: dict[str, Any]) -> str:
 
 def headline(result: dict[str, Any]) -> dict[str, Any]:
     s: dict[str, Any] = {}
-    for mname, res in result.get("accuracy", {}).items():
-        block = res["nfe"].get("10")
-        if block:
-            b = block["summary"]
-            s[f"{mname}_nfe10_diffusio_dpm_default"] = b["diffusio_dpm_default"]["discrepancy"]
-            s[f"{mname}_nfe10_diffusers_best_multistep"] = b["diffusers_multistep_best"][
-                "discrepancy"
-            ]
-            s[f"{mname}_nfe10_diffusers_best_multistep_config"] = b["diffusers_multistep_best"][
-                "label"
-            ]
-            s[f"{mname}_nfe10_ratio_diffusio_default_to_diffusers_best"] = b[
-                "ratio_diffusio_default_to_diffusers_best"
-            ]
-            s[f"{mname}_nfe10_diffusio_best_dpm_config"] = b["diffusio_dpm_best"]["label"]
-            s[f"{mname}_nfe10_diffusio_best_dpm"] = b["diffusio_dpm_best"]["discrepancy"]
+    acc = result.get("accuracy")
+    if acc:
+        ch = acc["heldout"]["choice"]
+        s["heldout_choice_diffusio_grid"] = ch["diffusio_default_grid"]["chosen"]
+        s["heldout_choice_diffusio_any"] = ch["diffusio_any_dpm_option"]["chosen"]
+        s["heldout_choice_diffusers_any"] = ch["diffusers_any_builtin_multistep"]["chosen"]
+        s["diffusio_current_default_is_heldout_choice"] = ch["diffusio_current_default"][
+            "is_heldout_choice"]
+        for mname, res in acc["reported"].items():
+            for nfe in ("10", "20"):
+                b = res["nfe"].get(nfe, {}).get("summary")
+                if not b:
+                    continue
+                hc = b.get("heldout_choice", {})
+                pairs = {
+                    "diffusio_default": b["diffusio_default"],
+                    "diffusio_heldout_choice": hc.get("diffusio_any_dpm_option"),
+                    "diffusers_DPM++2M_default": b["diffusers_DPM++2M_default"],
+                    "diffusers_heldout_choice": hc.get("diffusers_any_builtin_multistep"),
+                    "diffusers_in_sample_best": b["in_sample_best_diffusers_multistep"],
+                }
+                for key, entry in pairs.items():
+                    if entry is not None:
+                        s[f"{mname}_nfe{nfe}_{key}"] = entry["discrepancy"]
     for name, block in result.get("overhead", {}).items():
         K = "20" if "20" in block["by_steps"] else next(iter(block["by_steps"]))
         row, fit = block["by_steps"][K], block["fit"]
@@ -583,17 +966,20 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small run (< 1 minute)")
+    ap.add_argument("--quick", action="store_true", help="small run (a few minutes)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "samplers.json"))
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--skip-overhead", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(THREADS)
+    args.n = 4000
     if args.quick:
-        args.n, args.seeds, args.nfes, args.ddpm1000 = 4000, [0, 1], [10, 20], False
+        args.seeds, args.nfes, args.ddpm1000 = [0, 1], [10], False
+        args.heldout_seeds, args.heldout_nfes = [0], [10]
         args.repeats, args.overhead_steps, args.batch = 15, [10, 50], 256
     else:
-        args.n, args.seeds, args.nfes, args.ddpm1000 = 4000, [0, 1, 2, 3, 4], [10, 20, 50], True
+        args.seeds, args.nfes, args.ddpm1000 = [0, 1, 2, 3, 4], [10, 20, 50], True
+        args.heldout_seeds, args.heldout_nfes = [0, 1], [10, 20]
         args.repeats, args.overhead_steps, args.batch = 61, [10, 20, 50], 256
 
     t0 = time.perf_counter()
@@ -604,18 +990,22 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "samplers",
         "quick": args.quick,
+        "command": "benchmarks/samplers.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "environment": environment(THREADS),
         "setup": {
             "process": "vp-linear (table = diffusers linear betas 1e-4..0.02, T=1000)",
             "diffusers_base_config": DIFFUSERS_BASE,
             "diffusers_overrides": "clip_sample=False (DDPM/DDIM), thresholding=False",
             "diffusers_time_map": "diffusers timestep i -> network at t = table.times[i]",
+            "diffusio_default_spacing": make_process("vp-linear").solver_spacing,
             "accuracy": {
                 "model": "exact eps of the mixture (float64)",
                 "n": args.n,
                 "seeds": args.seeds,
+                "heldout_seeds": args.heldout_seeds,
                 "metric": "GaussianMixture.mode_discrepancy (chi-square per dof, exact ~ 1)",
                 "nfe": args.nfes + ([1000] if args.ddpm1000 else []),
+                "heldout_nfe": args.heldout_nfes,
                 "note": "diffusers DPM/UniPC/DEIS steps upcast the state to float32 internally",
             },
             "overhead": {
@@ -635,7 +1025,7 @@ def main(argv: list[str] | None = None) -> int:
         result["overhead"] = overhead(args, log)
     result["summary"] = headline(result)
     result["seconds"] = time.perf_counter() - t0
-    write_json_atomic(args.out, result)
+    write_json_atomic(args.out, result, strict=True)
     print(markdown(result))
     log(f"wrote {args.out}")
     return 0
