@@ -40,6 +40,7 @@ __all__ = [
 NETS: dict[str, str | type[nn.Module]] = {
     "mlp": "diffusio.nets.mlp.TimeMLP",
     "unet": "diffusio.nets.unet.UNet",
+    "csdi": "diffusio.nets.csdi.CSDINet",
 }
 """Network names a config may use -> import path under ``diffusio.nets.`` or a registered class
 (:func:`register_net`). A run's ``config.json`` may also name any class under
