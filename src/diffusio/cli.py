@@ -261,6 +261,15 @@ def _build_commands() -> tuple[Command, ...]:
             positional=("run_dir",), metavars={"data": "NAME|FILE"},
         ),
         command_from_function(
+            "impute", "impute (and forecast) a CSV of time series with CSDI, with uncertainty",
+            c.impute, positional=("data",),
+            metavars={"data": "DATA", "out": "DIR", "run": "RUN"},
+            description="Train CSDI (Tashiro et al. 2021) on the observed entries of DATA (or "
+            "reuse --run), draw --samples imputations of every missing entry and write "
+            "samples.npz, median.csv, q05.csv, q95.csv (the input's header and time column, "
+            "observed values unchanged), imputation.png and imputation.json into DIR.",
+        ),
+        command_from_function(
             "reproduce", "run a paper's reproduction", c.reproduce, positional=("name",),
             flags={"overrides": ("--set",)}, metavars={"out": "DIR", "overrides": "KEY=VALUE"},
         ),

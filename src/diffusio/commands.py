@@ -21,8 +21,9 @@ from typing import Any, Literal
 from diffusio.demo import run as demo  # the `demo` command (standard library imports only)
 
 __all__ = [
-    "DOMAINS", "Domain", "demo", "eval_run", "list_presets", "list_timeline", "load_eval_data",
-    "nll_run", "oracle_demo", "register_domain", "reproduce", "run_domain", "sample_run", "train",
+    "DOMAINS", "Domain", "demo", "eval_run", "impute", "list_presets", "list_timeline",
+    "load_eval_data", "nll_run", "oracle_demo", "register_domain", "reproduce", "run_domain",
+    "sample_run", "train",
 ]  # fmt: skip
 
 SAMPLE_FORMATS = (".npz", ".png")
@@ -466,3 +467,44 @@ def reproduce(
         print(text)
         return text
     return base.reproduce(name, out, quick, list(overrides or ()), progress)
+
+
+def impute(
+    data: str,
+    out: str,
+    run: str | None = None,
+    samples: int = 100,
+    sampler: str = "ddpm",
+    steps: int | None = None,
+    horizon: int = 0,
+    window: int | None = None,
+    train_steps: int | None = None,
+    seed: int = 0,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Impute the missing values of a table of time series with CSDI (Tashiro et al. 2021) and
+    write samples.npz, median.csv, q05.csv, q95.csv, imputation.png and imputation.json.
+
+    Args:
+        data: a .csv (rows = time steps, columns = features, empty or NaN = missing, an
+            optional first time column) or an .npz (array 'values' (T, K))
+        out: output folder (a model trained here goes into DIR/run)
+        run: reuse this trained run (e.g. DIR/run of an earlier call) instead of training
+        samples: imputations drawn per missing value
+        sampler: sampler name (ddpm: the paper's ancestral sampler; ddim, dpm-solver++ take
+            fewer steps)
+        steps: sampler steps (default: the sampler's own; ddpm and ddim: all 50)
+        horizon: also forecast this many steps past the end
+        window: window length in steps (default 36, or the whole series when shorter, or
+            the run's)
+        train_steps: training steps (default 1000)
+        seed: random seed (training and sampling)
+        force: overwrite the outputs already in DIR (and retrain DIR/run if it no longer fits)
+        progress: show progress bars
+    """
+    from diffusio.timeseries.impute import impute_file
+
+    return impute_file(data, out, run=run, samples=samples, sampler=sampler, steps=steps,
+                       horizon=horizon, window=window, train_steps=train_steps, seed=seed,
+                       force=force, progress=progress)  # fmt: skip
