@@ -270,6 +270,15 @@ def _build_commands() -> tuple[Command, ...]:
             "observed values unchanged), imputation.png and imputation.json into DIR.",
         ),
         command_from_function(
+            "generate-series", "draw new time-series windows from a saved generator",
+            c.generate_series, positional=("run",), metavars={"run": "RUN", "out": "FILE"},
+            description="Draw --n windows from a generator saved by diffusio.timeseries.tsgm.save "
+            "(TSGM, DataDDPM, GaussianBaseline or VARBaseline; e.g. models/sines-tsgm-vp of a "
+            "tsgm-2023 reproduction) and write them to FILE: .npz (array 'samples' (N, L, D) and "
+            "'columns') or .csv (window, step, one column per feature), in the data's own units "
+            "when the run keeps its min-max scale (series.json), else min-max scaled.",
+        ),
+        command_from_function(
             "reproduce", "run a paper's reproduction", c.reproduce, positional=("name",),
             flags={"overrides": ("--set",)}, metavars={"out": "DIR", "overrides": "KEY=VALUE"},
         ),

@@ -21,9 +21,9 @@ from typing import Any, Literal
 from diffusio.demo import run as demo  # the `demo` command (standard library imports only)
 
 __all__ = [
-    "DOMAINS", "Domain", "demo", "eval_run", "impute", "list_presets", "list_timeline",
-    "load_eval_data", "nll_run", "oracle_demo", "register_domain", "reproduce", "run_domain",
-    "sample_run", "train",
+    "DOMAINS", "Domain", "demo", "eval_run", "generate_series", "impute", "list_presets",
+    "list_timeline", "load_eval_data", "nll_run", "oracle_demo", "register_domain", "reproduce",
+    "run_domain", "sample_run", "train",
 ]  # fmt: skip
 
 SAMPLE_FORMATS = (".npz", ".png")
@@ -508,3 +508,38 @@ def impute(
     return impute_file(data, out, run=run, samples=samples, sampler=sampler, steps=steps,
                        horizon=horizon, window=window, train_steps=train_steps, seed=seed,
                        force=force, progress=progress)  # fmt: skip
+
+
+def generate_series(
+    run: str,
+    n: int,
+    out: str,
+    seed: int = 0,
+    sampler: str | None = None,
+    steps: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Draw new windows of time series from a saved generator (Lim et al.'s latent TSGM, the
+    data-space DDPM, or the Gaussian / VAR baselines) and write them in the data's own units.
+
+    Args:
+        run: a folder written by diffusio.timeseries.tsgm.save (e.g. models/sines-tsgm-vp
+            in the output of diffusio reproduce tsgm-2023)
+        n: number of windows to draw
+        out: output .npz (array 'samples' (N, L, D), 'columns') or .csv (long format: window,
+            step, one column per feature)
+        seed: random seed (the same seed gives the same windows)
+        sampler: sampler of the neural generators (default: the run's own)
+        steps: sampler steps (default: the run's own)
+        force: overwrite FILE if it exists
+        progress: show progress bars
+    """
+    from diffusio.timeseries.generate import generate_file
+
+    summary = generate_file(run, n, out, seed=seed, sampler=sampler, steps=steps, force=force,
+                            progress=progress)  # fmt: skip
+    n_, length, features = summary["shape"]
+    print(f"wrote {n_} windows of {length} steps x {features} features ({summary['units']} "
+          f"units) from a {summary['generator']} to {summary['path']}")
+    return summary
