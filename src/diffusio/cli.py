@@ -1,5 +1,7 @@
 """The ``diffusio`` command line: ``diffusio list | demo | oracle-demo | train | sample | eval |
-nll | reproduce``.
+nll | impute | generate-series | reproduce`` (``impute``: CSDI on a user's table of time series,
+:mod:`diffusio.timeseries.impute`; ``generate-series``: windows from a saved time-series
+generator, :mod:`diffusio.timeseries.generate`).
 
 Each subcommand is a :class:`Command`: a name, a one-line help, a function adding its arguments
 to its subparser, and a function running it from the parsed arguments and returning an exit
