@@ -11,6 +11,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from cli_helpers import one_line_error, run_command
 
 from diffusio.cli import main
 from diffusio.timeseries.generate import SERIES_FILE, load_run, save_generator
@@ -67,17 +68,11 @@ def runs(tmp_path_factory, data):
 
 
 def _run(capsys, *args):
-    code = main(["generate-series", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_command(capsys, "generate-series", *args)
 
 
 def _one_line_error(capsys, *args) -> str:
-    code, _, err = _run(capsys, *args)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("diffusio: error: "), err
-    return lines[0]
+    return one_line_error(capsys, "generate-series", *args)
 
 
 def _npz(path):

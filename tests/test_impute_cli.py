@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from cli_helpers import one_line_error, run_command
 
 from diffusio.cli import main
 from diffusio.io import read_safetensors
@@ -24,17 +25,11 @@ FAST = ["--train-steps", "20", "--samples", "5", "--sampler", "dpm-solver++", "-
 
 
 def _run(capsys, *args):
-    code = main(["impute", *map(str, args)])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_command(capsys, "impute", *args)
 
 
 def _one_line_error(capsys, *args) -> str:
-    code, _, err = _run(capsys, *args)
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("diffusio: error: "), err
-    return lines[0]
+    return one_line_error(capsys, "impute", *args)
 
 
 def _user_table(n=40, seed=0, features=("load", "temp", "price")):
