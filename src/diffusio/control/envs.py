@@ -1,0 +1,102 @@
+"""The control environments by name: :func:`make_env` and :func:`check_observation`.
+
+=====================  =====================================================================
+name                   environment
+=====================  =====================================================================
+``pointmaze-umaze``    gymnasium-robotics ``PointMaze_UMaze-v3`` (D4RL maze2d-umaze layout,
+                       300 steps), flattened by :class:`~diffusio.control.pointmaze.FlatPointMaze`
+``pointmaze-medium``   ``PointMaze_Medium-v3`` (maze2d-medium, 600 steps)
+``pointmaze-large``    ``PointMaze_Large-v3`` (maze2d-large, 800 steps)
+``lunarlander``        gymnasium ``LunarLanderContinuous-v3`` (8-D state, 2-D action, 1000 steps)
+``point2d``            :class:`~diffusio.control.point2d.Point2DEnv`, our 2-D point mass
+=====================  =====================================================================
+
+PointMaze is single-task by default, as D4RL's maze2d: the goal is D4RL's goal cell (``G`` in
+D4RL's maze strings; :data:`~diffusio.control.pointmaze.D4RL_GOAL_CELLS`) plus PointMaze's
+uniform +-0.25 m jitter, and the start is a random other cell. ``random_goal=True`` draws a new
+goal cell every reset instead (Diffuser's "Multi2D"). The observation is the flat vector
+``[x, y, vx, vy, goal_x, goal_y]`` (``include_goal=False``: ``[x, y, vx, vy]``) in PointMaze's
+centred metres. The sparse reward is 1 within 0.45 m of the goal (D4RL: 0.5) and the task
+continues after reaching it, so a return counts the steps spent at the goal.
+
+The simulators need the ``control`` extra; they are imported when an environment is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ENV_NAMES", "OBSERVATION_DIMS", "POINTMAZE_IDS", "check_observation", "make_env"]
+
+#: PointMaze names -> gymnasium-robotics ids.
+POINTMAZE_IDS = {
+    "pointmaze-umaze": "PointMaze_UMaze-v3",
+    "pointmaze-medium": "PointMaze_Medium-v3",
+    "pointmaze-large": "PointMaze_Large-v3",
+}
+LUNARLANDER_ID = "LunarLanderContinuous-v3"
+ENV_NAMES = (*POINTMAZE_IDS, "lunarlander", "point2d")
+
+#: The observation widths each environment produces (the last axis), and what they hold.
+OBSERVATION_DIMS: dict[str, tuple[tuple[int, ...], str]] = {
+    **{
+        name: ((4, 6), "[x, y, vx, vy] or [x, y, vx, vy, goal_x, goal_y]") for name in POINTMAZE_IDS
+    },
+    "lunarlander": ((8,), "[x, y, vx, vy, angle, angular velocity, left leg, right leg]"),
+    "point2d": ((4, 6), "[x, y, vx, vy] or [x, y, vx, vy, goal_x, goal_y]"),
+}
+
+
+def _check_name(name: str) -> str:
+    if name not in ENV_NAMES:
+        raise ValueError(f"unknown environment {name!r}; valid names: {', '.join(ENV_NAMES)}")
+    return name
+
+
+def make_env(name: str, **kw: Any) -> Any:
+    """A new ``gymnasium.Env`` by name (see the module docstring for the names).
+
+    PointMaze options: ``random_goal`` (default False: D4RL's fixed goal), ``goal_cell``
+    (another fixed (row, col) goal), ``include_goal`` (default True); the rest (``maze_map``,
+    ``max_episode_steps``, ``reward_type``, ``continuing_task``, ``render_mode``...) go to
+    ``gymnasium.make``. ``lunarlander`` passes ``kw`` to ``gymnasium.make``; ``point2d`` to
+    :class:`~diffusio.control.point2d.Point2DEnv`. An unknown name raises ValueError listing the
+    valid ones.
+    """
+    _check_name(name)
+    if name in POINTMAZE_IDS:
+        from .pointmaze import make_pointmaze
+
+        return make_pointmaze(POINTMAZE_IDS[name], **kw)
+    if name == "lunarlander":
+        import gymnasium
+
+        return gymnasium.make(LUNARLANDER_ID, **kw)
+    from .point2d import Point2DEnv
+
+    return Point2DEnv(**kw)
+
+
+def check_observation(env_name: str, obs: Any) -> np.ndarray:
+    """``obs`` as a float array after checking it fits ``env_name``: its last axis is one of
+    the environment's observation widths (a batch ``(..., D)`` is fine) and every entry is
+    finite. Raises one ValueError saying what is wrong (policies call this on their input)."""
+    _check_name(env_name)
+    dims, layout = OBSERVATION_DIMS[env_name]
+    try:
+        arr = np.asarray(obs, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{env_name}: observation is not an array of numbers ({err})") from None
+    if arr.ndim == 0 or arr.shape[-1] not in dims:
+        widths = " or ".join(f"(..., {d})" for d in dims)
+        raise ValueError(
+            f"{env_name}: observation has shape {arr.shape}, expected {widths}: {layout}"
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(arr[where]) else "inf"
+        raise ValueError(f"{env_name}: observation contains {kind} (first at index {where})")
+    return arr

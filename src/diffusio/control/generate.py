@@ -1,0 +1,179 @@
+"""The data recipes behind :func:`~diffusio.control.datasets.make_dataset` (see
+``docs/control.md``). Each returns ``(arrays, details)``: D4RL-style arrays (``observations``,
+``actions``, ``rewards``, ``terminals``, ``timeouts``, ``next_observations`` and a per-step
+label array) and what the manifest records about the recipe. Every random draw comes from the
+seed, so a seed gives bit-identical arrays (on one platform and library versions).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from .scores import SKILL_CYCLE
+
+__all__ = ["BEHAVIORS", "SKILL_NAMES", "lunarlander_mixed", "point2d_skills", "pointmaze_stream"]
+
+#: lunarlander-mixed's behaviours, episode ``i`` uses ``BEHAVIORS[i % 5]``: (policy, noise std).
+BEHAVIORS = (("heuristic", 0.0), ("heuristic", 0.3), ("heuristic", 0.6), ("heuristic", 1.0),
+             ("random", None))  # fmt: skip
+#: point2d-skills' skills, episode ``i`` uses ``SKILL_NAMES[i % 4]``.
+SKILL_NAMES = SKILL_CYCLE
+SKILL_NOISE = 0.3
+
+
+class _Recorder:
+    """Transitions appended one at a time, turned into float32 / bool / int8 arrays."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.rows: dict[str, list[Any]] = {k: [] for k in (
+            "observations", "actions", "rewards", "next_observations", "terminals", "timeouts",
+            label)}  # fmt: skip
+
+    def add(self, obs: Any, action: Any, reward: float, next_obs: Any, terminal: bool,
+            timeout: bool, label: Any) -> None:  # fmt: skip
+        for key, value in zip(self.rows, (obs, action, reward, next_obs, terminal, timeout, label),
+                              strict=True):  # fmt: skip
+            self.rows[key].append(value)
+
+    def __len__(self) -> int:
+        return len(self.rows["rewards"])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {k: np.asarray(v, dtype=np.float32) for k, v in self.rows.items()
+               if k not in ("terminals", "timeouts", self.label)}  # fmt: skip
+        out["terminals"] = np.asarray(self.rows["terminals"], dtype=bool)
+        out["timeouts"] = np.asarray(self.rows["timeouts"], dtype=bool)
+        labels = np.asarray(self.rows[self.label])
+        out[self.label] = labels.astype(np.float32 if labels.dtype.kind == "f" else np.int8)
+        if len(self):
+            out["timeouts"][-1] |= ~out["terminals"][-1]  # the data ends: close the last episode
+        return out
+
+
+def _bar(total: int, unit: str, desc: str, progress: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit=unit, desc=desc, disable=not progress, leave=False)
+
+
+def pointmaze_stream(name: str, seed: int, steps: int | None, episodes: int | None,
+                     noise: float = 0.0, progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+    """D4RL's maze2d recipe (``scripts/generation/generate_maze2d_datasets.py``): one
+    continuous stream; the waypoint controller drives to a goal (a random free cell's centre
+    plus U(-0.25, 0.25) m per axis; D4RL: +-0.1 cells); when it reports ``solved`` or after
+    ``max_episode_steps`` steps with that goal, the step is marked a timeout (an episode cut,
+    not a terminal: the point mass never terminates) and a new goal is drawn; the point keeps
+    moving from where it is. Stops after ``steps`` steps or ``episodes`` goals. Labels:
+    ``goals`` (the goal of each step). Unlike D4RL's script, the observation after a goal
+    switch is the real next state (D4RL repeated the previous one)."""
+    from .controllers import WaypointController
+    from .envs import make_env
+    from .pointmaze import free_cells, grid_to_xy, set_goal
+
+    env = make_env(name, include_goal=False)
+    base, horizon = env.unwrapped, int(env.spec.max_episode_steps)
+    env_seed, ctl_seed, goal_seed = (int(s >> 1) for s in
+                                     np.random.SeedSequence(seed).generate_state(3))  # fmt: skip
+    controller = WaypointController.from_env(env, noise=noise)
+    cells, rng = free_cells(env), np.random.default_rng(goal_seed)
+
+    def new_goal() -> np.ndarray:
+        goal = grid_to_xy(env, cells[rng.integers(len(cells))]) + rng.uniform(-0.25, 0.25, 2)
+        set_goal(env, goal)
+        return goal
+
+    obs, _ = env.reset(seed=env_seed)
+    controller.reset(ctl_seed)
+    goal, since, done_goals, rec = new_goal(), 0, 0, _Recorder("goals")
+    limit = steps if steps is not None else np.inf
+    bar = _bar(steps or episodes or 0, "step" if steps else "episode", name, progress)
+    while len(rec) < limit and (episodes is None or done_goals < episodes):
+        action = controller.act(obs, goal)
+        cut = controller.solved or since >= horizon
+        next_dict, reward, *_ = base.step(action)  # sparse: 1 within 0.45 m of this goal
+        next_obs = next_dict["observation"]
+        rec.add(obs, action, float(reward), next_obs, False, cut, goal)
+        since += 1
+        if cut:
+            goal, since, done_goals = new_goal(), 0, done_goals + 1
+        obs = next_obs
+        if steps or cut:
+            bar.update(1)
+    bar.close()
+    env.close()
+    details = {"controller": {"name": "d4rl-waypoint", "noise": noise, "p_gain": 10.0,
+                              "d_gain": -1.0, "solve_thresh": 0.1, "vel_thresh": 0.1,
+                              "q_iterations": 50, "gamma": 0.99, "jitter": "-U(0, 0.2) per axis"},
+               "max_episode_steps": horizon, "goals": int(done_goals)}  # fmt: skip
+    return rec.arrays(), details
+
+
+def _episodes(make_policy: Any, make_env_for: Any, seed: int, steps: int | None,
+              episodes: int | None, rec: Any, desc: str, progress: bool) -> None:  # fmt: skip
+    """Whole episodes ``i = 0, 1, ...`` (seeds :func:`~diffusio.control.scores.episode_seed`)
+    until ``episodes`` episodes or at least ``steps`` steps."""
+    from .scores import episode_seed
+
+    bar = _bar(steps or episodes or 0, "step" if steps else "episode", desc, progress)
+    for i in itertools.count():
+        if (episodes is not None and i >= episodes) or (steps is not None and len(rec) >= steps):
+            break
+        env, (policy, label) = make_env_for(i), make_policy(i)
+        env_seed, policy_seed = episode_seed(seed, i)
+        obs, _ = env.reset(seed=env_seed)
+        policy.reset(policy_seed)
+        done, before = False, len(rec)
+        while not done:
+            action = policy.act(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+            rec.add(obs, action, reward, next_obs, terminated, truncated and not terminated, label)
+            obs = next_obs
+        bar.update(len(rec) - before if steps else 1)
+    bar.close()
+
+
+def lunarlander_mixed(seed: int, steps: int | None, episodes: int | None,
+                      progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+    """Mixed-quality LunarLanderContinuous-v3: episode ``i`` runs ``BEHAVIORS[i % 5]`` (the
+    heuristic with N(0, sigma^2) action noise, sigma in {0, 0.3, 0.6, 1.0}, or uniform random
+    actions) until it lands, crashes (``terminals``) or reaches 1000 steps (``timeouts``).
+    Labels: ``behaviors`` (index into ``BEHAVIORS``)."""
+    from .controllers import LunarLanderHeuristic, RandomPolicy
+    from .envs import make_env
+
+    env = make_env("lunarlander")
+    policies = [LunarLanderHeuristic(n) if kind == "heuristic" else RandomPolicy()
+                for kind, n in BEHAVIORS]  # fmt: skip
+    rec = _Recorder("behaviors")
+    _episodes(lambda i: (policies[i % len(BEHAVIORS)], i % len(BEHAVIORS)), lambda i: env, seed,
+              steps, episodes, rec, "lunarlander-mixed", progress)  # fmt: skip
+    env.close()
+    names = [f"heuristic+N(0,{n}^2)" if kind == "heuristic" else "random" for kind, n in BEHAVIORS]
+    return rec.arrays(), {
+        "controller": {"name": "lunarlander-heuristic-mixed", "behaviors": names},
+        "labels": {"behaviors": names},
+    }
+
+
+def point2d_skills(seed: int, steps: int | None, episodes: int | None,
+                   progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+    """point2d skill episodes: episode ``i`` runs skill ``SKILL_NAMES[i % 4]`` (20 steps from
+    near the origin, full force along the skill's direction plus N(0, 0.3^2)). Labels:
+    ``skills`` (index into ``SKILL_NAMES``)."""
+    from .controllers import Point2DController
+    from .envs import make_env
+
+    envs = [make_env("point2d", skill=s) for s in SKILL_NAMES]
+    policies = [Point2DController(skill=s, noise=SKILL_NOISE) for s in SKILL_NAMES]
+    rec, k = _Recorder("skills"), len(SKILL_NAMES)
+    _episodes(lambda i: (policies[i % k], i % k), lambda i: envs[i % k], seed, steps, episodes,
+              rec, "point2d-skills", progress)  # fmt: skip
+    return rec.arrays(), {
+        "controller": {"name": "point2d-skill-script", "noise": SKILL_NOISE},
+        "labels": {"skills": list(SKILL_NAMES)},
+    }
