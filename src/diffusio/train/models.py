@@ -41,6 +41,8 @@ NETS: dict[str, str | type[nn.Module]] = {
     "mlp": "diffusio.nets.mlp.TimeMLP",
     "unet": "diffusio.nets.unet.UNet",
     "csdi": "diffusio.nets.csdi.CSDINet",
+    "temporal-unet": "diffusio.nets.temporal.TemporalUNet",
+    "temporal-value": "diffusio.nets.temporal.ValueNetwork",
 }
 """Network names a config may use -> import path under ``diffusio.nets.`` or a registered class
 (:func:`register_net`). A run's ``config.json`` may also name any class under
