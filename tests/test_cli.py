@@ -353,7 +353,8 @@ def test_each_command_passes_exactly_its_functions_parameters():
                  "eval": commands.eval_run, "nll": commands.nll_run,
                  "reproduce": commands.reproduce, "impute": commands.impute,
                  "generate-series": commands.generate_series,
-                 "make-dataset": commands.make_dataset}  # fmt: skip
+                 "make-dataset": commands.make_dataset,
+                 "rollout": commands.rollout}  # fmt: skip
     assert {c.name for c in cli.COMMANDS} == set(functions)
     for command in cli.COMMANDS:
         parser = argparse.ArgumentParser()

@@ -1,8 +1,9 @@
 """The ``diffusio`` command line: ``diffusio list | demo | oracle-demo | train | sample | eval |
-nll | impute | generate-series | make-dataset | reproduce`` (``impute``: CSDI on a user's table
+nll | impute | generate-series | make-dataset | rollout | reproduce`` (``impute``: CSDI on a user's table
 of time series, :mod:`diffusio.timeseries.impute`; ``generate-series``: windows from a saved
 time-series generator, :mod:`diffusio.timeseries.generate`; ``make-dataset``: offline control
-datasets, :mod:`diffusio.control.datasets`).
+datasets, :mod:`diffusio.control.datasets`; ``rollout``: a trained policy in its environment,
+:mod:`diffusio.control.policies`).
 
 Each subcommand is a :class:`Command`: a name, a one-line help, a function adding its arguments
 to its subparser, and a function running it from the parsed arguments and returning an exit
@@ -289,6 +290,11 @@ def _build_commands() -> tuple[Command, ...]:
         command_from_function(
             "make-dataset", "generate an offline control dataset (PointMaze, LunarLander, point2d)",
             c.make_dataset, positional=("name",), metavars={"name": "NAME", "out": "FILE"},
+        ),
+        command_from_function(
+            "rollout", "run a trained policy in its environment (returns, scores, success)",
+            c.rollout, positional=("run",), metavars={"run": "RUN", "env": "NAME",
+                                                      "out": "FILE.json"},
         ),
         command_from_function(
             "reproduce", "run a paper's reproduction", c.reproduce, positional=("name",),

@@ -22,7 +22,7 @@ from diffusio.demo import run as demo  # the `demo` command (standard library im
 
 __all__ = [
     "DOMAINS", "Domain", "demo", "eval_run", "generate_series", "impute", "list_presets",
-    "list_timeline", "load_eval_data", "make_dataset", "nll_run", "oracle_demo",
+    "list_timeline", "load_eval_data", "make_dataset", "nll_run", "oracle_demo", "rollout",
     "register_domain", "reproduce", "run_domain", "sample_run", "train",
 ]  # fmt: skip
 
@@ -575,3 +575,44 @@ def make_dataset(
     line = summary_line(path)
     print(line)
     return line
+
+
+def rollout(
+    run: str,
+    env: str | None = None,
+    episodes: int = 10,
+    seed: int = 0,
+    out: str | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run a trained policy (diffusio.control.load_policy) for N episodes and print its mean
+    return and normalised score with their standard errors, the success rate and the planning
+    time per decision; --out writes every episode's return, score, success and steps as JSON.
+
+    Args:
+        run: the trained run directory
+        env: environment name (default: the one the run was trained on)
+        episodes: number of episodes
+        seed: episode seeds derive from it
+        out: JSON file for the per-episode results
+        sampler: planning sampler (default: the run's; e.g. ddim, dpm-solver++)
+        steps: planning sampler steps
+        progress: show a progress bar
+    """
+    from diffusio.control.policies import evaluate, load_policy
+    from diffusio.io import write_json_atomic
+
+    options = {k: v for k, v in (("sampler", sampler), ("steps", steps)) if v is not None}
+    policy = load_policy(run, **options)
+    name = env or policy.env
+    result = evaluate(policy, name, episodes, seed, progress=progress)
+    if out is not None:
+        write_json_atomic(out, {"run": str(run), **result})
+    print(f"{name}: return {result['return_mean']:.2f} +/- {result['return_se']:.2f}, score "
+          f"{result['score_mean']:.1f} +/- {result['score_se']:.1f}, success "
+          f"{result['success_rate']:.0%} over {episodes} episodes; "
+          f"{result['seconds_per_decision'] * 1e3:.1f} ms per decision"
+          + (f"; wrote {out}" if out else ""))  # fmt: skip
+    return result

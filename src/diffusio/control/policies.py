@@ -1,0 +1,109 @@
+"""One policy interface for every trained planner: :func:`load_policy` and :func:`evaluate`.
+
+A policy has ``reset(seed)`` and ``act(observation) -> action`` for the environment it was
+trained on (any gymnasium user can call it in their own loop). :func:`evaluate` is the
+runner (diffusion_policy's ``env_runner.run(policy) -> dict``): episodes seeded by
+:func:`~diffusio.control.scores.episode_seed`, per-episode return, D4RL's normalised score,
+success and steps, and the planning time per decision where the policy records it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["POLICY_KINDS", "evaluate", "load_policy"]
+
+#: Run descriptions load_policy understands: the file it reads and the policy it builds.
+POLICY_KINDS = {"diffuser.json": "Diffuser (maze: plan once, PD tracker)"}
+
+
+def load_policy(run_dir: str | os.PathLike, **options: Any) -> Any:
+    """The policy of a trained run directory (``options`` go to its constructor, e.g.
+    ``execute="actions"`` or ``sampler="ddim", steps=16`` for Diffuser). The policy's
+    ``env`` attribute names the environment it was trained on."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: run directory not found")
+    if (run / "diffuser.json").is_file():
+        from .diffuser import load_diffuser_run, maze_policy
+
+        _, info = load_diffuser_run(run)
+        policy = maze_policy(run, **options)
+        policy.env = info["env"]
+        return policy
+    raise ValueError(
+        f"{run}: not a policy run (none of {', '.join(POLICY_KINDS)} found); train one with a "
+        "planning reproduction"
+    )
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    if len(values) == 0:
+        return math.nan, math.nan
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+    return float(values.mean()), se
+
+
+def evaluate(
+    policy: Any,
+    env_name: str,
+    episodes: int,
+    seed: int = 0,
+    *,
+    env_options: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run ``episodes`` episodes of ``policy`` in ``env_name`` (each until terminated or
+    truncated) and return ``{"episodes": [{"return", "score", "success", "steps"}, ...],
+    "return_mean", "return_se", "score_mean", "score_se", "success_rate",
+    "seconds_per_decision", "planning_seconds"}``; a bad observation from the environment or an
+    action of the wrong shape raises one-line ValueErrors."""
+    from tqdm.auto import tqdm
+
+    from .envs import check_observation, make_env
+    from .scores import episode_seed, normalized_score
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env = make_env(env_name, **dict(env_options or {}))
+    shape = env.action_space.shape
+    rows, decisions, seconds = [], 0, 0.0
+    for i in tqdm(range(episodes), desc=f"rollout {env_name}", disable=not progress):
+        env_seed, policy_seed = episode_seed(seed, i)
+        obs, _ = env.reset(seed=env_seed)
+        policy.reset(policy_seed)
+        total, steps, success, done = 0.0, 0, False, False
+        while not done:
+            check_observation(env_name, obs)
+            start = time.perf_counter()
+            action = np.asarray(policy.act(obs), dtype=np.float32)
+            seconds += time.perf_counter() - start
+            decisions += 1
+            if action.shape != shape or not np.all(np.isfinite(action)):
+                raise ValueError(f"the policy's action must be {shape} finite values, got "
+                                 f"{action.shape}")  # fmt: skip
+            obs, reward, terminated, truncated, info = env.step(action)
+            total, steps = total + float(reward), steps + 1
+            success = success or bool(info.get("success", info.get("is_success", False)))
+            done = terminated or truncated
+        rows.append({"return": total, "steps": steps, "success": success})
+    env.close()
+    returns = np.array([r["return"] for r in rows])
+    scores = np.asarray(normalized_score(env_name, returns)).reshape(-1)
+    for row, score in zip(rows, scores, strict=True):
+        row["score"] = float(score)
+    r_mean, r_se = _mean_se(returns)
+    s_mean, s_se = _mean_se(scores)
+    return {
+        "env": env_name, "seed": seed, "episodes": rows, "return_mean": r_mean,
+        "return_se": r_se, "score_mean": s_mean, "score_se": s_se,
+        "success_rate": float(np.mean([r["success"] for r in rows])),
+        "seconds_per_decision": seconds / max(decisions, 1),
+        "planning_seconds": list(getattr(policy, "planning_seconds", [])),
+    }  # fmt: skip
