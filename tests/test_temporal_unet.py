@@ -282,3 +282,14 @@ def test_overfits_four_trajectories():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 20
+
+
+def test_the_trainer_fills_in_the_transition_dim_and_keeps_the_width():
+    """A sequence net's ``dim`` is its base width, not the data's size; the data decide
+    ``transition_dim`` (the last axis)."""
+    from diffusio.train.config import TrainConfig
+    from diffusio.train.models import _net_options
+
+    config = TrainConfig.from_dict({"net": "temporal-unet", "net_options": {}, "data": "x"})
+    options = _net_options(config, (8, 6))
+    assert options == {"transition_dim": 6}

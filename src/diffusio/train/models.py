@@ -111,7 +111,8 @@ def _net_options(
     classes: int | None = None,
     data_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``net_options`` with what the data decide filled in (unless set): ``dim`` (vectors; the
+    """``net_options`` with what the data decide filled in (unless set): ``transition_dim``
+    (sequences (H, D): D; such a net's ``dim`` is its width) or ``dim`` (vectors; the
     product of the example shape) or ``in_channels`` and ``image_size`` (images), ``num_classes``
     for a class-conditional model, the dataset's ``net_options`` the network takes, and twice
     the output width (``out_dim`` / ``out_channels``) for a learned-variance model. The data
@@ -119,14 +120,18 @@ def _net_options(
     options then come with them; the trainer always passes all three)."""
     options = dict(config.net_options)
     parameters = inspect.signature(_net_class(config.net)).parameters
-    wanted = {"dim", "in_channels", "image_size", "num_classes"} & set(parameters)
+    wanted = {"transition_dim", "in_channels", "image_size", "num_classes"} & set(parameters)
+    if "transition_dim" not in parameters and "dim" in parameters:
+        wanted.add("dim")
     if any(k not in options for k in wanted) and (shape is None or (
             config.class_conditional and classes is None)):  # fmt: skip
         shape, classes, data_options = _from_data(config)
     for key, value in (data_options or {}).items():
         if key in parameters and key not in options:
             options[key] = value
-    if "dim" in parameters and "dim" not in options:
+    if "transition_dim" in parameters and "transition_dim" not in options:
+        options["transition_dim"] = int(shape[-1])  # sequences (N, H, D): D
+    elif "dim" in parameters and "dim" not in options:  # a sequence net's dim is its width
         options["dim"] = int(math.prod(shape))
     if "in_channels" in parameters and "in_channels" not in options:
         if len(shape) != 3:
