@@ -20,13 +20,17 @@ import numpy as np
 __all__ = ["POLICY_KINDS", "evaluate", "load_policy"]
 
 #: Run descriptions load_policy understands: the file it reads and the policy it builds.
-POLICY_KINDS = {"diffuser.json": "Diffuser (maze: plan once, PD tracker)"}
+POLICY_KINDS = {
+    "diffuser.json": "Diffuser (maze: plan once, PD tracker)",
+    "bc.json": "a baseline of diffusio.control.baselines (BC, %BC, GCBC)",
+}
 
 
 def load_policy(run_dir: str | os.PathLike, **options: Any) -> Any:
     """The policy of a trained run directory (``options`` go to its constructor, e.g.
-    ``execute="actions"`` or ``sampler="ddim", steps=16`` for Diffuser). The policy's
-    ``env`` attribute names the environment it was trained on."""
+    ``execute="actions"`` or ``sampler="ddim", steps=16`` for Diffuser; ``weights="model"``
+    for a baseline, which takes no other option). The policy's ``env`` attribute names the
+    environment it was trained on."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: run directory not found")
@@ -37,6 +41,14 @@ def load_policy(run_dir: str | os.PathLike, **options: Any) -> Any:
         policy = maze_policy(run, **options)
         policy.env = info["env"]
         return policy
+    if (run / "bc.json").is_file():
+        from .baselines import bc_policy
+
+        unknown = sorted(set(options) - {"weights"})
+        if unknown:
+            raise ValueError(f"{run}: a baseline policy takes only the option weights "
+                             f"('ema' or 'model'), not {', '.join(unknown)}")  # fmt: skip
+        return bc_policy(run, **options)
     raise ValueError(
         f"{run}: not a policy run (none of {', '.join(POLICY_KINDS)} found); train one with a "
         "planning reproduction"
