@@ -32,6 +32,9 @@ Composable pieces (the samplers hold no state between calls):
   :mod:`~diffusio.core.samplers.callbacks`); :class:`X0Trace` records x0 along a chain.
 * :func:`reverse_step`: the DDPM/DDIM family's single step, with its Gaussian mean and std;
   :func:`gaussian_log_prob` gives its exact log-probability.
+* ``noise_scale=`` (ddpm, ddim, :func:`reverse_step`; default 1): multiplies the std of the
+  injected noise, keeping the kernel mean (low-temperature sampling; Decision Diffuser, Ajay et
+  al. 2023, samples with 0.5). ``noise_scale=0`` walks the chain of kernel means.
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ the forward posterior q(x_s | x_t, x0) with x0 and eps from the model. For any p
   model with ``variance_head="learned"``). ``variance=`` is the older spelling of
   ``kernel_variance=``, still accepted.
 
+``noise_scale`` (both samplers and :func:`reverse_step`; default 1) multiplies the std of the
+injected noise, leaving the mean alone: sampling at a lower temperature, as Decision Diffuser's
+code does with 0.5 (Ajay et al. 2023, their ``p_sample``). ``noise_scale=0`` walks the chain of
+kernel means; a step's reported ``std`` is the scaled one (so :func:`gaussian_log_prob` is the
+log-density of the kernel actually sampled).
+
 ``steps`` counts network evaluations: the last one maps the least-noisy grid state to clean data
 (the final step of Algorithm 2, ``z = 0``). With ``discrete=True`` (default) the times are a
 subsequence of the process's table (``timesteps=[...]`` picks table indices explicitly);
@@ -175,6 +181,14 @@ def ddpm_rule(kernel_variance: str) -> Rule:
     return rule
 
 
+def check_noise_scale(noise_scale: float) -> float:
+    """``noise_scale`` as a float, validated: finite and non-negative."""
+    noise_scale = float(noise_scale)
+    if not (math.isfinite(noise_scale) and noise_scale >= 0):
+        raise ValueError(f"noise_scale must be finite and non-negative, got {noise_scale}")
+    return noise_scale
+
+
 def _step(
     ctx: SamplingContext,
     x: Tensor,
@@ -183,10 +197,12 @@ def _step(
     rule: Rule,
     learned: bool = False,
     noise: Tensor | None = None,
+    noise_scale: float = 1.0,
 ) -> tuple[ReverseStep, Prediction]:
     """The one DDPM/DDIM step of every sampler of this family and of :func:`reverse_step`:
     x_s = a_s x0 + c_eps eps + std z through the posterior q(x_s | x_t, x0) (module docstring);
-    ``s = None`` is the step to clean data (x0, std 0). ``noise`` replaces the drawn z."""
+    ``s = None`` is the step to clean data (x0, std 0). ``noise`` replaces the drawn z;
+    ``noise_scale`` multiplies std (not the mean's coefficients)."""
     ctx.next_time = s
     pred = ctx.predict(x, t)
     if s is None:
@@ -208,6 +224,8 @@ def _step(
             pred.variance_interp, math.log(transition), math.log(max(var_post, 1e-300))
         )
         std = torch.exp(0.5 * logvar)
+    if noise_scale != 1.0:
+        std = std * noise_scale
     mean = pred.combine(a_s, mean_std)
     draw = learned or (bool((std > 0).any()) if isinstance(std, Tensor) else std > 0)
     if not draw:
@@ -223,13 +241,14 @@ def _posterior_run(
     rule: Rule,
     learned: bool = False,
     callback: Callback | None = None,
+    noise_scale: float = 1.0,
 ) -> Tensor:
     """Walk x down ``times`` with :func:`_step`, the last step to clean data."""
     if not isinstance(times[0], Tensor):
         ctx.precompute(times)
     for i in ctx.steps(len(times), desc="sampling"):
         t, s = times[i], times[i + 1] if i + 1 < len(times) else None
-        step, pred = _step(ctx, x, t, s, rule, learned)
+        step, pred = _step(ctx, x, t, s, rule, learned, noise_scale=noise_scale)
         if callback is not None:
             notify(callback, i=i, t=t, t_next=s, x=x, pred=pred, **step._asdict())
         if s is None:
@@ -248,17 +267,20 @@ def ddim(
     spacing: str = "time",
     times: TimeGrid | None = None,
     callback: Callback | None = None,
+    noise_scale: float = 1.0,
 ) -> Tensor:
     """DDIM (Song, Meng & Ermon 2021, eq. 12 and 16); ``eta`` scales the stochasticity.
 
     ``times``: the evaluation times (``steps = len(times)``; floats or per-frame tensors),
-    replacing ``steps``/``timesteps``/``discrete``/``spacing``; the last maps to clean data."""
+    replacing ``steps``/``timesteps``/``discrete``/``spacing``; the last maps to clean data.
+    ``noise_scale`` multiplies the injected noise's std (low temperature; module docstring)."""
     rule = eta_rule(eta)
+    noise_scale = check_noise_scale(noise_scale)
     times = resolve_times(
         ctx, x, times, lambda: grid_times(ctx, steps, timesteps, discrete, spacing),
         name="ddim", intervals=False, per_frame=True,
     )  # fmt: skip
-    return _posterior_run(ctx, x, times, rule, callback=callback)
+    return _posterior_run(ctx, x, times, rule, callback=callback, noise_scale=noise_scale)
 
 
 def ddpm(
@@ -272,13 +294,16 @@ def ddpm(
     times: TimeGrid | None = None,
     callback: Callback | None = None,
     variance: str | None = None,
+    noise_scale: float = 1.0,
 ) -> Tensor:
     """Ancestral sampling (Ho et al. 2020, Algorithm 2); ``kernel_variance``, the reverse
     kernel's variance, is "posterior", "beta" or "learned" (the model's own, improved DDPM
     eq. 15; the default for a model with ``variance_head="learned"``). ``variance`` is its older
-    name.
+    name. ``noise_scale`` multiplies the injected noise's std (low temperature; Decision
+    Diffuser samples with 0.5).
 
     ``times``: the evaluation times, as for :func:`ddim`."""
+    noise_scale = check_noise_scale(noise_scale)
     kernel_variance = _kernel_variance(kernel_variance, variance)
     if kernel_variance is None:
         kernel_variance = "learned" if ctx.model.variance_head == "learned" else "posterior"
@@ -291,7 +316,8 @@ def ddpm(
         ctx, x, times, lambda: grid_times(ctx, steps, timesteps, discrete, spacing),
         name="ddpm", intervals=False, per_frame=True,
     )  # fmt: skip
-    return _posterior_run(ctx, x, times, rule, kernel_variance == "learned", callback)
+    learned = kernel_variance == "learned"
+    return _posterior_run(ctx, x, times, rule, learned, callback, noise_scale)
 
 
 def reverse_step(
@@ -307,6 +333,7 @@ def reverse_step(
     cond: dict[str, Any] | None = None,
     guidance: Sequence[Any] = (),
     variance: str | None = None,
+    noise_scale: float = 1.0,
 ) -> ReverseStep:
     """One DDPM/DDIM reverse step from x at time t to time s (None: to clean data), the step
     the ddim and ddpm samplers take: ``x_next = mean + std * z`` (Song et al. 2021, eq. 12).
@@ -316,8 +343,9 @@ def reverse_step(
     (eta is then unused; ``variance`` is its older name). ``t``, ``s`` are floats or per-frame
     tensors (broadcastable to x's leading dimensions). ``noise`` is z (else drawn from
     ``generator``). With :func:`gaussian_log_prob` this gives the exact log-probability of a
-    denoising chain.
+    denoising chain. ``noise_scale`` multiplies the step's std (low temperature), not its mean.
     """
+    noise_scale = check_noise_scale(noise_scale)
     kernel_variance = _kernel_variance(kernel_variance, variance)
     rule = eta_rule(eta) if kernel_variance is None else ddpm_rule(kernel_variance)
     if kernel_variance == "learned" and model.variance_head != "learned":
@@ -330,7 +358,7 @@ def reverse_step(
     grid = check_times(model.process, [t] if s is None else [t, s], x, name="reverse_step",
                        per_frame=True)  # fmt: skip
     t, s = grid[0], (None if s is None else grid[1])
-    return _step(ctx, x, t, s, rule, kernel_variance == "learned", noise)[0]
+    return _step(ctx, x, t, s, rule, kernel_variance == "learned", noise, noise_scale)[0]
 
 
 def gaussian_log_prob(x: Tensor, mean: Tensor, std: float | Tensor, batch_dims: int = 1) -> Tensor:
