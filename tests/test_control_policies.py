@@ -105,6 +105,41 @@ def test_a_trained_diffuser_plans_through_its_start_and_goal(diffuser_run):
         policy.act(np.zeros(4))
 
 
+def test_replanning_warm_starts_from_the_shifted_plan(diffuser_run):
+    """Every ``replan_every`` steps a new plan starts at the current state; a warm start runs
+    only the grid's last ``warm_steps`` evaluations (the NFE counts them) from the old plan."""
+    from diffusio.core.samplers import sample
+
+    policy = load_policy(diffuser_run, replan_every=3, warm_steps=2)
+    policy.reset(0)
+    obs = np.array([0.5, -0.5, 0.0, 0.0, -1.0, 1.0])
+    for _ in range(7):
+        policy.act(obs)
+    assert len(policy.planning_seconds) == 3  # steps 0, 3 and 6
+    np.testing.assert_allclose(policy.plan[0, 2:], obs[:4], atol=1e-5)
+    planner, calls = policy.planner, []
+    original = sample
+
+    def counting(*args, **kw):
+        out, stats = original(*args, **kw, return_stats=True)
+        calls.append(stats["nfe"])
+        return out
+
+    import diffusio.core.samplers as samplers
+
+    samplers.sample, saved = counting, samplers.sample
+    try:
+        planner.plan({0: obs[:4]}, seed=0, warm_start=policy.plan, warm_steps=2)
+        planner.plan({0: obs[:4]}, seed=0)
+    finally:
+        samplers.sample = saved
+    assert calls == [2, 8]  # the warm tail vs the whole T = 8 chain
+    with pytest.raises(ValueError, match="warm_steps must be in"):
+        planner.plan({0: obs[:4]}, warm_start=policy.plan, warm_steps=9)
+    with pytest.raises(ValueError, match="warm_steps needs replan_every"):
+        load_policy(diffuser_run, warm_steps=2)
+
+
 def test_rollout_command_writes_every_episode(diffuser_run, tmp_path, capsys):
     out = tmp_path / "r.json"
     code, stdout, err = run_command(capsys, "rollout", diffuser_run, "--episodes", 1, "--out",

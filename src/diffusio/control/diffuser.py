@@ -204,10 +204,21 @@ class DiffuserPlanner:
         self.sampler, self.steps, self.steering = sampler, steps, tuple(steering)
 
     def plan(
-        self, conditions: Mapping[int, Any], n: int = 1, seed: int | None = None
+        self,
+        conditions: Mapping[int, Any],
+        n: int = 1,
+        seed: int | None = None,
+        *,
+        warm_start: Any = None,
+        warm_steps: int | None = None,
     ) -> np.ndarray:
-        """``n`` plans (n, H, A + S) whose states at the given steps are the given states."""
-        from ..core.samplers import sample
+        """``n`` plans (n, H, A + S) whose states at the given steps are the given states.
+
+        ``warm_start`` (H, A + S) in data units, e.g. the previous plan shifted by the steps
+        executed since: it is noised to the time of the last ``warm_steps`` evaluations of the
+        sampler's grid and only those are run (SDEdit's partial chain, Meng et al. 2022, through
+        ``times=``); ddpm and ddim only."""
+        from ..core.samplers import grid_times, sample
         from ..core.steering import ClipX0, Inpaint
 
         dim = len(self.normalizer.low)
@@ -224,48 +235,83 @@ class DiffuserPlanner:
             mask[step, self.action_dim :] = True
         known = self.normalizer(known)
         inpaint = Inpaint(torch.as_tensor(known, dtype=torch.float32), torch.as_tensor(mask))
+        shape, steps, times, x_init = (n, self.horizon, dim), self.steps, None, None
+        if warm_start is not None:
+            if self.sampler not in ("ddpm", "ddim"):
+                raise ValueError(f"warm starts need the ddpm or ddim sampler, not {self.sampler!r}")
+            grid = grid_times(self.model.process, self.steps)
+            if warm_steps is None or not 1 <= warm_steps <= len(grid):
+                raise ValueError(f"warm_steps must be in [1, {len(grid)}], got {warm_steps}")
+            times, steps = grid[len(grid) - warm_steps :], None
+            z = torch.as_tensor(self.normalizer(np.asarray(warm_start)), dtype=torch.float32)
+            if tuple(z.shape) != shape[1:]:
+                raise ValueError(f"warm_start must be {shape[1:]}, got {tuple(z.shape)}")
+            g = torch.Generator().manual_seed(0 if seed is None else int(seed))
+            t0 = torch.tensor(times[0], dtype=torch.float64)
+            a, s = float(self.model.process.alpha(t0)), float(self.model.process.sigma(t0))
+            x_init = a * z.expand(shape) + s * torch.randn(shape, generator=g)
         x = sample(
-            self.model, (n, self.horizon, dim), sampler=self.sampler, steps=self.steps,
-            seed=seed, guidance=[*self.steering, ClipX0()], constraints=[inpaint],
+            self.model, shape, sampler=self.sampler, steps=steps, seed=seed, times=times,
+            x_init=x_init, guidance=[*self.steering, ClipX0()], constraints=[inpaint],
         )  # fmt: skip
         return self.normalizer.inverse(x.detach().cpu().numpy())
 
 
 class MazePolicy:
-    """Diffuser in a PointMaze: plan once from the first observation ``[x, y, vx, vy, gx, gy]``
-    to the goal (zero velocity), then follow the plan with the PD tracker, or run the diffused
-    actions (``execute="actions"``). ``reset(seed)`` and ``act(obs) -> action``."""
+    """Diffuser in a PointMaze: plan from the first observation ``[x, y, vx, vy, gx, gy]`` to
+    the goal (zero velocity), then follow the plan with the PD tracker, or run the diffused
+    actions (``execute="actions"``). ``reset(seed)`` and ``act(obs) -> action``.
+
+    The paper plans once (``replan_every=None``). With ``replan_every=k`` it replans every k
+    steps from the current state; with ``warm_steps`` too, each new plan starts from the
+    previous one shifted by k steps and re-noised (:meth:`DiffuserPlanner.plan`'s warm start)."""
 
     EXECUTE = ("states", "actions")
 
-    def __init__(self, planner: DiffuserPlanner, execute: str = "states"):
+    def __init__(self, planner: DiffuserPlanner, execute: str = "states",
+                 replan_every: int | None = None, warm_steps: int | None = None):  # fmt: skip
         if execute not in self.EXECUTE:
             raise ValueError(f"unknown execute {execute!r}; valid: states, actions")
+        if replan_every is not None and replan_every < 1:
+            raise ValueError(f"replan_every must be >= 1, got {replan_every}")
+        if warm_steps is not None and replan_every is None:
+            raise ValueError("warm_steps needs replan_every (a warm start reuses the last plan)")
         self.planner, self.execute = planner, execute
+        self.replan_every, self.warm_steps = replan_every, warm_steps
         self.plan: np.ndarray | None = None
-        self.step, self.seed = 0, 0
+        self.step, self.seed, self.k = 0, 0, 0
         self.planning_seconds: list[float] = []
 
     def reset(self, seed: int = 0) -> None:
-        self.plan, self.step, self.seed = None, 0, int(seed)
+        self.plan, self.step, self.seed, self.k = None, 0, int(seed), 0
 
-    def act(self, observation: Any) -> np.ndarray:
+    def _replan(self, state: np.ndarray, goal: np.ndarray) -> None:
         import time
 
+        start = time.perf_counter()
+        conditions = {0: state, self.planner.horizon - 1: np.concatenate([goal, [0.0, 0.0]])}
+        warm = None
+        if self.plan is not None and self.warm_steps is not None:
+            shift = min(self.k, len(self.plan) - 1)
+            warm = np.concatenate([self.plan[shift:], np.repeat(self.plan[-1:], shift, axis=0)])
+        seed = self.seed + self.step
+        self.plan = self.planner.plan(conditions, seed=seed, warm_start=warm,
+                                      warm_steps=self.warm_steps if warm is not None else None)[0]
+        self.k = 0
+        self.planning_seconds.append(time.perf_counter() - start)
+
+    def act(self, observation: Any) -> np.ndarray:
         obs = np.asarray(observation, dtype=np.float64)
         if obs.shape != (6,) or not np.all(np.isfinite(obs)):
             raise ValueError(
                 f"a maze observation is 6 finite values [x, y, vx, vy, gx, gy]; got {obs.shape}"
             )
         state, goal = obs[:4], obs[4:]
-        if self.plan is None:
-            start = time.perf_counter()
-            goal_state = np.concatenate([goal, [0.0, 0.0]])
-            last = self.planner.horizon - 1
-            self.plan = self.planner.plan({0: state, last: goal_state}, seed=self.seed)[0]
-            self.planning_seconds.append(time.perf_counter() - start)
-        a_dim, k = self.planner.action_dim, self.step
-        self.step += 1
+        due = self.replan_every is not None and self.k >= self.replan_every
+        if self.plan is None or due:
+            self._replan(state, goal)
+        a_dim, k = self.planner.action_dim, self.k
+        self.step, self.k = self.step + 1, self.k + 1
         if self.execute == "actions":
             action = self.plan[min(k, len(self.plan) - 1), :a_dim]
         else:
@@ -274,10 +320,13 @@ class MazePolicy:
         return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
-def maze_policy(run_dir: str | os.PathLike, execute: str = "states", **planner: Any) -> MazePolicy:
-    """The :class:`MazePolicy` of a trained Diffuser run."""
+def maze_policy(run_dir: str | os.PathLike, execute: str = "states",
+                replan_every: int | None = None, warm_steps: int | None = None,
+                **planner: Any) -> MazePolicy:  # fmt: skip
+    """The :class:`MazePolicy` of a trained Diffuser run (``planner`` options: ``sampler``,
+    ``steps``, ``steering``)."""
     model, info = load_diffuser_run(run_dir)
     limits = info["limits"]
     normalizer = LimitsNormalizer(limits["low"], limits["high"])
     plan = DiffuserPlanner(model, normalizer, info["horizon"], info["action_dim"], **planner)
-    return MazePolicy(plan, execute)
+    return MazePolicy(plan, execute, replan_every, warm_steps)
