@@ -3,8 +3,12 @@
 * **Prediction modifiers** (``guidance=[...]``) change what the model predicts at a step:
   ``modifier(pred, t, ctx) -> Prediction``. Shipped here: :class:`ClipX0` (DDPM's x0 clipping
   to the data range), :class:`DynamicThreshold` (Imagen, Saharia et al. 2022, Sec. 2.3),
-  :class:`ClassifierFreeGuidance` (Ho & Salimans 2021) and :class:`ClassifierGuidance`
-  (Dhariwal & Nichol 2021, Alg. 1 and 2). Observers are not modifiers: they are a sampler's
+  :class:`ClassifierFreeGuidance` (Ho & Salimans 2021; any null: a class label, or NaN rows for
+  vector conditions), :class:`ComposedGuidance` (Decision Diffuser's composition of several
+  conditions, Ajay et al. 2023, eq. 9) and :class:`ClassifierGuidance` (Dhariwal & Nichol 2021,
+  Alg. 1 and 2). Loss guidance (DPS / LGD-MC) is
+  :class:`diffusio.core.loss_guidance.LossGuidance` and Diffuser's value guidance
+  :class:`diffusio.core.value_guidance.ValueGuidance`. Observers are not modifiers: they are a sampler's
   ``callback`` (e.g. :class:`diffusio.core.samplers.X0Trace`).
 * **State constraints** (``constraints=[...]``) overwrite part of the state after a step:
   ``constraint(x, t, ctx) -> x`` where ``t`` is the new state's time, or ``None`` once the
@@ -21,8 +25,9 @@ modifier that needs more network calls (classifier-free guidance) makes them thr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor
@@ -36,10 +41,12 @@ __all__ = [
     "ClassifierFreeGuidance",
     "ClassifierGuidance",
     "ClipX0",
+    "ComposedGuidance",
     "Constraint",
     "DynamicThreshold",
     "Guidance",
     "Inpaint",
+    "null_condition",
 ]
 
 
@@ -95,30 +102,143 @@ def _labels(y: Tensor | int, x: Tensor) -> Tensor:
     return y.expand(x.shape[0]) if y.dim() == 0 else y
 
 
+Null = int | float | Tensor
+
+
+def _as_null(null: Any) -> Null:
+    """A null condition normalised: a tensor, an int (any integral number) or a float."""
+    if isinstance(null, Tensor):
+        return null
+    if isinstance(null, numbers.Integral) and not isinstance(null, bool):
+        return int(null)
+    if isinstance(null, numbers.Real) and not isinstance(null, bool):
+        return float(null)
+    raise TypeError(f"a null condition must be an int label, a float or a tensor, got {null!r}")
+
+
+def null_condition(value: Any, null: Null, x: Tensor) -> Tensor:
+    """The null condition in the place of ``value`` (the condition it replaces; a scalar is one
+    value for every example of the batch x).
+
+    An int ``null`` is a class label: labels (N,) of it (long). A float (e.g. NaN, the null row
+    of the temporal U-Net's vector conditions) fills ``value``'s shape, in ``value``'s floating
+    dtype. A tensor is broadcast to ``value``'s shape. ``value=None`` (no condition to shape
+    it after) takes an int null as labels (N,) and a tensor as it is.
+    """
+    null = _as_null(null)
+    if isinstance(null, int):
+        ref = _labels(0 if value is None else value, x)
+        return torch.full_like(ref, null, dtype=torch.long)
+    if value is None:
+        if isinstance(null, Tensor):
+            return null.to(x.device)
+        raise ValueError("a float null condition needs the condition it replaces for its shape")
+    c = torch.as_tensor(value, device=x.device)
+    if c.dim() == 0:
+        c = c.expand(x.shape[0])
+    dtype = c.dtype if c.is_floating_point() else x.dtype
+    if isinstance(null, Tensor):
+        return null.to(device=x.device, dtype=dtype).expand(c.shape)
+    return torch.full(c.shape, float(null), dtype=dtype, device=x.device)
+
+
 class ClassifierFreeGuidance:
     """Classifier-free guidance (Ho & Salimans 2021, eq. 6):
-    ``eps = (1 + w) eps(x, t, y) - w eps(x, t, null)``.
+    ``eps = (1 + w) eps(x, t, c) - w eps(x, t, null)``.
 
-    The prediction it modifies is the conditional one (pass ``cond={"y": labels}`` to the
-    sampler); the unconditional one costs one more counted network call with ``y`` set to
-    ``null_label`` (the network's null class, e.g. ``net.num_classes``). ``w = 0`` is the plain
+    The prediction it modifies is the conditional one (pass ``cond={key: c}`` to the sampler);
+    the unconditional one costs one more counted network call with ``cond[key]`` replaced by
+    the null (:func:`null_condition`): ``null_label`` is the network's null class (an int, e.g.
+    ``net.num_classes``), or a float / tensor for a vector condition, e.g. ``float("nan")`` for
+    the temporal U-Net, which reads an all-NaN row as its learned null. ``w = 0`` is the plain
     conditional model. A learned variance is taken from the conditional prediction.
     """
 
-    def __init__(self, weight: float, null_label: int, key: str = "y"):
+    def __init__(self, weight: float, null_label: Null, key: str = "y"):
         if not math.isfinite(weight):
             raise ValueError(f"guidance weight must be finite, got {weight}")
-        self.weight, self.null_label, self.key = float(weight), int(null_label), key
+        self.weight, self.null_label, self.key = float(weight), _as_null(null_label), key
 
     def __call__(self, pred: Prediction, t: Tensor, ctx: SamplingContext) -> Prediction:
         if self.weight == 0:
             return pred
         if self.key not in ctx.cond:
             raise ValueError(f"classifier-free guidance needs cond[{self.key!r}] (the labels)")
-        null = torch.full_like(_labels(ctx.cond[self.key], pred.x), self.null_label)
+        null = null_condition(ctx.cond[self.key], self.null_label, pred.x)
         uncond = ctx.evaluate(pred.x, t, **{**ctx.cond, self.key: null})
         w = self.weight
         return pred.with_eps((1 + w) * pred.eps - w * uncond.eps)
+
+
+Conditions = (
+    Mapping[str, tuple[Mapping[str, Any], float]] | Sequence[tuple[Mapping[str, Any], float]]
+)
+
+
+class ComposedGuidance:
+    """Composed classifier-free guidance (Decision Diffuser, Ajay et al. 2023, eq. 9; Liu et al.
+    2022's composable diffusion): ``eps = eps(x, null) + sum_i w_i (eps(x, c_i) - eps(x, null))``.
+
+    ``conditions``: ``{name: (cond_i, w_i)}`` (or a sequence of ``(cond_i, w_i)``), each
+    ``cond_i`` a dict of conditioning entries, e.g. ``{"y": 2}`` or ``{"returns": r}``.
+    Decision Diffuser's eq. 9 uses one scale s for every condition: ``w_i = s``. One condition
+    with ``w = 1 + w_cfg`` is :class:`ClassifierFreeGuidance` with weight ``w_cfg``; weights
+    summing to 1 are a product of experts with no extra guidance. In scores the result is
+    ``sum_i w_i grad log p_t(x | c_i) - (sum_i w_i - 1) grad log p_t(x)``.
+
+    The unconditional prediction:
+
+    * ``null=None``: the prediction the modifier receives, i.e. the sampler's own call; run the
+      sampler with the null conditioning as its ``cond`` (or none, for a network whose omitted
+      condition is its null). Each condition costs one counted call with
+      ``{**cond, **cond_i}``: ``1 + k`` calls a step.
+    * ``null={key: value}``: null values per key (:func:`null_condition`: an int class, a float
+      such as NaN, a tensor), shaped after the conditions' entries of that key; the unconditional
+      call uses ``{**cond, **null}`` (one more call, ``2 + k`` a step: the sampler's own is
+      unused) and each condition ``{**cond, **null, **cond_i}``, so the keys a condition does
+      not set stay null.
+
+    A learned variance is taken from the received prediction.
+    """
+
+    def __init__(self, conditions: Conditions, null: Mapping[str, Null] | None = None):
+        items = list(conditions.values() if isinstance(conditions, Mapping) else conditions)
+        if not items:
+            raise ValueError("ComposedGuidance needs at least one (cond, weight) condition")
+        parsed: list[tuple[dict[str, Any], float]] = []
+        for item in items:
+            if not (isinstance(item, tuple | list) and len(item) == 2):
+                raise ValueError(f"each condition is a (cond dict, weight) pair, got {item!r}")
+            cond, weight = item
+            if not isinstance(cond, Mapping):
+                raise ValueError(f"a condition's cond must be a dict, got {type(cond).__name__}")
+            if not math.isfinite(weight):
+                raise ValueError(f"composed guidance weights must be finite, got {weight}")
+            parsed.append((dict(cond), float(weight)))
+        self.conditions = parsed
+        self.names = list(conditions) if isinstance(conditions, Mapping) else None
+        self.null = None if null is None else {k: _as_null(v) for k, v in null.items()}
+
+    def _null(self, x: Tensor, cond: Mapping[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, value in (self.null or {}).items():
+            refs = [c[key] for c, _ in self.conditions if key in c] + [cond.get(key)]
+            out[key] = null_condition(next((r for r in refs if r is not None), None), value, x)
+        return out
+
+    def __call__(self, pred: Prediction, t: Tensor, ctx: SamplingContext) -> Prediction:
+        x = pred.x
+        base = dict(ctx.cond)
+        if self.null is None:
+            uncond = pred.eps
+        else:
+            base.update(self._null(x, ctx.cond))
+            uncond = ctx.evaluate(x, t, **base).eps
+        eps = uncond
+        for cond, weight in self.conditions:
+            if weight != 0:
+                eps = eps + weight * (ctx.evaluate(x, t, **{**base, **cond}).eps - uncond)
+        return pred.with_eps(eps)
 
 
 class ClassifierGuidance:
