@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("gymnasium")
 pytest.importorskip("gymnasium_robotics")
@@ -138,6 +139,20 @@ def test_replanning_warm_starts_from_the_shifted_plan(diffuser_run):
         planner.plan({0: obs[:4]}, warm_start=policy.plan, warm_steps=9)
     with pytest.raises(ValueError, match="warm_steps needs replan_every"):
         load_policy(diffuser_run, warm_steps=2)
+
+
+def test_known_entries_condition_the_first_and_last_states():
+    from diffusio.control.diffuser import KnownEntries
+    from diffusio.data.batch import Batch
+
+    x0 = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)  # A = 1, S = 2
+    out = KnownEntries(action_dim=1)(Batch(x0), torch.Generator())
+    known, mask = out.cond["known"], out.mask
+    for step in (0, 3):
+        torch.testing.assert_close(known[:, step, 1:], x0[:, step, 1:])
+        assert (mask[:, step, 1:] == 0).all()
+    assert torch.isnan(known[:, 1:3]).all() and torch.isnan(known[:, :, 0]).all()
+    assert (mask[:, 1:3] == 1).all() and (mask[:, :, 0] == 1).all()
 
 
 def test_rollout_command_writes_every_episode(diffuser_run, tmp_path, capsys):

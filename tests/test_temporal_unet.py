@@ -293,3 +293,21 @@ def test_the_trainer_fills_in_the_transition_dim_and_keeps_the_width():
     config = TrainConfig.from_dict({"net": "temporal-unet", "net_options": {}, "data": "x"})
     options = _net_options(config, (8, 6))
     assert options == {"transition_dim": 6}
+
+
+def test_known_entries_replace_the_input():
+    """cond["known"] writes its non-NaN entries into the input: the output no longer depends
+    on x there, and an all-NaN known is the plain call."""
+    torch.manual_seed(0)
+    net = TemporalUNet(transition_dim=3, dim=8, dim_mults=(1, 2)).eval()
+    x, t = torch.randn(2, 8, 3), torch.rand(2)
+    known = torch.full_like(x, float("nan"))
+    known[:, 0, 1:] = torch.tensor([0.5, -0.5])
+    y = x.clone()
+    y[:, 0, 1:] = 7.0  # changed only where known
+    torch.testing.assert_close(net(x, t, known=known), net(y, t, known=known))
+    torch.testing.assert_close(net(x, t, known=torch.full_like(x, float("nan"))), net(x, t))
+    with pytest.raises(ValueError, match="cond\\['known'\\] must have x's shape"):
+        net(x, t, known=known[:, :4])
+    with pytest.raises(ValueError, match="reserved"):
+        TemporalUNet(transition_dim=3, dim=8, dim_mults=(1, 2), cond_dims={"known": 2})

@@ -9,10 +9,14 @@ sampler clips x0 to that range (``clip_denoised``). Conditioning is inpainting o
 goal position with zero velocity at step H - 1, imposed after every reverse step by
 :class:`~diffusio.core.steering.Inpaint`.
 
-One deviation, documented: the official ``apply_conditioning`` overwrites the conditioned
-entries with their *clean* values (also on the training input); here they are re-noised to the
-current level (replacement inpainting, Song et al. 2021 App. I.2), so training needs no
-conditioning and one model serves every mask.
+How the model learns its conditions (``conditioning``). ``"known"`` (the default, the
+official code's): during training each window's first and last states are written clean into
+the network's input (``apply_conditioning`` on x_t; here :class:`KnownEntries` and the temporal
+U-Net's ``cond["known"]``) and left out of the loss, and at sampling time the same clean values
+are passed and imposed after every step. ``"inpaint"``: no training-time conditioning, the
+start and goal only imposed by replacement inpainting (re-noised to the current level, Song et
+al. 2021 App. I.2), so one unconditional model serves every mask -- measured to plan far worse
+(plans that ignore a goal until the last steps and then jump to it).
 
 Execution in a maze (``plan_maze2d.py``): plan once, open loop, then track the planned *states*
 with ``a = (s*_{k+1}.xy - s_k.xy) + (s*_{k+1}.v - s_k.v)``, aiming at the last planned state
@@ -35,9 +39,11 @@ from ..core.model import DiffusionModel
 from ..io import read_json, write_json_atomic
 
 __all__ = [
+    "CONDITIONING",
     "DIFFUSER_DEFAULTS",
     "DIFFUSER_FORMAT",
     "DiffuserPlanner",
+    "KnownEntries",
     "LimitsNormalizer",
     "MazePolicy",
     "diffuser_config",
@@ -118,6 +124,35 @@ def trajectory_windows(
     return np.stack([transitions[s : s + horizon] for s in starts]).astype(np.float32)
 
 
+class KnownEntries:
+    """The official Diffuser's training-time conditioning (``apply_conditioning`` on the noised
+    input, ``GoalDataset``'s ``{0: first state, H - 1: last state}``) as a batch transform:
+    ``cond["known"]`` holds each window's clean states at ``steps`` (NaN elsewhere), which the
+    temporal U-Net writes into its input, and the loss mask drops those entries (the official
+    code overwrites them in the prediction too, so they never count). Deterministic."""
+
+    def __init__(self, action_dim: int, steps: tuple[int, ...] = (0, -1)):
+        self.action_dim, self.steps = int(action_dim), tuple(int(s) for s in steps)
+
+    def __call__(self, batch: Any, generator: torch.Generator) -> Any:
+        x0 = batch.x0
+        known = torch.full_like(x0, float("nan"))
+        mask = torch.ones_like(x0) if batch.mask is None else batch.mask.clone()
+        for step in self.steps:
+            known[:, step, self.action_dim :] = x0[:, step, self.action_dim :]
+            mask[:, step, self.action_dim :] = 0.0
+        return batch.replace(cond={**batch.cond, "known": known}, mask=mask)
+
+    def __repr__(self) -> str:
+        return f"KnownEntries(action_dim={self.action_dim}, steps={self.steps})"
+
+
+#: How a Diffuser learns its start and goal: ``known`` (the official: clean entries written
+#: into the input while training and sampling) or ``inpaint`` (no training-time conditioning;
+#: replacement inpainting alone at sampling time).
+CONDITIONING = ("known", "inpaint")
+
+
 def diffuser_config(steps: int, **overrides: Any) -> Any:
     """The TrainConfig of a Diffuser run: :data:`DIFFUSER_DEFAULTS` + ``steps`` + overrides
     (``net_options`` are merged into the defaults')."""
@@ -139,6 +174,7 @@ def train_diffuser(
     steps: int,
     env: str,
     stride: int = 1,
+    conditioning: str = "known",
     progress: bool = True,
     resume: bool = False,
     **overrides: Any,
@@ -149,11 +185,15 @@ def train_diffuser(
     from ..data.batch import TrainingSet
     from ..train.trainer import Trainer
 
+    if conditioning not in CONDITIONING:
+        raise ValueError(f"unknown conditioning {conditioning!r}; valid: known, inpaint")
     windows = trajectory_windows(observations, actions, horizon, stride)
     normalizer = LimitsNormalizer.fit(windows)
     x0 = torch.as_tensor(normalizer(windows), dtype=torch.float32)
     config = diffuser_config(steps, **overrides)
-    data = TrainingSet(x0, net_options={"transition_dim": int(x0.shape[-1])})
+    action_dim = int(np.shape(actions)[1])
+    transforms = [KnownEntries(action_dim)] if conditioning == "known" else []
+    data = TrainingSet(x0, transforms=transforms, net_options={"transition_dim": int(x0.shape[-1])})
     trainer = Trainer(config, out_dir, data=data, progress=progress)
     summary = trainer.fit(resume=resume)
     if trainer.is_main:
@@ -161,7 +201,7 @@ def train_diffuser(
             "format": DIFFUSER_FORMAT, "version": 1, "kind": "diffuser-maze", "env": env,
             "horizon": int(horizon), "action_dim": int(np.shape(actions)[1]),
             "state_dim": int(np.shape(observations)[1]), "limits": normalizer.state_dict(),
-            "train_windows": len(windows),
+            "train_windows": len(windows), "conditioning": conditioning,
         }  # fmt: skip
         write_json_atomic(Path(out_dir) / "diffuser.json", info)
     return trainer.ema.module.to("cpu").eval(), summary
@@ -198,7 +238,11 @@ class DiffuserPlanner:
         sampler: str = "ddpm",
         steps: int | None = None,
         steering: tuple[Any, ...] = (),
+        conditioning: str = "inpaint",
     ):
+        if conditioning not in CONDITIONING:
+            raise ValueError(f"unknown conditioning {conditioning!r}; valid: known, inpaint")
+        self.conditioning = conditioning
         self.model, self.normalizer = model, normalizer
         self.horizon, self.action_dim = int(horizon), int(action_dim)
         self.sampler, self.steps, self.steering = sampler, steps, tuple(steering)
@@ -233,9 +277,13 @@ class DiffuserPlanner:
                 )
             known[step, self.action_dim :] = state
             mask[step, self.action_dim :] = True
-        known = self.normalizer(known)
-        inpaint = Inpaint(torch.as_tensor(known, dtype=torch.float32), torch.as_tensor(mask))
+        known = torch.as_tensor(self.normalizer(known), dtype=torch.float32)
+        inpaint = Inpaint(known, torch.as_tensor(mask))
         shape, steps, times, x_init = (n, self.horizon, dim), self.steps, None, None
+        cond = {}
+        if self.conditioning == "known":
+            nan = torch.full_like(known, float("nan"))
+            cond["known"] = torch.where(torch.as_tensor(mask), known, nan).expand(shape)
         if warm_start is not None:
             if self.sampler not in ("ddpm", "ddim"):
                 raise ValueError(f"warm starts need the ddpm or ddim sampler, not {self.sampler!r}")
@@ -252,7 +300,7 @@ class DiffuserPlanner:
             x_init = a * z.expand(shape) + s * torch.randn(shape, generator=g)
         x = sample(
             self.model, shape, sampler=self.sampler, steps=steps, seed=seed, times=times,
-            x_init=x_init, guidance=[*self.steering, ClipX0()], constraints=[inpaint],
+            x_init=x_init, guidance=[*self.steering, ClipX0()], constraints=[inpaint], cond=cond,
         )  # fmt: skip
         return self.normalizer.inverse(x.detach().cpu().numpy())
 
@@ -328,5 +376,6 @@ def maze_policy(run_dir: str | os.PathLike, execute: str = "states",
     model, info = load_diffuser_run(run_dir)
     limits = info["limits"]
     normalizer = LimitsNormalizer(limits["low"], limits["high"])
+    planner.setdefault("conditioning", info.get("conditioning", "inpaint"))
     plan = DiffuserPlanner(model, normalizer, info["horizon"], info["action_dim"], **planner)
     return MazePolicy(plan, execute, replan_every, warm_steps)

@@ -49,6 +49,11 @@ So a dataset declares ``null={"returns": float("nan")}`` and
 unconditional call passes ``torch.full_like(returns, float("nan"))``. A partly-NaN row is an
 error.
 
+Known entries. ``cond["known"]`` of x's shape, NaN where unknown, replaces those entries of the
+input by their clean values: the official Diffuser's ``apply_conditioning`` applied to the
+network's input, which is how its model learns the start and goal it is conditioned on (train
+with :class:`~diffusio.control.diffuser.KnownEntries`).
+
 Class labels. With ``num_classes`` the key ``y`` (N,) int64 adds ``nn.Embedding(num_classes +
 1, d)`` to the embedding; index ``num_classes`` is the null class and ``y`` omitted means the
 null class for every row, as for every class-conditional net in diffusio.
@@ -177,10 +182,10 @@ class _TemporalEncoder(nn.Module):
         for key, k in cond_dims.items():
             if not isinstance(key, str) or not key.isidentifier():
                 raise ValueError(f"{name}: condition names must be identifiers, got {key!r}")
-            if key in ("x", "t", "y"):
+            if key in ("x", "t", "y", "known"):
                 raise ValueError(
                     f"{name}: condition name {key!r} is reserved (y is the class label: use "
-                    "num_classes)"
+                    "num_classes; known is the clean-entries input)"
                 )
             _check_int(f"{name}: cond_dims[{key!r}]", k, 1)
         self.cond_dims = {k: int(v) for k, v in sorted(cond_dims.items())}
@@ -296,7 +301,17 @@ class _TemporalEncoder(nn.Module):
         self, x: Tensor, t: Tensor | float, cond: Mapping[str, Any]
     ) -> tuple[Tensor, list[Tensor], Tensor]:
         """``(h, skips, emb)``: the middle's output (N, w_{L-1}, H / 2**(L-1)), the skip of
-        every level (after its attention, before its down-sampling) and the embedding."""
+        every level (after its attention, before its down-sampling) and the embedding.
+
+        ``cond["known"]`` (x's shape, NaN where unknown) overwrites x's entries with those clean
+        values before anything else (Diffuser's ``apply_conditioning`` on the input)."""
+        if "known" in cond:
+            cond = dict(cond)
+            known = torch.as_tensor(cond.pop("known")).to(x)
+            if known.shape != x.shape:
+                raise ValueError(f"{type(self).__name__}: cond['known'] must have x's shape "
+                                 f"{tuple(x.shape)}, got {tuple(known.shape)}")  # fmt: skip
+            x = torch.where(torch.isnan(known), x, known)
         emb = self._embedding(x, t, cond)
         h = x.transpose(1, 2)  # (N, D, H): channels first
         skips = []
