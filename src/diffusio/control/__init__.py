@@ -20,6 +20,9 @@ and DPPO.
 * :mod:`~diffusio.control.diffuser` -- Diffuser's data, planner and maze policy;
 * :mod:`~diffusio.control.baselines` -- the offline-RL baselines BC, %BC and GCBC
   (:func:`~diffusio.control.baselines.train_bc`);
+* :mod:`~diffusio.control.decision_diffuser` -- Decision Diffuser (states diffused with return
+  or skill CFG, inverse dynamics) and CondDiffuser
+  (:func:`~diffusio.control.decision_diffuser.train_decision_diffuser`), batched rollouts;
 * :mod:`~diffusio.control.policies` -- :func:`~diffusio.control.policies.load_policy` for any
   trained run and the rollout runner :func:`~diffusio.control.policies.evaluate`.
 
@@ -37,6 +40,8 @@ _LAZY = {
     "load_policy": "policies", "evaluate": "policies", "train_bc": "baselines",
     "load_bc_run": "baselines", "BCPolicy": "baselines", "make_env": "envs",
     "make_dataset": "datasets", "load_dataset": "datasets",
+    "train_decision_diffuser": "decision_diffuser", "DecisionDiffuserPolicy": "decision_diffuser",
+    "evaluate_batched": "decision_diffuser",
 }  # fmt: skip
 __all__ = sorted(_LAZY)
 

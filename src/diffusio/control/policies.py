@@ -23,14 +23,16 @@ __all__ = ["POLICY_KINDS", "evaluate", "load_policy"]
 POLICY_KINDS = {
     "diffuser.json": "Diffuser (maze: plan once, PD tracker)",
     "bc.json": "a baseline of diffusio.control.baselines (BC, %BC, GCBC)",
+    "decision_diffuser.json": "Decision Diffuser or CondDiffuser (return / skill CFG, replanning)",
 }
 
 
 def load_policy(run_dir: str | os.PathLike, **options: Any) -> Any:
     """The policy of a trained run directory (``options`` go to its constructor, e.g.
     ``execute="actions"`` or ``sampler="ddim", steps=16`` for Diffuser; ``weights="model"``
-    for a baseline, which takes no other option). The policy's ``env`` attribute names the
-    environment it was trained on."""
+    for a baseline, which takes no other option; ``target=0.9, guidance_scale=1.2,
+    replan_every=1`` or ``skills=("+x", "+y")`` for Decision Diffuser). The policy's ``env``
+    attribute names the environment it was trained on."""
     run = Path(run_dir)
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: run directory not found")
@@ -49,6 +51,10 @@ def load_policy(run_dir: str | os.PathLike, **options: Any) -> Any:
             raise ValueError(f"{run}: a baseline policy takes only the option weights "
                              f"('ema' or 'model'), not {', '.join(unknown)}")  # fmt: skip
         return bc_policy(run, **options)
+    if (run / "decision_diffuser.json").is_file():
+        from .decision_diffuser import decision_diffuser_policy
+
+        return decision_diffuser_policy(run, **options)
     raise ValueError(
         f"{run}: not a policy run (none of {', '.join(POLICY_KINDS)} found); train one with a "
         "planning reproduction"
