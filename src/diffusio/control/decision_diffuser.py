@@ -13,8 +13,8 @@ Generative Modeling all you need for Decision-Making?", ICLR 2023) and its CondD
 * **The current state also conditions the U-Net** as a vector (``cond_dims["state"]``, never
   dropped; ``state_condition=False`` turns it off). The code's clean overwrite keeps the state
   visible to the network at every noise level; diffusio's trainer noises every entry, and
-  re-noised inpainting alone hides the state at high noise, so the plans drifted away from it
-  (LunarLander: the lander crashed). The state enters through the embedding instead.
+  re-noised inpainting alone hides the state at high noise, so the state also enters through
+  the embedding.
 * **Actions** come from an inverse-dynamics MLP ``a_t = f(s_t, s_{t+1})`` (:class:`InverseDynamics`:
   2 hidden ReLU layers, linear output; the code: 256 units, the paper: 512), trained on the same
   transitions *separately* (the code trains it jointly, loss = (diffusion + MSE) / 2; the two
