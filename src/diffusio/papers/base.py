@@ -61,6 +61,7 @@ PAPERS: tuple[str, ...] = (
     "sohl-dickstein-2015", "ncsn-2019", "ddpm-2020", "score-sde-2021", "ddim-2021",
     "iddpm-2021", "guided-diffusion-2021", "cfg-2021", "csdi-2021", "tsgm-2023",
     "diffuser-2022",
+    "lgd-2023",
     "decision-diffuser-2023",
 )  # fmt: skip
 
