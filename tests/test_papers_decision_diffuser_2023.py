@@ -30,6 +30,7 @@ def test_composition_rule_wants_the_diagonal_and_both_axes():
     assert ddp.composes(**{**good, "angle": 65.0}) == NOT  # outside the tolerance
     assert ddp.composes(**{**good, "along_x": 0.01}) == NOT  # one skill only
     assert ddp.composes(**{**good, "angle_se": math.nan}) == NOT
+    assert ddp.composes(**{**good, "angle_se": 26.0}) == NOT  # too uncertain to tell 45 from 0
 
 
 def test_target_needs_bc_beaten_and_pbc_matched():

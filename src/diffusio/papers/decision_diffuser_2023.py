@@ -58,9 +58,11 @@ def wins(diff: float, se: float) -> str:
 def composes(angle: float, angle_se: float, along_x: float, x_se: float, along_y: float,
              y_se: float) -> str:  # fmt: skip
     """Composing "+x" and "+y" moves the point diagonally: clear progress along both axes and a
-    mean direction within ANGLE_TOLERANCE degrees of 45 (its se known)."""
+    mean direction within ANGLE_TOLERANCE degrees of 45, measured to within that tolerance (its
+    se at most ANGLE_TOLERANCE: a direction this uncertain does not tell 45 from 0 or 90)."""
     both = compare(along_x, x_se) == 1 and compare(along_y, y_se) == 1
-    ok = both and math.isfinite(angle_se) and abs(angle - 45.0) <= ANGLE_TOLERANCE
+    precise = math.isfinite(angle_se) and angle_se <= ANGLE_TOLERANCE
+    ok = both and precise and abs(angle - 45.0) <= ANGLE_TOLERANCE
     return REPRODUCED if ok else NOT
 
 
@@ -167,8 +169,9 @@ class DecisionDiffuser2023(Reproduction):
              "skills_train_steps": 600, "skills_eval_episodes": 8}  # fmt: skip
     SMOKE = {"data_episodes": 10, "train_steps": 4, "inverse_steps": 4, "bc_steps": 4,
              "episodes": 2, "scales": (0.0, 1.2), "net_dim": 8, "batch_size": 16,
-             "diffusion_steps": 4, "sample_steps": None, "horizon": 4, "max_episode_steps": 12, "skills_episodes": 8,
-             "skills_horizon": 4, "skills_train_steps": 4, "skills_eval_episodes": 2}  # fmt: skip
+             "diffusion_steps": 4, "sample_steps": None, "horizon": 4, "max_episode_steps": 12,
+             "skills_episodes": 8, "skills_horizon": 4, "skills_train_steps": 4,
+             "skills_eval_episodes": 2}  # fmt: skip
     PAPER_NUMBERS = (
         *(PaperNumber(q, v, where, False, _NOTES) for q, v, where in (
             ("D4RL locomotion average: DD / Diffuser / BC", "81.8 / 75.3 / 51.9", "Table 1"),
@@ -318,7 +321,8 @@ class DecisionDiffuser2023(Reproduction):
                      f"({dx:.2f} ± {dx_se:.2f}, {dy:.2f} ± {dy_se:.2f}); +x alone "
                      f"{r['composition']['+x']['angle'][0]:.1f}°, +y alone "
                      f"{r['composition']['+y']['angle'][0]:.1f}°",
-                     f"{ang - 45:+.1f}° from the diagonal (tolerance ±{ANGLE_TOLERANCE:g}°)",
+                     f"{ang - 45:+.1f}° ± {ang_se:.1f}° from the diagonal (tolerance ±{ANGLE_TOLERANCE:g}°, "
+                     f"se at most {ANGLE_TOLERANCE:g}°)",
                      composes(angle=ang, angle_se=ang_se, along_x=dx, x_se=dx_se, along_y=dy,
                               y_se=dy_se))  # fmt: skip
         d_bc, se_bc = vs(ours, m["BC"])
