@@ -39,6 +39,9 @@ POLICIES = ("diffuser", "diffuser-actions", "gcbc", "controller")
 LABELS = {"diffuser": "Diffuser (PD tracker on planned states)",
           "diffuser-actions": "Diffuser executing its diffused actions",
           "gcbc": "GCBC (hindsight relabelling)", "controller": "waypoint controller (the data's)"}
+#: Why the Table 1 numbers are unverified.
+_UNSEEN = ("quoted by the issue; neither the paper nor a copy of Table 1 was found with the "
+           "search tool (docs, pages, code)")
 TASKS = ("single", "multi")  # Maze2D's fixed goal; Multi2D's random goals
 
 
@@ -117,17 +120,17 @@ class Diffuser2022(Reproduction):
              "gcbc_steps": 4, "episodes": 1}  # fmt: skip
     PAPER_NUMBERS = (
         PaperNumber("Maze2D U-Maze / Medium / Large, Diffuser", "113.9 / 121.5 / 123.0",
-                    "Table 1", verified=False, note="quoted by the issue; the paper's table "
-                    "could not be opened with the search tool"),
+                    "Table 1", verified=False, note=_UNSEEN),
         PaperNumber("Maze2D U-Maze / Medium / Large, IQL", "47.4 / 34.9 / 58.6", "Table 1",
-                    verified=False, note="the best model-free baseline in Table 1"),
+                    verified=False, note=f"the best model-free baseline; {_UNSEEN}"),
         PaperNumber("Maze2D U-Maze / Medium / Large, MPPI", "33.2 / 10.2 / 5.1", "Table 1",
-                    verified=False),
+                    verified=False, note=_UNSEEN),
         PaperNumber("Multi2D U-Maze / Medium / Large, Diffuser", "128.9 / 127.2 / 132.1",
-                    "Table 1", verified=False),
+                    "Table 1", verified=False, note=_UNSEEN),
         PaperNumber("Diffuser executing its own actions, U / M / L", "6.3 / 13.5 / 6.3",
                     "Diffusion Forcing (Chen et al. 2024), Table 1", verified=False,
-                    note="not in the Diffuser paper; the ablation is from Diffusion Forcing"),
+                    note="not in the Diffuser paper; Diffusion Forcing's table was not found "
+                    "with the search tool either"),
     )
 
     def __init__(self, *args: Any, **kwargs: Any):
