@@ -34,6 +34,21 @@ def test_windows_are_actions_then_states_from_the_stream():
         trajectory_windows(obs, act[:5], horizon=4)
 
 
+def test_skipped_windows_take_every_skip_th_step_and_upsample_back():
+    from diffusio.control.diffuser import upsample_plan
+
+    obs = np.arange(20, dtype=np.float32).reshape(10, 2)
+    act = -np.arange(10, dtype=np.float32).reshape(10, 1)
+    w = trajectory_windows(obs, act, horizon=3, stride=1, skip=4)  # spans 9 steps
+    assert w.shape == (2, 3, 3)
+    np.testing.assert_array_equal(w[1, :, 1:], obs[[1, 5, 9]])
+    fine = upsample_plan(w[0].astype(np.float64), 4)
+    assert fine.shape == (9, 3)
+    np.testing.assert_allclose(fine[:, 1:], obs[:9])  # the stream is linear in time
+    with pytest.raises(ValueError, match="at skip 4"):
+        trajectory_windows(obs, act, horizon=4, skip=4)
+
+
 def test_limits_normalizer_maps_the_data_range_to_minus_one_one_and_back():
     x = np.array([[0.0, 5.0], [2.0, 5.0], [1.0, 5.0]])
     norm = LimitsNormalizer.fit(x)

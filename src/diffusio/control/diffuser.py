@@ -50,7 +50,9 @@ __all__ = [
     "load_diffuser_run",
     "maze_policy",
     "train_diffuser",
+    "train_on_windows",
     "trajectory_windows",
+    "upsample_plan",
 ]
 
 DIFFUSER_FORMAT = "diffusio-diffuser"
@@ -104,9 +106,11 @@ class LimitsNormalizer:
 
 
 def trajectory_windows(
-    observations: np.ndarray, actions: np.ndarray, horizon: int, stride: int = 1
+    observations: np.ndarray, actions: np.ndarray, horizon: int, stride: int = 1,
+    skip: int = 1,
 ) -> np.ndarray:
-    """Windows (N, H, A + S) of ``[action, state]`` from one continuous stream.
+    """Windows (N, H, A + S) of ``[action, state]`` from one continuous stream: H transitions
+    ``skip`` steps apart (``skip`` = 1: consecutive), window starts ``stride`` steps apart.
 
     The maze data are one stream (the point mass moves on across goal switches), so windows
     may span an episode cut; the official code instead keeps windows inside the episodes that
@@ -117,11 +121,25 @@ def trajectory_windows(
             f"observations (T, S) and actions (T, A) of one length needed; got {obs.shape}, "
             f"{act.shape}"
         )
-    if horizon < 2 or horizon > len(obs):
-        raise ValueError(f"horizon must be in [2, {len(obs)}] (the stream's length), got {horizon}")
+    if skip < 1:
+        raise ValueError(f"skip must be >= 1, got {skip}")
+    span = (horizon - 1) * skip + 1
+    if horizon < 2 or span > len(obs):
+        raise ValueError(f"horizon must be in [2, {(len(obs) - 1) // skip + 1}] (the stream's "
+                         f"length at skip {skip}), got {horizon}")  # fmt: skip
     transitions = np.concatenate([act, obs], axis=1)
-    starts = np.arange(0, len(obs) - horizon + 1, stride)
-    return np.stack([transitions[s : s + horizon] for s in starts]).astype(np.float32)
+    starts = np.arange(0, len(obs) - span + 1, stride)
+    return np.stack([transitions[s : s + span : skip] for s in starts]).astype(np.float32)
+
+
+def upsample_plan(plan: np.ndarray, skip: int) -> np.ndarray:
+    """A plan of H transitions ``skip`` steps apart (H, D) linearly interpolated to every step:
+    ((H - 1) skip + 1, D)."""
+    if skip == 1:
+        return plan
+    coarse = np.arange(len(plan)) * skip
+    fine = np.arange(coarse[-1] + 1)
+    return np.stack([np.interp(fine, coarse, plan[:, d]) for d in range(plan.shape[1])], axis=1)
 
 
 class KnownEntries:
@@ -174,6 +192,7 @@ def train_diffuser(
     steps: int,
     env: str,
     stride: int = 1,
+    skip: int = 1,
     conditioning: str = "known",
     progress: bool = True,
     resume: bool = False,
@@ -182,28 +201,55 @@ def train_diffuser(
     """Train Diffuser on windows of the stream into ``out_dir`` with diffusio's trainer and
     write ``out_dir/diffuser.json`` (env, horizon, action/state dims, the limits), which
     :func:`~diffusio.control.policies.load_policy` reads. Returns ``(EMA model, summary)``."""
+    windows = trajectory_windows(observations, actions, horizon, stride, skip)
+    return train_on_windows(windows, int(np.shape(actions)[1]), out_dir, steps=steps, env=env,
+                            known_steps=(0, -1), conditioning=conditioning, progress=progress,
+                            resume=resume, info={"skip": int(skip)}, **overrides)  # fmt: skip
+
+
+def train_on_windows(
+    windows: np.ndarray,
+    action_dim: int,
+    out_dir: str | os.PathLike,
+    *,
+    steps: int,
+    env: str,
+    known_steps: tuple[int, ...] = (0, -1),
+    conditioning: str = "known",
+    kind: str = "diffuser-maze",
+    info: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    **overrides: Any,
+) -> tuple[DiffusionModel, dict[str, Any]]:
+    """:func:`train_diffuser` on given ``[action, state]`` windows (N, H, A + S), e.g. cut
+    inside episodes; ``known_steps`` are the steps whose states the model is conditioned on
+    (the maze: start and goal; receding-horizon control: the current state only)."""
     from ..data.batch import TrainingSet
     from ..train.trainer import Trainer
 
     if conditioning not in CONDITIONING:
         raise ValueError(f"unknown conditioning {conditioning!r}; valid: known, inpaint")
-    windows = trajectory_windows(observations, actions, horizon, stride)
+    windows = np.asarray(windows, dtype=np.float32)
+    if windows.ndim != 3 or not 0 <= action_dim < windows.shape[-1]:
+        raise ValueError(f"windows must be (N, H, A + S) with A = {action_dim} < A + S, got "
+                         f"{windows.shape}")  # fmt: skip
     normalizer = LimitsNormalizer.fit(windows)
     x0 = torch.as_tensor(normalizer(windows), dtype=torch.float32)
     config = diffuser_config(steps, **overrides)
-    action_dim = int(np.shape(actions)[1])
-    transforms = [KnownEntries(action_dim)] if conditioning == "known" else []
+    transforms = [KnownEntries(action_dim, known_steps)] if conditioning == "known" else []
     data = TrainingSet(x0, transforms=transforms, net_options={"transition_dim": int(x0.shape[-1])})
     trainer = Trainer(config, out_dir, data=data, progress=progress)
     summary = trainer.fit(resume=resume)
     if trainer.is_main:
-        info = {
-            "format": DIFFUSER_FORMAT, "version": 1, "kind": "diffuser-maze", "env": env,
-            "horizon": int(horizon), "action_dim": int(np.shape(actions)[1]),
-            "state_dim": int(np.shape(observations)[1]), "limits": normalizer.state_dict(),
-            "train_windows": len(windows), "conditioning": conditioning,
+        description = {
+            "format": DIFFUSER_FORMAT, "version": 1, "kind": kind, "env": env,
+            "horizon": int(windows.shape[1]), "action_dim": int(action_dim),
+            "state_dim": int(windows.shape[-1] - action_dim), "limits": normalizer.state_dict(),
+            "train_windows": len(windows), "conditioning": conditioning, "skip": 1,
+            **dict(info or {}),
         }  # fmt: skip
-        write_json_atomic(Path(out_dir) / "diffuser.json", info)
+        write_json_atomic(Path(out_dir) / "diffuser.json", description)
     return trainer.ema.module.to("cpu").eval(), summary
 
 
@@ -239,7 +285,9 @@ class DiffuserPlanner:
         steps: int | None = None,
         steering: tuple[Any, ...] = (),
         conditioning: str = "inpaint",
+        skip: int = 1,
     ):
+        self.skip = int(skip)
         if conditioning not in CONDITIONING:
             raise ValueError(f"unknown conditioning {conditioning!r}; valid: known, inpaint")
         self.conditioning = conditioning
@@ -326,12 +374,16 @@ class MazePolicy:
             raise ValueError("warm_steps needs replan_every (a warm start reuses the last plan)")
         self.planner, self.execute = planner, execute
         self.replan_every, self.warm_steps = replan_every, warm_steps
-        self.plan: np.ndarray | None = None
+        if warm_steps is not None and replan_every % planner.skip:
+            raise ValueError(f"a warm start needs replan_every to be a multiple of the plan's "
+                             f"skip {planner.skip}, got {replan_every}")  # fmt: skip
+        self.plan: np.ndarray | None = None  # at every step
+        self.coarse: np.ndarray | None = None  # as planned (every skip-th step)
         self.step, self.seed, self.k = 0, 0, 0
         self.planning_seconds: list[float] = []
 
     def reset(self, seed: int = 0) -> None:
-        self.plan, self.step, self.seed, self.k = None, 0, int(seed), 0
+        self.plan, self.coarse, self.step, self.seed, self.k = None, None, 0, int(seed), 0
 
     def _replan(self, state: np.ndarray, goal: np.ndarray) -> None:
         import time
@@ -339,13 +391,13 @@ class MazePolicy:
         start = time.perf_counter()
         conditions = {0: state, self.planner.horizon - 1: np.concatenate([goal, [0.0, 0.0]])}
         warm = None
-        if self.plan is not None and self.warm_steps is not None:
-            shift = min(self.k, len(self.plan) - 1)
-            warm = np.concatenate([self.plan[shift:], np.repeat(self.plan[-1:], shift, axis=0)])
+        if self.coarse is not None and self.warm_steps is not None:
+            shift = min(self.k // self.planner.skip, len(self.coarse) - 1)
+            warm = np.concatenate([self.coarse[shift:], np.repeat(self.coarse[-1:], shift, 0)])
         seed = self.seed + self.step
-        self.plan = self.planner.plan(conditions, seed=seed, warm_start=warm,
-                                      warm_steps=self.warm_steps if warm is not None else None)[0]
-        self.k = 0
+        self.coarse = self.planner.plan(conditions, seed=seed, warm_start=warm,
+                                        warm_steps=self.warm_steps if warm is not None else None)[0]
+        self.plan, self.k = upsample_plan(self.coarse, self.planner.skip), 0
         self.planning_seconds.append(time.perf_counter() - start)
 
     def act(self, observation: Any) -> np.ndarray:
@@ -377,5 +429,6 @@ def maze_policy(run_dir: str | os.PathLike, execute: str = "states",
     limits = info["limits"]
     normalizer = LimitsNormalizer(limits["low"], limits["high"])
     planner.setdefault("conditioning", info.get("conditioning", "inpaint"))
+    planner.setdefault("skip", info.get("skip", 1))
     plan = DiffuserPlanner(model, normalizer, info["horizon"], info["action_dim"], **planner)
     return MazePolicy(plan, execute, replan_every, warm_steps)

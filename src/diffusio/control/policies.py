@@ -21,7 +21,7 @@ __all__ = ["POLICY_KINDS", "evaluate", "load_policy"]
 
 #: Run descriptions load_policy understands: the file it reads and the policy it builds.
 POLICY_KINDS = {
-    "diffuser.json": "Diffuser (maze: plan once, PD tracker)",
+    "diffuser.json": "Diffuser (maze: plan once, PD tracker; lander: value-guided replanning)",
     "bc.json": "a baseline of diffusio.control.baselines (BC, %BC, GCBC)",
     "decision_diffuser.json": "Decision Diffuser or CondDiffuser (return / skill CFG, replanning)",
 }
@@ -40,6 +40,10 @@ def load_policy(run_dir: str | os.PathLike, **options: Any) -> Any:
         from .diffuser import load_diffuser_run, maze_policy
 
         _, info = load_diffuser_run(run)
+        if info.get("kind") == "diffuser-lander":  # value-guided receding horizon
+            from .value_planning import value_guided_policy
+
+            return value_guided_policy(run, **options)
         policy = maze_policy(run, **options)
         policy.env = info["env"]
         return policy

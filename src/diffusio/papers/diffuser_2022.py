@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..io import read_json
 from ..metrics.stats import mean_se
 from .base import Reproduction, said
 from .report import PaperNumber, Report, fmt
@@ -49,8 +50,9 @@ TASKS = ("single", "multi")  # Maze2D's fixed goal; Multi2D's random goals
 class Settings:
     """Every knob of the default run; ``QUICK`` and ``SMOKE`` override some of them."""
 
-    mazes: tuple[str, ...] = ("umaze", "medium")
-    horizons: tuple[int, ...] = (128, 256)  # one per maze (the official U-Maze / Medium H)
+    mazes: tuple[str, ...] = ("umaze", "medium", "large")
+    horizons: tuple[int, ...] = (32, 64, 96)  # planned states per maze, `skip` steps apart
+    skip: int = 4  # env steps between planned states: (H - 1) * 4 + 1 = 125 / 253 / 381 steps
     diffusion_steps: int = 64  # T (official: 64 for U-Maze, 256 for Medium and Large)
     dataset_steps: int = 100_000  # D4RL: 1e6 (U-Maze), 2e6 (Medium), 4e6 (Large)
     train_steps: int = 4000  # official: 2e6
@@ -59,6 +61,14 @@ class Settings:
     gcbc_steps: int = 4000  # GCBC gets as many optimiser steps on the same data
     episodes: int = 30  # per maze, task and policy (the same episodes for every policy)
     sampler: str = "ddpm"  # the paper's: ancestral over all T steps
+    lander_episodes: int = 20  # value-guided LunarLander (0: skip that part)
+    lander_horizon: int = 32  # the official locomotion H
+    lander_diffusion_steps: int = 20  # the official locomotion T
+    lander_train_steps: int = 3000
+    lander_value_steps: int = 2000
+    lander_scale: float = 0.1  # the official locomotion guide scale (n_guide_steps 2, t_stopgrad 2)
+    lander_samples: int = 8  # plans per decision (official 64)
+    lander_replan_every: int = 4  # executed actions per plan (official 1)
     seed: int = 0
 
 
@@ -112,12 +122,14 @@ class Diffuser2022(Reproduction):
     REFERENCE = ("Janner, Du, Tenenbaum, Levine. *Planning with Diffusion for Flexible Behavior "
                  "Synthesis.* ICML 2022, arXiv:2205.09991.")  # fmt: skip
     Settings = Settings
-    QUICK = {"mazes": ("umaze",), "horizons": (64,), "diffusion_steps": 32,
-             "dataset_steps": 50_000, "train_steps": 1200, "dim": 16, "gcbc_steps": 1200,
-             "episodes": 10}  # fmt: skip
-    SMOKE = {"mazes": ("umaze",), "horizons": (16,), "diffusion_steps": 4,
+    QUICK = {"mazes": ("umaze",), "horizons": (32,), "diffusion_steps": 32,
+             "dataset_steps": 50_000, "train_steps": 1500, "dim": 16, "gcbc_steps": 1500,
+             "episodes": 10, "lander_episodes": 0}  # fmt: skip
+    SMOKE = {"mazes": ("umaze",), "horizons": (16,), "skip": 2, "diffusion_steps": 4,
              "dataset_steps": 2000, "train_steps": 4, "dim": 8, "dim_mults": (1, 2),
-             "gcbc_steps": 4, "episodes": 1}  # fmt: skip
+             "gcbc_steps": 4, "episodes": 1, "lander_episodes": 2, "lander_horizon": 8,
+             "lander_diffusion_steps": 3, "lander_train_steps": 2, "lander_value_steps": 2,
+             "lander_samples": 2, "lander_replan_every": 50}  # fmt: skip
     PAPER_NUMBERS = (
         PaperNumber("Maze2D U-Maze / Medium / Large, Diffuser", "113.9 / 121.5 / 123.0",
                     "Table 1", verified=False, note=_UNSEEN),
@@ -157,11 +169,11 @@ class Diffuser2022(Reproduction):
         overrides = {"process_options": {"num_steps": self.s.diffusion_steps}, "seed": self.s.seed,
                      "net_options": {"dim": self.s.dim, "dim_mults": list(self.s.dim_mults)}}
         config = diffuser_config(self.s.train_steps, **overrides)
-        label = f"diffuser-{maze}-H{horizon}-n{self.s.dataset_steps}-seed{self.s.seed}"
+        label = f"diffuser-{maze}-H{horizon}x{self.s.skip}-n{self.s.dataset_steps}-seed{self.s.seed}"
         run = self.cache.run_dir(config, label)
         train_diffuser(data["observations"], data["actions"], run, horizon=horizon,
-                       steps=self.s.train_steps, env=f"pointmaze-{maze}", progress=self.progress,
-                       resume=True, **overrides)  # fmt: skip
+                       skip=self.s.skip, steps=self.s.train_steps, env=f"pointmaze-{maze}",
+                       progress=self.progress, resume=True, **overrides)  # fmt: skip
         times = [r["time"] for r in read_metrics(run / "metrics.jsonl") if "time" in r]
         return str(run), float(max(times)) if times else 0.0
 
@@ -188,10 +200,55 @@ class Diffuser2022(Reproduction):
         return load_policy(runs["diffuser"], sampler=self.s.sampler,
                            execute="actions" if kind == "diffuser-actions" else "states")
 
+    def _lander(self) -> dict[str, Any]:
+        """Value-guided receding-horizon Diffuser on mixed LunarLander vs the same model
+        unguided vs BC, on the same episodes (batched rollouts)."""
+        from ..control.baselines import train_bc
+        from ..control.datasets import load_dataset, make_dataset
+        from ..control.decision_diffuser import evaluate_batched
+        from ..control.diffuser import diffuser_config, train_on_windows
+        from ..control.policies import load_policy
+        from ..control.value_planning import train_value, value_guided_policy, value_windows
+
+        s = self.s
+        data = load_dataset(make_dataset("lunarlander-mixed", seed=s.seed, progress=self.progress))
+        windows, returns = value_windows(data, s.lander_horizon)
+        overrides = {"process_options": {"num_steps": s.lander_diffusion_steps}, "seed": s.seed,
+                     "net_options": {"dim": s.dim, "dim_mults": list(s.dim_mults)}}
+        config = diffuser_config(s.lander_train_steps, **overrides)
+        run = self.cache.run_dir(config, f"diffuser-lander-H{s.lander_horizon}-seed{s.seed}")
+        train_on_windows(windows, 2, run, steps=s.lander_train_steps, env="lunarlander",
+                         known_steps=(0,), kind="diffuser-lander", progress=self.progress,
+                         resume=True, **overrides)  # fmt: skip
+        value = run / "value"  # load_policy(run) finds it there
+        if not (value / "value.json").is_file() or \
+                read_json(value / "value.json").get("steps") != s.lander_value_steps:
+            train_value(windows, returns, run, value, steps=s.lander_value_steps, dim=s.dim,
+                        dim_mults=s.dim_mults, seed=s.seed, progress=self.progress)  # fmt: skip
+        bc = self.cache.root / f"bc-lunarlander-s{s.gcbc_steps}-seed{s.seed}"
+        if not (bc / "bc.json").is_file():
+            train_bc(data, bc, kind="bc", steps=s.gcbc_steps, seed=s.seed, progress=self.progress)
+        self.lap("lander: training")
+        rows = {}
+        options = {"n_samples": s.lander_samples, "replan_every": s.lander_replan_every}
+        for name, policy in (
+            ("guided", value_guided_policy(run, value, scale=s.lander_scale, **options)),
+            ("unguided", value_guided_policy(run, value, scale=0.0, **options)),
+            ("bc", load_policy(bc)),
+        ):
+            r = evaluate_batched(policy, "lunarlander", s.lander_episodes, seed=s.seed,
+                                 batch=s.lander_episodes)  # fmt: skip
+            rows[name] = {"returns": [e["return"] for e in r["episodes"]],
+                          "seconds_per_decision": r["seconds_per_decision"]}  # fmt: skip
+        self.lap("lander: rollouts")
+        return rows
+
     def run_experiments(self) -> dict[str, Any]:
         from ..control.policies import evaluate
 
         out: dict[str, Any] = {"mazes": {}}
+        if self.s.lander_episodes:
+            out["lander"] = self._lander()
         for maze, horizon in zip(self.s.mazes, self.s.horizons, strict=True):
             env_name = f"pointmaze-{maze}"
             data = self._dataset(maze)
@@ -248,6 +305,14 @@ class Diffuser2022(Reproduction):
                 report.claim(claim, paper_text, f"{fmt(d)} +/- {fmt(d_se)}", "",
                              beats_by(diff=d, se=d_se, margin=0.0), main=task == "single")
 
+        if "lander" in r:
+            rows = {k: {"scores": v["returns"]} for k, v in r["lander"].items()}
+            for other, key in (("unguided", "guided"), ("bc", "bc")):
+                d, d_se = self._paired(rows, "guided", other)
+                claim, paper_text = said(mod, key, "LunarLander, mixed data")
+                report.claim(claim, paper_text, f"{fmt(d)} +/- {fmt(d_se)} return", "",
+                             beats_by(diff=d, se=d_se, margin=0.0))
+
     def add_sections(self, report: Report, r: dict[str, Any]) -> None:
         report.section("Scores", self.prose("scores", r))
         header = ["maze", "task", "policy", "normalised score", "success",
@@ -261,6 +326,12 @@ class Diffuser2022(Reproduction):
                                   f"{row['success']:.0%}", fmt(row["planning_seconds"]),
                                   f"{row['seconds_per_decision'] * 1e3:.2f} ms"])  # fmt: skip
         report.table(header, table)
+        if "lander" in r:
+            report.section("Value-guided LunarLander", self.prose("lander", r))
+            report.table(["policy", "return", "s / decision"], [
+                [name, "{} +/- {}".format(*map(fmt, mean_se(row["returns"]))),
+                 f"{row['seconds_per_decision'] * 1e3:.1f} ms"]
+                for name, row in r["lander"].items()])  # fmt: skip
         report.figure(self._figure(r), "plans.png",
                       "Diffuser's plans (dashed) and the tracked paths (solid) on the first "
                       "three fixed-goal episodes of each maze; squares are walls, stars goals.")
@@ -288,6 +359,10 @@ class Diffuser2022(Reproduction):
 
     def record_metrics(self, r: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if "lander" in r:
+            out["lander"] = {k: dict(zip(("return", "return_se"), mean_se(v["returns"]),
+                                         strict=True), returns=v["returns"])
+                             for k, v in r["lander"].items()}  # fmt: skip
         for maze, res in r["mazes"].items():
             out[maze] = {"horizon": res["horizon"], "train_seconds": res["train_seconds"]}
             for task in TASKS:
@@ -300,7 +375,8 @@ class Diffuser2022(Reproduction):
 
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
         official = ", ".join(f"{m} H = {OFFICIAL[m][0]}, T = {OFFICIAL[m][1]}" for m in OFFICIAL)
-        ours = ", ".join(f"{m} H = {h}" for m, h in zip(self.s.mazes, self.s.horizons, strict=True))
+        ours = ", ".join(f"{m} H = {h} ({(h - 1) * self.s.skip + 1} steps)"
+                         for m, h in zip(self.s.mazes, self.s.horizons, strict=True))
         return {"official": official, "ours": ours, "mults": ", ".join(map(str, self.s.dim_mults))}
 
 
