@@ -81,7 +81,7 @@ def train_value(
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_safetensors(out / "value.safetensors", net.state_dict(), {"format": VALUE_FORMAT})
