@@ -15,8 +15,9 @@ the network's input (``apply_conditioning`` on x_t; here :class:`KnownEntries` a
 U-Net's ``cond["known"]``) and left out of the loss, and at sampling time the same clean values
 are passed and imposed after every step. ``"inpaint"``: no training-time conditioning, the
 start and goal only imposed by replacement inpainting (re-noised to the current level, Song et
-al. 2021 App. I.2), so one unconditional model serves every mask -- measured to plan far worse
-(plans that ignore a goal until the last steps and then jump to it).
+al. 2021 App. I.2), so one unconditional model serves every mask; in a U-Maze probe (128
+consecutive states, width 16, 3,000 steps, 20 episodes) it scored 2.7 +/- 2.6 (40% success)
+against 11.9 +/- 5.2 (55%) with the known entries.
 
 Execution in a maze (``plan_maze2d.py``): plan once, open loop, then track the planned *states*
 with ``a = (s*_{k+1}.xy - s_k.xy) + (s*_{k+1}.v - s_k.v)``, aiming at the last planned state
