@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ENV_NAMES", "OBSERVATION_DIMS", "POINTMAZE_IDS", "check_observation", "make_env"]
+__all__ = ["ENV_NAMES", "OBSERVATION_DIMS", "POINTMAZE_IDS", "check_observation", "make_env",
+           "observation_batch"]
 
 #: PointMaze names -> gymnasium-robotics ids.
 POINTMAZE_IDS = {
@@ -100,3 +101,16 @@ def check_observation(env_name: str, obs: Any) -> np.ndarray:
         kind = "NaN" if np.isnan(arr[where]) else "inf"
         raise ValueError(f"{env_name}: observation contains {kind} (first at index {where})")
     return arr
+
+
+def observation_batch(env_name: str, obs: Any, width: int) -> tuple[np.ndarray, bool]:
+    """``(batch (B, width), single)``: a checked observation or batch of observations
+    (:func:`check_observation`) as rows of the width a policy was trained on, and whether one
+    observation (not a batch) came in, for policies that act on both."""
+    arr = check_observation(env_name, obs)
+    single = arr.ndim == 1
+    arr = arr.reshape(-1, arr.shape[-1])
+    if arr.shape[1] != width:
+        raise ValueError(f"{env_name}: this policy takes observations of width {width}, got "
+                         f"{arr.shape}")  # fmt: skip
+    return arr, single

@@ -172,14 +172,9 @@ class ValueGuidedPolicy:
         return self.norm.inverse(x[best].numpy())
 
     def act(self, observation: Any) -> np.ndarray:
-        from .envs import check_observation
+        from .envs import observation_batch
 
-        obs = check_observation(self.env, observation)
-        single = obs.ndim == 1
-        obs = obs.reshape(-1, obs.shape[-1])
-        if obs.shape[1] != self.s_dim:
-            raise ValueError(f"{self.env}: this policy takes observations of width "
-                             f"{self.s_dim}, got {obs.shape}")  # fmt: skip
+        obs, single = observation_batch(self.env, observation, self.s_dim)
         j = self.step % self.replan_every
         if j == 0 or self.plans is None or len(self.plans) != len(obs):
             j, start = 0, time.perf_counter()
