@@ -61,7 +61,7 @@ class Settings:
     gcbc_steps: int = 4000  # GCBC gets as many optimiser steps on the same data
     episodes: int = 30  # per maze, task and policy (the same episodes for every policy)
     sampler: str = "ddpm"  # the paper's: ancestral over all T steps
-    lander_episodes: int = 20  # value-guided LunarLander (0: skip that part)
+    lander_episodes: int = 10  # value-guided LunarLander (0: skip that part)
     lander_horizon: int = 32  # the official locomotion H
     lander_diffusion_steps: int = 20  # the official locomotion T
     lander_train_steps: int = 3000
@@ -241,7 +241,24 @@ class Diffuser2022(Reproduction):
             rows[name] = {"returns": [e["return"] for e in r["episodes"]],
                           "seconds_per_decision": r["seconds_per_decision"]}  # fmt: skip
         self.lap("lander: rollouts")
+        rows["precision"] = self._lander_precision(data, value_guided_policy(run, value, scale=0.0,
+                                                   n_samples=1), load_policy(bc))  # fmt: skip
         return rows
+
+    def _lander_precision(self, data: Any, diffuser: Any, bc: Any) -> dict[str, float]:
+        """How well a plan matches the data where it is executed: on 256 dataset states, the
+        planned next state's error relative to the true one-step move, and the first planned
+        action's error against the data's action (BC's for comparison); mean absolute values."""
+        rng = np.random.default_rng(self.s.seed)
+        idx = rng.choice(len(data), min(256, len(data)), replace=False)
+        obs, act = data["observations"][idx], data["actions"][idx]
+        plans = diffuser.plan(obs, seed=self.s.seed)
+        step = np.abs(data["next_observations"][idx] - obs).mean()
+        return {"next_state_error_over_step": float(np.abs(
+                    plans[:, 1, 2:] - data["next_observations"][idx]).mean() / step),
+                "action_error": float(np.abs(plans[:, 0, :2] - act).mean()),
+                "bc_action_error": float(np.abs(bc.act(obs) - act).mean()),
+                "action_scale": float(np.abs(act).mean())}  # fmt: skip
 
     def run_experiments(self) -> dict[str, Any]:
         from ..control.policies import evaluate
@@ -306,7 +323,8 @@ class Diffuser2022(Reproduction):
                              beats_by(diff=d, se=d_se, margin=0.0), main=task == "single")
 
         if "lander" in r:
-            rows = {k: {"scores": v["returns"]} for k, v in r["lander"].items()}
+            rows = {k: {"scores": v["returns"]} for k, v in r["lander"].items()
+                    if k != "precision"}
             for other, key in (("unguided", "guided"), ("bc", "bc")):
                 d, d_se = self._paired(rows, "guided", other)
                 claim, paper_text = said(mod, key, "LunarLander, mixed data")
@@ -331,7 +349,12 @@ class Diffuser2022(Reproduction):
             report.table(["policy", "return", "s / decision"], [
                 [name, "{} +/- {}".format(*map(fmt, mean_se(row["returns"]))),
                  f"{row['seconds_per_decision'] * 1e3:.1f} ms"]
-                for name, row in r["lander"].items()])  # fmt: skip
+                for name, row in r["lander"].items() if name != "precision"])  # fmt: skip
+            p = r["lander"]["precision"]
+            report.text(f"Plan precision on 256 dataset states: the planned next state is off "
+                        f"by {fmt(p['next_state_error_over_step'])}x the true one-step move; "
+                        f"the first planned action by {fmt(p['action_error'])} (BC: "
+                        f"{fmt(p['bc_action_error'])}; mean |action| {fmt(p['action_scale'])}).")
         report.figure(self._figure(r), "plans.png",
                       "Diffuser's plans (dashed) and the tracked paths (solid) on the first "
                       "three fixed-goal episodes of each maze; squares are walls, stars goals.")
@@ -362,7 +385,8 @@ class Diffuser2022(Reproduction):
         if "lander" in r:
             out["lander"] = {k: dict(zip(("return", "return_se"), mean_se(v["returns"]),
                                          strict=True), returns=v["returns"])
-                             for k, v in r["lander"].items()}  # fmt: skip
+                             for k, v in r["lander"].items() if k != "precision"}  # fmt: skip
+            out["lander"]["precision"] = r["lander"]["precision"]
         for maze, res in r["mazes"].items():
             out[maze] = {"horizon": res["horizon"], "train_seconds": res["train_seconds"]}
             for task in TASKS:
