@@ -176,3 +176,62 @@ def test_return_model_plans_start_at_the_state(tmp_path):
     np.testing.assert_allclose(plans[:, 0], state, atol=1e-5)  # inpainted index 0
     with pytest.raises(ValueError, match="give target, not skills"):
         dd.decision_diffuser_policy(tmp_path / "r", skills="+x")
+
+
+def test_window_coder_round_trips_both_frames():
+    rng = np.random.default_rng(2)
+    w = rng.normal(size=(50, 5, 3)).cumsum(1)
+    for frame in dd.FRAMES:
+        coder = dd.WindowCoder.fit(frame, w, 0)
+        z = coder.encode(w)
+        assert z.min() >= -1 - 1e-9 and z.max() <= 1 + 1e-9
+        np.testing.assert_allclose(coder.decode(z, w[:, 0]), w, atol=1e-9)
+        np.testing.assert_allclose(coder.first(w[:, 0], 5), z[:, 0], atol=1e-9)
+        again = dd.WindowCoder.from_info({"kind": "decision-diffuser", "action_dim": 2,
+                                          **coder.state_dict()})  # fmt: skip
+        np.testing.assert_allclose(again.encode(w), z)
+    rel = dd.WindowCoder.fit("relative", w, 0)
+    # index 0 is the state itself (its range), later steps the change since it
+    np.testing.assert_allclose(rel.window_limits.low[:3], w[:, 0].min(0))
+    np.testing.assert_allclose(rel.window_limits.high[3:6], (w[:, 1] - w[:, 0]).max(0))
+    with pytest.raises(ValueError, match="unknown frame"):
+        dd.WindowCoder.fit("polar", w, 0)
+
+
+@pytest.mark.parametrize("frame", dd.FRAMES)
+def test_known_conditioning_trains_and_plans_from_the_clean_state(tmp_path, frame):
+    ds = _dataset([12, 10, 9], state_dim=4)
+    ds.manifest["env"] = "point2d"
+    run = tmp_path / frame
+    _, info = dd.train_decision_diffuser(ds, run, horizon=4, steps=3, inverse_steps=5,
+                                         frame=frame, progress=False, **TINY)  # fmt: skip
+    assert info["conditioning"] == "known" and info["frame"] == frame
+    assert not info["state_condition"] and ("window_limits" in info) == (frame == "relative")
+    policy = dd.decision_diffuser_policy(run, guidance_scale=1.2)
+    assert policy.planner.known
+    seen = []
+    net = policy.planner.model.net
+    hook = net.register_forward_pre_hook(lambda m, a, k: seen.append(k.get("known")),
+                                         with_kwargs=True)  # fmt: skip
+    state = np.array([[0.1, 0.2, 0.0, 0.0], [-0.3, 0.1, 0.0, 0.0]])
+    plans = policy.planner.plan(state, policy.conditions, 1.2, seed=0)
+    hook.remove()
+    np.testing.assert_allclose(plans[:, 0], state, atol=1e-5)
+    known = seen[0]
+    assert known is not None and bool(torch.isfinite(known[:, 0]).all())
+    assert bool(torch.isnan(known[:, 1:]).all())
+    err = dd.plan_step_error(policy, state, state + 0.01, np.zeros((2, 2)), scale=1.2)
+    assert err["rows"] == 2 and math.isfinite(err["ratio_median"])
+    assert math.isfinite(err["action_rmse_planned"])
+
+
+def test_known_entries_mask_the_first_state_out_of_the_loss():
+    from diffusio.control.diffuser import KnownEntries
+    from diffusio.data.batch import Batch
+
+    x0 = torch.randn(3, 4, 5)
+    out = KnownEntries(2, steps=(0,))(Batch(x0=x0, cond={}), torch.Generator())
+    torch.testing.assert_close(out.cond["known"][:, 0, 2:], x0[:, 0, 2:])
+    assert bool(torch.isnan(out.cond["known"][:, 0, :2]).all())
+    assert bool(torch.isnan(out.cond["known"][:, 1:]).all())
+    assert float(out.mask[:, 0, 2:].sum()) == 0 and float(out.mask[:, 1:].min()) == 1

@@ -2,19 +2,25 @@
 Generative Modeling all you need for Decision-Making?", ICLR 2023) and its CondDiffuser ablation.
 
 * **What is diffused.** A window of H future *states* ``(H, S)`` (the official
-  ``GaussianInvDynDiffusion``), scaled per dimension to [-1, 1] by their limits
-  (:class:`~diffusio.control.diffuser.LimitsNormalizer`; the official code uses a CDF
-  normaliser). eps-prediction with the cosine schedule over a temporal U-Net
-  (:class:`~diffusio.nets.temporal.TemporalUNet`), x0 clipped to [-1, 1] while sampling.
-* **The current state** is imposed at index 0 by replacement inpainting
-  (:class:`~diffusio.core.steering.Inpaint`, re-noised to the current level). The official
-  ``apply_conditioning`` writes the clean state (and zeroes its loss weight); as in
-  :mod:`~diffusio.control.diffuser`, re-noising needs no conditioning at training time.
-* **The current state also conditions the U-Net** as a vector (``cond_dims["state"]``, never
-  dropped; ``state_condition=False`` turns it off). The code's clean overwrite keeps the state
-  visible to the network at every noise level; diffusio's trainer noises every entry, and
-  re-noised inpainting alone hides the state at high noise, so the state also enters through
-  the embedding.
+  ``GaussianInvDynDiffusion``), eps-prediction with the cosine schedule over a temporal U-Net
+  (:class:`~diffusio.nets.temporal.TemporalUNet`), x0 clipped to [-1, 1] while sampling (all as
+  the code). How the states are scaled (``frame``, :class:`WindowCoder`): ``"absolute"`` scales
+  each dimension to [-1, 1] by its limits (the code uses a CDF normaliser); ``"relative"``
+  keeps the current state at index 0 and replaces every later state by its change since it,
+  ``s_k - s_0``, each (step, dimension) scaled to [-1, 1] by its own range. A one-step move is
+  about 1 % of a state's range, and the inverse dynamics acts on exactly that move: on mixed
+  LunarLander an absolute-state plan at CPU scale missed the next state by more than ten times
+  the true move, the relative frame by a few times (the decision-diffuser-2023 report's
+  precision table); the move is then at the scale of the model's precision. The decoded plan
+  is in data units either way.
+* **The current state** (``conditioning``). ``"known"`` (the default, the official
+  ``apply_conditioning``): during training each window's clean first state is written into the
+  U-Net's input at index 0 and left out of the loss (:class:`~diffusio.control.diffuser.
+  KnownEntries` and the U-Net's ``cond["known"]``), and planning passes the same clean state
+  (and imposes it after every step). ``"inpaint"``: only re-noised replacement inpainting at
+  sampling time, which hides the state at high noise; the earlier recipe added the state as a
+  vector condition through the embedding for that reason (``state_condition=True``, never
+  dropped), which measured no better once the state is known (the precision table's runs).
 * **Actions** come from an inverse-dynamics MLP ``a_t = f(s_t, s_{t+1})`` (:class:`InverseDynamics`:
   2 hidden ReLU layers, linear output; the code: 256 units, the paper: 512), trained on the same
   transitions *separately* (the code trains it jointly, loss = (diffusion + MSE) / 2; the two
@@ -71,12 +77,13 @@ from torch import Tensor, nn
 
 from ..core.model import DiffusionModel
 from ..io import read_json, write_json_atomic
-from .diffuser import LimitsNormalizer
+from .diffuser import KnownEntries, LimitsNormalizer
 
 __all__ = [
     "DD_DEFAULTS", "DD_FILE", "DD_FORMAT", "KINDS", "RowwiseComposedGuidance",
     "DecisionDiffuserPlanner", "DecisionDiffuserPolicy", "InverseDynamics", "ReturnScale",
-    "decision_diffuser_config", "decision_diffuser_policy", "episode_windows", "evaluate_batched",
+    "CONDITIONING", "FRAMES", "WindowCoder", "decision_diffuser_config", "decision_diffuser_policy",
+    "episode_windows", "evaluate_batched", "plan_step_error",
     "load_decision_diffuser_run", "returns_to_go", "rollout_batch", "train_decision_diffuser",
     "train_inverse_dynamics",
 ]  # fmt: skip
@@ -178,6 +185,99 @@ class ReturnScale:
         return {"low": self.low, "high": self.high}
 
 
+#: How the current state is learnt: ``known`` (the official ``apply_conditioning``: the clean
+#: state written into the U-Net's input at index 0 and left out of the loss) or ``inpaint``
+#: (nothing at training time; re-noised replacement inpainting only while sampling).
+CONDITIONING = ("known", "inpaint")
+#: What is diffused: ``absolute`` states (the official) or ``relative`` ones, s_k - s_0 scaled
+#: per (step, dimension) (module docstring).
+FRAMES = ("absolute", "relative")
+
+
+class WindowCoder:
+    """Windows ``(N, H, D)`` in data units <-> the diffusion model's units.
+
+    ``absolute``: each dimension scaled to [-1, 1] by ``limits`` (the windows' per-dimension
+    range). ``relative``: the first state kept, every later state replaced by its change since
+    the first, ``s_k - s_0`` (k >= 1), and every (step, dimension) entry scaled to [-1, 1] by
+    its own range (``window_limits``, over H * D entries): index 0 is the current state (known,
+    written clean into the U-Net's input), the rest the planned motion at the scale of a k-step
+    move; actions (CondDiffuser) are scaled per (step, dimension) too. ``limits`` also scale
+    the states the inverse dynamics and the state condition see, in both frames."""
+
+    def __init__(self, frame: str, limits: LimitsNormalizer, action_dim: int,
+                 window_limits: LimitsNormalizer | None = None) -> None:  # fmt: skip
+        if frame not in FRAMES:
+            raise ValueError(f"unknown frame {frame!r}; valid: {', '.join(FRAMES)}")
+        if frame == "relative" and window_limits is None:
+            raise ValueError("the relative frame needs window_limits")
+        self.frame, self.limits, self.action_dim = frame, limits, int(action_dim)
+        self.window_limits = window_limits
+
+    @classmethod
+    def fit(cls, frame: str, windows: np.ndarray, action_dim: int) -> WindowCoder:
+        limits = LimitsNormalizer.fit(windows)
+        if frame != "relative":
+            return cls(frame, limits, action_dim)
+        d = cls._delta(windows, action_dim)
+        return cls(frame, limits, action_dim, LimitsNormalizer.fit(d.reshape(len(d), -1)))
+
+    @staticmethod
+    def _delta(windows: np.ndarray, action_dim: int) -> np.ndarray:
+        d = np.array(windows, dtype=np.float64)
+        d[:, 1:, action_dim:] -= d[:, :1, action_dim:]
+        return d
+
+    @property
+    def dim(self) -> int:
+        return len(self.limits.low)
+
+    def encode(self, windows: Any) -> np.ndarray:
+        w = np.asarray(windows, dtype=np.float64)
+        if self.frame == "absolute":
+            return self.limits(w)
+        d = self._delta(w, self.action_dim)
+        return self.window_limits(d.reshape(len(d), -1)).reshape(d.shape)
+
+    def decode(self, z: Any, first: Any) -> np.ndarray:
+        """Data-unit windows from model units; ``first`` (N, S): each window's first state."""
+        z = np.asarray(z, dtype=np.float64)
+        if self.frame == "absolute":
+            return self.limits.inverse(z)
+        d = self.window_limits.inverse(z.reshape(len(z), -1)).reshape(z.shape)
+        s0 = np.asarray(first, dtype=np.float64)
+        d[:, 1:, self.action_dim :] += s0[:, None]
+        d[:, 0, self.action_dim :] = s0
+        return d
+
+    def first(self, states: Any, horizon: int) -> np.ndarray:
+        """The model-unit entries of index 0 ``(N, D)`` for windows starting at ``states``
+        (its action entries meaningless)."""
+        s = np.asarray(states, dtype=np.float64)
+        w = np.zeros((len(s), horizon, self.dim))
+        w[..., self.action_dim :] = s[:, None]
+        return self.encode(w)[:, 0]
+
+    def state_units(self, states: Any) -> np.ndarray:
+        """States scaled by the state dimensions' limits (the inverse dynamics' units)."""
+        return LimitsNormalizer(self.limits.low[self.action_dim :],
+                                self.limits.high[self.action_dim :])(states)  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"frame": self.frame, "limits": self.limits.state_dict()}
+        if self.window_limits is not None:
+            out["window_limits"] = self.window_limits.state_dict()
+        return out
+
+    @classmethod
+    def from_info(cls, info: Mapping[str, Any]) -> WindowCoder:
+        lim = LimitsNormalizer(info["limits"]["low"], info["limits"]["high"])
+        a = int(info["action_dim"]) if info["kind"] == "cond-diffuser" else 0
+        wl = info.get("window_limits")
+        wl = LimitsNormalizer(wl["low"], wl["high"]) if wl else None
+        return cls(str(info.get("frame", "absolute")), lim, a, wl)
+
+
 def _load(dataset: Any, progress: bool = False) -> Any:
     from .datasets import DATASETS, OfflineDataset, load_dataset, make_dataset
 
@@ -274,7 +374,8 @@ def train_inverse_dynamics(
 def decision_diffuser_config(
     steps: int, *, kind: str = "decision-diffuser", condition: str = "returns",
     horizon: int = 16, gamma: float = 0.99, p_uncond: float = 0.25, dataset: str = "",
-    state_condition: bool = True, **overrides: Any,
+    state_condition: bool = False, conditioning: str = "known", frame: str = "absolute",
+    **overrides: Any,
 ) -> Any:  # fmt: skip
     """The TrainConfig of a run: :data:`DD_DEFAULTS` + ``steps`` + CFG dropout + overrides
     (``net_options`` merged); the recipe (kind, condition, horizon, gamma, the dataset's tag)
@@ -291,8 +392,13 @@ def decision_diffuser_config(
     net_options = {**values["net_options"], **dict(overrides.pop("net_options", {}) or {})}
     process_options = {**values["process_options"],
                        **dict(overrides.pop("process_options", {}) or {})}  # fmt: skip
+    if conditioning not in CONDITIONING:
+        raise ValueError(f"unknown conditioning {conditioning!r}; valid: {', '.join(CONDITIONING)}")
+    if frame not in FRAMES:
+        raise ValueError(f"unknown frame {frame!r}; valid: {', '.join(FRAMES)}")
     description = (f"{kind} {condition}{'+state' if state_condition else ''} H={horizon} "
-                   f"gamma={gamma:g} p_uncond={p_uncond:g} data={dataset}")  # fmt: skip
+                   f"gamma={gamma:g} p_uncond={p_uncond:g} conditioning={conditioning} "
+                   f"frame={frame} data={dataset}")  # fmt: skip
     values.update(steps=int(steps), net_options=net_options, process_options=process_options,
                   cond_dropout={condition: float(p_uncond)} if p_uncond > 0 else {},
                   description=description)  # fmt: skip
@@ -320,7 +426,9 @@ def train_decision_diffuser(
     p_uncond: float = 0.25,
     inverse_steps: int = 4000,
     inverse_hidden: Sequence[int] = (256, 256),
-    state_condition: bool = True,
+    state_condition: bool = False,
+    conditioning: str = "known",
+    frame: str = "absolute",
     env: str | None = None,
     progress: bool = True,
     **overrides: Any,
@@ -330,8 +438,10 @@ def train_decision_diffuser(
     ``out_dir`` with diffusio's trainer (a finished run there is reused, an interrupted one
     resumed), the inverse dynamics next to it, and write ``decision_diffuser.json``. ``condition``
     is ``"returns"`` (discounted return-to-go, scaled to [0, 1]) or ``"skills"`` (the dataset's
-    skill labels, one-hot). ``state_condition``: the window's first state also enters the
-    U-Net as a vector condition (module docstring). ``overrides`` go to the TrainConfig
+    skill labels, one-hot). ``conditioning``: ``"known"`` (the clean first state written into
+    the U-Net's input and out of the loss, the official) or ``"inpaint"``; ``frame``:
+    ``"absolute"`` or ``"relative"`` states (module docstring); ``state_condition``: the first
+    state also enters the U-Net as a vector condition. ``overrides`` go to the TrainConfig
     (``seed``, ``batch_size``, ``net_options``, ``process_options={"num_steps": T}``...).
     Returns ``(EMA model, info)``."""
     from ..data.batch import TrainingSet
@@ -346,18 +456,23 @@ def train_decision_diffuser(
                          f"dataset's manifest gives {env!r}")  # fmt: skip
     windows, starts = episode_windows(ds, horizon, kind)
     labels, extra = _labels(ds, condition, starts, gamma)
-    normalizer = LimitsNormalizer.fit(windows)
-    x0 = torch.as_tensor(normalizer(windows), dtype=torch.float32)
     config = decision_diffuser_config(steps, kind=kind, condition=condition, horizon=horizon,
                                       gamma=gamma, p_uncond=p_uncond, dataset=dataset_tag(ds),
-                                      state_condition=state_condition, **overrides)  # fmt: skip
+                                      state_condition=state_condition, conditioning=conditioning,
+                                      frame=frame, **overrides)  # fmt: skip
     k = labels.shape[1]
     a_dim, s_dim = int(ds["actions"].shape[1]), int(ds["observations"].shape[1])
+    offset = a_dim if kind == "cond-diffuser" else 0
+    coder = WindowCoder.fit(frame, windows, offset)
+    normalizer = coder.limits
+    x0 = torch.as_tensor(coder.encode(windows), dtype=torch.float32)
     cond, cond_dims = {condition: torch.as_tensor(labels)}, {condition: k}
     if state_condition:  # the first state, also as a vector condition (never dropped)
-        cond["state"], cond_dims["state"] = x0[:, 0, -s_dim:].clone(), s_dim
+        first = coder.state_units(windows[:, 0, offset:])
+        cond["state"], cond_dims["state"] = torch.as_tensor(first, dtype=torch.float32), s_dim
+    transforms = [KnownEntries(offset, steps=(0,))] if conditioning == "known" else []
     data = TrainingSet(
-        x0, cond=cond, null={condition: float("nan")},
+        x0, cond=cond, null={condition: float("nan")}, transforms=transforms,
         net_options={"transition_dim": int(x0.shape[-1]), "cond_dims": cond_dims},
     )  # fmt: skip
     out = Path(out_dir)
@@ -367,9 +482,9 @@ def train_decision_diffuser(
     info: dict[str, Any] = {
         "format": DD_FORMAT, "version": DD_VERSION, "kind": kind, "env": env,
         "condition": condition, "cond_dim": int(k), "horizon": int(horizon),
-        "state_condition": bool(state_condition),
-        "action_dim": a_dim, "state_dim": s_dim, "gamma": gamma, "p_uncond": p_uncond,
-        "limits": normalizer.state_dict(), "train_windows": len(windows),
+        "state_condition": bool(state_condition), "conditioning": conditioning,
+        **coder.state_dict(), "action_dim": a_dim, "state_dim": s_dim, "gamma": gamma, "p_uncond": p_uncond,
+        "train_windows": len(windows),
         "dataset": {"path": str(ds.path), "tag": dataset_tag(ds)},
         "train": {k_: summary.get(k_) for k_ in ("step", "loss")},
         "action_low": np.asarray(ds["actions"]).min(0).astype(float).tolist(),
@@ -471,14 +586,19 @@ class DecisionDiffuserPlanner:
     the kernel's std and x_T times it) or ``"ddim"`` (deterministic, ``noise_scale`` unused);
     ``steps``: network evaluations (default: all T)."""
 
-    def __init__(self, model: DiffusionModel, normalizer: LimitsNormalizer, info: Mapping[str, Any],
-                 *, sampler: str = "ddpm", steps: int | None = None,
+    def __init__(self, model: DiffusionModel, coder: WindowCoder | LimitsNormalizer,
+                 info: Mapping[str, Any], *, sampler: str = "ddpm", steps: int | None = None,
                  noise_scale: float = 0.5) -> None:  # fmt: skip
         if sampler not in ("ddpm", "ddim"):
             raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
         if not 0.0 <= noise_scale <= 1.0:
             raise ValueError(f"noise_scale must lie in [0, 1], got {noise_scale}")
-        self.model, self.normalizer, self.info = model, normalizer, dict(info)
+        if isinstance(coder, LimitsNormalizer):  # an absolute-frame model
+            a = int(info["action_dim"]) if info["kind"] == "cond-diffuser" else 0
+            coder = WindowCoder("absolute", coder, a)
+        self.model, self.coder, self.info = model, coder, dict(info)
+        self.normalizer = coder.limits
+        self.known = str(info.get("conditioning", "inpaint")) == "known"
         self.horizon = int(info["horizon"])
         self.action_dim = int(info["action_dim"]) if info["kind"] == "cond-diffuser" else 0
         self.condition, self.cond_dim = str(info["condition"]), int(info["cond_dim"])
@@ -497,11 +617,15 @@ class DecisionDiffuserPlanner:
         if s.ndim != 2 or s.shape[1] != dim - self.action_dim or not np.all(np.isfinite(s)):
             raise ValueError(f"states must be finite (N, {dim - self.action_dim}); got {s.shape}")
         n = len(s)
-        known = np.zeros((n, self.horizon, dim))
-        known[:, 0, self.action_dim :] = s
-        known = torch.as_tensor(self.normalizer(known), dtype=torch.float32)
+        known = torch.zeros((n, self.horizon, dim))
+        known[:, 0] = torch.as_tensor(self.coder.first(s, self.horizon), dtype=torch.float32)
         mask = torch.zeros((n, self.horizon, dim), dtype=torch.bool)
         mask[:, 0, self.action_dim :] = True
+        extra: dict[str, Tensor] = {}
+        if self.known:  # the clean state in the U-Net's input, as in training
+            extra["known"] = torch.where(mask, known, torch.full_like(known, float("nan")))
+        if self.info.get("state_condition"):
+            extra["state"] = torch.as_tensor(self.coder.state_units(s), dtype=torch.float32)
         conds = []
         for c in conditions:
             unknown = set(c) - {self.condition}
@@ -514,17 +638,14 @@ class DecisionDiffuserPlanner:
                 raise ValueError(f"condition {self.condition!r} must be {self.cond_dim} finite "
                                  f"values (or ({n}, {self.cond_dim})); got {tuple(v.shape)}")  # fmt: skip
             conds.append({self.condition: v})
-        null = {self.condition: torch.full((n, self.cond_dim), float("nan"))}
-        if self.info.get("state_condition"):
-            state = known[:, 0, self.action_dim :]
-            null["state"] = state
-            conds = [{**c, "state": state} for c in conds]
+        null = {self.condition: torch.full((n, self.cond_dim), float("nan")), **extra}
+        conds = [{**c, **extra} for c in conds]
         scale_t = torch.as_tensor(np.asarray(scale, dtype=np.float32))
         guided = bool(conds) and bool((scale_t != 0).any())
         guidance = [RowwiseComposedGuidance(conds, scale_t)] if guided else []
         x = self._sample((n, self.horizon, dim), null, [*guidance, ClipX0()],
                          Inpaint(known, mask), seed)  # fmt: skip
-        return self.normalizer.inverse(x.detach().cpu().numpy())
+        return self.coder.decode(x.detach().cpu().numpy(), s)
 
     def _sample(self, shape: tuple[int, ...], cond: dict[str, Tensor], guidance: list[Any],
                 inpaint: Any, seed: int | None) -> Tensor:  # fmt: skip
@@ -648,9 +769,8 @@ def decision_diffuser_policy(run_dir: str | os.PathLike, *, sampler: str = "ddpm
     """The :class:`DecisionDiffuserPolicy` of a trained run (``options``: ``replan_every``,
     ``target``, ``skills``, ``guidance_scale``)."""
     model, inverse, info = load_decision_diffuser_run(run_dir)
-    normalizer = LimitsNormalizer(info["limits"]["low"], info["limits"]["high"])
-    planner = DecisionDiffuserPlanner(model, normalizer, info, sampler=sampler, steps=steps,
-                                      noise_scale=noise_scale)  # fmt: skip
+    planner = DecisionDiffuserPlanner(model, WindowCoder.from_info(info), info, sampler=sampler,
+                                      steps=steps, noise_scale=noise_scale)  # fmt: skip
     return DecisionDiffuserPolicy(planner, inverse, info, **options)
 
 
@@ -735,3 +855,39 @@ def evaluate_batched(policy: Any, env_name: str, episodes: int, seed: int = 0, *
         "seconds_per_decision": seconds / decisions, "seconds": seconds,
         "planning_seconds": list(getattr(policy, "planning_seconds", []))[before:],
     }  # fmt: skip
+
+
+# --------------------------------------------------------------------------- diagnostics
+def plan_step_error(policy: DecisionDiffuserPolicy, states: Any, next_states: Any,
+                    actions: Any | None = None, *, scale: float = 1.2, seed: int = 0,
+                    gap: int = 1) -> dict[str, Any]:  # fmt: skip
+    """How exactly a policy's plans predict the next state, on transitions ``(s_t, s_{t+gap},
+    a_t)`` it was not trained on: per row the error ``||s_hat_{t+gap} - s_{t+gap}||`` over the
+    true move ``||s_{t+gap} - s_t||`` (states in the inverse dynamics' units, the limits
+    scaled to [-1, 1]); ``ratio_median`` / ``ratio_mean`` over rows, the per-dimension rms
+    error and true-move sd, and (Decision Diffuser, with ``actions``) the rms action error of
+    the inverse dynamics on the planned next state against its error on the true one."""
+    s0 = np.asarray(states, dtype=np.float64)
+    s1 = np.asarray(next_states, dtype=np.float64)
+    policy.reset(seed)
+    plans = policy.planner.plan(s0, policy.conditions, scale, seed=seed)
+    hat = plans[:, gap, policy.planner.action_dim :]
+    norm = policy.state_norm
+    z0, z1, zh = norm(s0), norm(s1), norm(hat)
+    err = np.linalg.norm(zh - z1, axis=1)
+    move = np.linalg.norm(z1 - z0, axis=1)
+    ratio = err / np.maximum(move, 1e-8)
+    out = {"rows": int(len(s0)), "gap": int(gap), "ratio_median": float(np.median(ratio)),
+           "ratio_mean": float(np.mean(ratio)), "error_mean": float(err.mean()),
+           "move_mean": float(move.mean()),
+           "error_rms_per_dim": np.sqrt(((zh - z1) ** 2).mean(0)).tolist(),
+           "move_sd_per_dim": (z1 - z0).std(0).tolist()}  # fmt: skip
+    if actions is not None and policy.inverse is not None and gap == 1:
+        a = np.asarray(actions, dtype=np.float64)
+        with torch.no_grad():
+            t0 = torch.as_tensor(z0, dtype=torch.float32)
+            planned = policy.inverse(t0, torch.as_tensor(zh, dtype=torch.float32)).numpy()
+            true = policy.inverse(t0, torch.as_tensor(z1, dtype=torch.float32)).numpy()
+        out["action_rmse_planned"] = float(np.sqrt(((planned - a) ** 2).mean()))
+        out["action_rmse_true_next"] = float(np.sqrt(((true - a) ** 2).mean()))
+    return out

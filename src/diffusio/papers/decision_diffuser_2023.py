@@ -98,6 +98,11 @@ class Settings:
     p_uncond: float = 0.25
     gamma: float = 0.99
     inverse_steps: int = 4000
+    conditioning: str = "known"
+    frame: str = "relative"
+    state_condition: bool = False
+    precision_rows: int = 256
+    holdout_episodes: int = 25
     target: float = 0.9
     noise_scale: float = 0.5
     sample_steps: int | None = None
@@ -123,23 +128,30 @@ def recipe(s: Settings, kind: str) -> dict[str, Any]:
                 gamma=s.gamma, p_uncond=s.p_uncond, inverse_steps=s.inverse_steps,
                 net_options={"dim": s.net_dim, "dim_mults": list(s.net_mults)},
                 process_options={"num_steps": s.diffusion_steps}, batch_size=s.batch_size,
+                conditioning=s.conditioning, frame=s.frame, state_condition=s.state_condition,
                 seed=s.seed)  # fmt: skip
 
 
-def plan_precision(policy: Any, ds: Any, scale: float, seed: int, n: int = 64) -> dict[str, Any]:
-    """How exactly DD's plans predict the next state: from ``n`` states of the noiseless
-    heuristic's episodes, the rms error of the planned s_1 against the recorded next state,
-    next to the spread of the true one-step change, per state dimension (the inverse dynamics
-    acts on the planned change)."""
-    rows = np.flatnonzero(np.asarray(ds.arrays.get("behaviors", np.zeros(len(ds)))) == 0)
-    pick = np.random.default_rng(seed).choice(rows, min(n, len(rows)), replace=False)
-    s0, s1 = ds["observations"][pick], ds["next_observations"][pick]
-    policy.reset(seed)
-    plans = policy.planner.plan(s0, policy.conditions, scale, seed=seed)
-    err = np.sqrt(((plans[:, 1] - s1) ** 2).mean(0))
-    step = (s1 - s0).std(0)
-    return {"plan_error": err.tolist(), "true_step": step.tolist(),
-            "ratio": float(np.median(err / np.maximum(step, 1e-6)))}  # fmt: skip
+#: The recipe before the precision fixes: absolute states, the current state by re-noised
+#: inpainting plus a vector condition (measured for the precision table only).
+BEFORE = {"conditioning": "inpaint", "frame": "absolute", "state_condition": True}
+
+
+def plan_precision(policy: Any, ds: Any, scale: float, seed: int, n: int) -> dict[str, Any]:
+    """How exactly DD's plans predict the next state on held-out episodes (``ds``: generated
+    with another seed): :func:`~diffusio.control.decision_diffuser.plan_step_error` on ``n``
+    transitions of the noiseless heuristic and on ``n`` of every behaviour."""
+    from ..control.decision_diffuser import plan_step_error
+
+    beh = np.asarray(ds.arrays.get("behaviors", np.zeros(len(ds))))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, rows in (("heuristic", np.flatnonzero(beh == 0)), ("all", np.arange(len(ds)))):
+        pick = rng.choice(rows, min(n, len(rows)), replace=False)
+        out[name] = plan_step_error(policy, ds["observations"][pick],
+                                    ds["next_observations"][pick], ds["actions"][pick],
+                                    scale=scale, seed=seed)  # fmt: skip
+    return out
 
 
 def _stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -171,7 +183,7 @@ class DecisionDiffuser2023(Reproduction):
              "episodes": 2, "scales": (0.0, 1.2), "net_dim": 8, "batch_size": 16,
              "diffusion_steps": 4, "sample_steps": None, "horizon": 4, "max_episode_steps": 12,
              "skills_episodes": 8, "skills_horizon": 4, "skills_train_steps": 4,
-             "skills_eval_episodes": 2}  # fmt: skip
+             "skills_eval_episodes": 2, "precision_rows": 8, "holdout_episodes": 2}  # fmt: skip
     PAPER_NUMBERS = (
         *(PaperNumber(q, v, where, False, _NOTES) for q, v, where in (
             ("D4RL locomotion average: DD / Diffuser / BC", "81.8 / 75.3 / 51.9", "Table 1"),
@@ -252,7 +264,16 @@ class DecisionDiffuser2023(Reproduction):
             methods[label] = _stats(dd.rollout_batch(bcs[kind], "lunarlander", seeds, s.seed,
                                                      env_options=env))  # fmt: skip
         self.lap("rollouts: baselines")
-        precision = plan_precision(policy, ds, s.scale, s.seed)
+        held = load_dataset(make_dataset(s.dataset, seed=s.data_seed + 1,
+                                         episodes=s.holdout_episodes, progress=self.progress))  # fmt: skip
+        precision = {"after": plan_precision(policy, held, s.scale, s.seed, s.precision_rows)}
+        before = {**recipe(s, "decision-diffuser"), **BEFORE}
+        run = self._run_dir("dd-before", {**before, "data": tag})
+        self.log(f"training the earlier recipe {BEFORE} for the precision table, in {run}")
+        dd.train_decision_diffuser(ds, run, progress=self.progress, **before)
+        old = dd.decision_diffuser_policy(run, guidance_scale=s.scale, **opts)
+        precision["before"] = plan_precision(old, held, s.scale, s.seed, s.precision_rows)
+        self.lap("plan precision")
 
         comp = self.composition(dd, make_dataset, load_dataset, episode_seed)
         self.lap("composition")
@@ -353,9 +374,24 @@ class DecisionDiffuser2023(Reproduction):
         report.table(header, rows)
         p = r["precision"]
         report.text(self.prose("precision", r))
-        report.table(["", *[f"s[{i}]" for i in range(len(p["true_step"]))]],
-                     [["rms error of planned s_1", *[f"{v:.4f}" for v in p["plan_error"]]],
-                      ["sd of the true step s_1 - s_0", *[f"{v:.4f}" for v in p["true_step"]]]])  # fmt: skip
+        head = ["recipe", "transitions", "median ||s_hat_1 - s_1|| / ||s_1 - s_0||",
+                "mean ||s_hat_1 - s_1||", "mean ||s_1 - s_0||", "action rmse: f(s_0, s_hat_1)",
+                "action rmse: f(s_0, s_1)"]  # fmt: skip
+        names = {"before": "before: absolute, inpainting + state vector",
+                 "after": f"now: {s.frame}, {s.conditioning}"
+                          + (" + state vector" if s.state_condition else "")}  # fmt: skip
+        report.table(head, [[names[k], f"{w} ({v[w]['rows']})", f"{v[w]['ratio_median']:.2f}",
+                             f"{v[w]['error_mean']:.4f}", f"{v[w]['move_mean']:.4f}",
+                             f"{v[w]['action_rmse_planned']:.3f}",
+                             f"{v[w]['action_rmse_true_next']:.3f}"]
+                            for k, v in p.items() for w in ("heuristic", "all")])  # fmt: skip
+        dims = range(len(p["after"]["heuristic"]["move_sd_per_dim"]))
+        report.table(["heuristic transitions", *[f"s[{i}]" for i in dims]],
+                     [[f"rms error of planned s_1 ({k})",
+                       *[f"{x:.4f}" for x in v["heuristic"]["error_rms_per_dim"]]]
+                      for k, v in p.items()]
+                     + [["sd of the true step s_1 - s_0",
+                         *[f"{x:.4f}" for x in p["after"]["heuristic"]["move_sd_per_dim"]]]])  # fmt: skip
         report.figure(self.sweep_figure(r), "guidance.png",
                       "Mean return (± se over episodes) of Decision Diffuser against the guidance "
                       "scale s (s = 0: unconditional; s = 1: conditional, no guidance), with the "
@@ -389,12 +425,14 @@ class DecisionDiffuser2023(Reproduction):
         return {"dd_loss": run["train"]["loss"], "inv_mse": run["inverse"]["train_mse"],
                 "windows": run["train_windows"], "plans": t["plans"],
                 "plan_seconds": t["plan_seconds"], "rows": t["rows"],
-                "cap": s_cap(self.s), "ratio": r["precision"]["ratio"], "w_headline": self.s.scale - 1.0,
+                "cap": s_cap(self.s), "ratio": r["precision"]["after"]["heuristic"]["ratio_median"],
+                "ratio_before": r["precision"]["before"]["heuristic"]["ratio_median"],
+                "w_headline": self.s.scale - 1.0,
                 "skills_scale_w": self.s.skills_scale - 1.0, "significance": SIGNIFICANCE}  # fmt: skip
 
     def record_metrics(self, r: dict[str, Any]) -> dict[str, Any]:
         return {"sweep": r["sweep"], "methods": r["methods"], "composition": r["composition"],
-                "data": r["data"], "timing": r["timing"],
+                "data": r["data"], "timing": r["timing"], "precision": r["precision"],
                 "train": {k: {"loss": v["train"]["loss"], "inverse": v.get("inverse")}
                           for k, v in r["runs"].items()}}  # fmt: skip
 
