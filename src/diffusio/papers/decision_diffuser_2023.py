@@ -3,9 +3,11 @@ you need for Decision-Making?" (ICLR 2023, arXiv:2211.15657): the reproduction
 ``decision-diffuser-2023`` on mixed-quality LunarLander and the point2d skills.
 
 Decision Diffuser (:mod:`diffusio.control.decision_diffuser`) diffuses windows of future states
-conditioned on a normalised return by classifier-free guidance, imposes the current state by
-inpainting and acts through an inverse-dynamics MLP. Measured here, on ``lunarlander-mixed``
-(the heuristic at action noise 0 / 0.3 / 0.6 / 1.0 and random actions, in turn):
+conditioned on a normalised return by classifier-free guidance, writes the current state clean
+into index 0 (the official ``apply_conditioning``) and acts through an inverse-dynamics MLP; the
+plans' one-step precision is measured on held-out episodes against the earlier recipe.
+Measured here, on ``lunarlander-mixed`` (the heuristic at action noise 0 / 0.3 / 0.6 / 1.0 and
+random actions, in turn):
 
 * DD at a sweep of guidance scales ``s`` (the paper's convention, ``eps_u + s (eps_c - eps_u)``;
   ``s = 0`` is the unconditional model) against BC, %BC (top 10 % of episodes) and CondDiffuser
@@ -80,7 +82,10 @@ def target_met(over_bc: float, bc_se: float, over_pbc: float, pbc_se: float) -> 
 class Settings:
     """Every knob. LunarLander: the dataset (``data_episodes`` episodes, seed ``data_seed``), the
     diffusion recipe (``horizon``, T = ``diffusion_steps``, U-Net ``net_dim`` x ``net_mults``,
-    ``train_steps`` at ``batch_size``, ``p_uncond``, ``gamma``), the inverse dynamics, sampling
+    ``train_steps`` at ``batch_size``, ``p_uncond``, ``gamma``; how the current state is learnt,
+    ``conditioning``, the state scaling ``frame`` and the vector ``state_condition``, see
+    :mod:`~diffusio.control.decision_diffuser`), the inverse dynamics, the precision check
+    (``precision_rows`` transitions of ``holdout_episodes`` episodes of seed data_seed + 1), sampling
     (``target`` return in [0, 1], ``noise_scale`` 0.5 = low temperature, ``sample_steps`` None =
     all T), the headline scale ``scale`` and the sweep ``scales`` (both the paper's s),
     ``replan_every``, ``episodes`` per setting, ``max_episode_steps`` (None: 1000, the task's);
