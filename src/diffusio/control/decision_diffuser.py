@@ -79,7 +79,7 @@ from torch import Tensor, nn
 
 from ..core.model import DiffusionModel
 from ..io import read_json, write_json_atomic
-from .diffuser import KnownEntries, LimitsNormalizer
+from .diffuser import DIFFUSER_DEFAULTS, KnownEntries, LimitsNormalizer
 
 __all__ = [
     "DD_DEFAULTS", "DD_FILE", "DD_FORMAT", "KINDS", "RowwiseComposedGuidance",
@@ -101,24 +101,13 @@ CONDITIONS = ("returns", "skills")
 
 #: The recipe (``config/locomotion_config.py``) at CPU scale: the overrides of a TrainConfig.
 DD_DEFAULTS: dict[str, Any] = {
-    "process": "vp-cosine",
+    **DIFFUSER_DEFAULTS,  # the shared trajectory recipe (cosine, EMA 0.995, Adam 2e-4, ...)
     "process_options": {"num_steps": 20},  # the code: 200, the paper: 100
     "prediction": "eps",
-    "time_distribution": "discrete",
-    "net": "temporal-unet",
     "net_options": {"dim": 32, "dim_mults": [1, 2]},  # the code: 128, (1, 4, 8)
-    "normalize": False,  # the limits normaliser is applied here
     "batch_size": 64,  # the code: 32
-    "lr": 2e-4,
-    "warmup": 0,
-    "ema_decay": 0.995,
-    "ema_warmup": False,
-    "grad_clip": 0.0,
-    "save_every": 1000,
     "data": "decision-diffuser-windows",  # a label: the windows come as a TrainingSet
-    "n_data": None,
     "log_every": 50,
-    "keep": 2,
 }
 
 
