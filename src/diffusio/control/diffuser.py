@@ -360,7 +360,8 @@ class MazePolicy:
     actions (``execute="actions"``). ``reset(seed)`` and ``act(obs) -> action``.
 
     The paper plans once (``replan_every=None``). With ``replan_every=k`` it replans every k
-    steps from the current state; with ``warm_steps`` too, each new plan starts from the
+    steps from the current state, keeping the first plan's arrival time (the goal is imposed at
+    the step it is due and after it); with ``warm_steps`` too, each new plan starts from the
     previous one shifted by k steps and re-noised (:meth:`DiffuserPlanner.plan`'s warm start)."""
 
     EXECUTE = ("states", "actions")
@@ -390,7 +391,11 @@ class MazePolicy:
         import time
 
         start = time.perf_counter()
-        conditions = {0: state, self.planner.horizon - 1: np.concatenate([goal, [0.0, 0.0]])}
+        # the arrival time of the first plan stays: the goal (zero velocity) at the step it is
+        # due and at every later step, so a replan does not push the arrival back by k steps
+        h, skip = self.planner.horizon, self.planner.skip
+        due = max(h - 1 - self.step // skip, 1)
+        conditions = {0: state, **dict.fromkeys(range(due, h), np.concatenate([goal, [0.0, 0.0]]))}
         warm = None
         if self.coarse is not None and self.warm_steps is not None:
             shift = min(self.k // self.planner.skip, len(self.coarse) - 1)
