@@ -781,13 +781,6 @@ def decision_diffuser_policy(run_dir: str | os.PathLike, *, sampler: str = "ddpm
 
 
 # --------------------------------------------------------------------------- batched rollouts
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    if len(values) == 0:
-        return math.nan, math.nan
-    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-    return float(values.mean()), se
-
-
 def rollout_batch(policy: Any, env_name: str, env_seeds: Sequence[int], policy_seed: int = 0, *,
                   env_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Run one episode per env seed, all at once: the policy acts on the batch of the episodes
@@ -833,7 +826,8 @@ def evaluate_batched(policy: Any, env_name: str, episodes: int, seed: int = 0, *
     of :func:`~diffusio.control.scores.episode_seed`, per-episode return, normalised score,
     success, steps; ``seconds_per_decision`` per *batched* decision) with up to ``batch``
     episodes run at once; each batch's policy seed is its first episode's."""
-    from .scores import episode_seed, normalized_score
+    from .policies import summarize
+    from .scores import episode_seed
 
     if episodes < 1 or batch < 1:
         raise ValueError(f"episodes and batch must be >= 1, got {episodes}, {batch}")
@@ -846,21 +840,11 @@ def evaluate_batched(policy: Any, env_name: str, episodes: int, seed: int = 0, *
         rows += rollout_batch(policy, env_name, seeds, episode_seed(seed, first)[1],
                               env_options=env_options)  # fmt: skip
     seconds = time.perf_counter() - start
-    returns = np.array([r["return"] for r in rows])
-    scores = np.asarray(normalized_score(env_name, returns)).reshape(-1)
-    for row, score in zip(rows, scores, strict=True):
-        row["score"] = float(score)
-    r_mean, r_se = _mean_se(returns)
-    s_mean, s_se = _mean_se(scores)
     decisions = max(1, sum(max(r["steps"] for r in rows[i : i + batch])
                            for i in range(0, len(rows), batch)))  # fmt: skip
-    return {
-        "env": env_name, "seed": seed, "episodes": rows, "return_mean": r_mean,
-        "return_se": r_se, "score_mean": s_mean, "score_se": s_se,
-        "success_rate": float(np.mean([r["success"] for r in rows])),
-        "seconds_per_decision": seconds / decisions, "seconds": seconds,
-        "planning_seconds": list(getattr(policy, "planning_seconds", []))[before:],
-    }  # fmt: skip
+    out = summarize(env_name, seed, rows, seconds / decisions,
+                    list(getattr(policy, "planning_seconds", []))[before:])
+    return {**out, "seconds": seconds}
 
 
 # --------------------------------------------------------------------------- diagnostics

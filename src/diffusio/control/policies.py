@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["POLICY_KINDS", "evaluate", "load_policy"]
+__all__ = ["POLICY_KINDS", "evaluate", "load_policy", "summarize"]
 
 #: Run descriptions load_policy understands: the file it reads and the policy it builds.
 POLICY_KINDS = {
@@ -72,6 +72,26 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), se
 
 
+def summarize(env_name: str, seed: int, rows: list[dict[str, Any]], seconds_per_decision: float,
+              planning_seconds: list[float]) -> dict[str, Any]:  # fmt: skip
+    """The runner's output from per-episode rows (``return``, ``steps``, ``success``): each
+    row's normalised score, the means with their standard errors and the success rate."""
+    from .scores import normalized_score
+
+    returns = np.array([r["return"] for r in rows])
+    scores = np.asarray(normalized_score(env_name, returns)).reshape(-1)
+    for row, score in zip(rows, scores, strict=True):
+        row["score"] = float(score)
+    r_mean, r_se = _mean_se(returns)
+    s_mean, s_se = _mean_se(scores)
+    return {
+        "env": env_name, "seed": seed, "episodes": rows, "return_mean": r_mean,
+        "return_se": r_se, "score_mean": s_mean, "score_se": s_se,
+        "success_rate": float(np.mean([r["success"] for r in rows])),
+        "seconds_per_decision": seconds_per_decision, "planning_seconds": planning_seconds,
+    }  # fmt: skip
+
+
 def evaluate(
     policy: Any,
     env_name: str,
@@ -89,7 +109,7 @@ def evaluate(
     from tqdm.auto import tqdm
 
     from .envs import check_observation, make_env
-    from .scores import episode_seed, normalized_score
+    from .scores import episode_seed
 
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -116,16 +136,5 @@ def evaluate(
             done = terminated or truncated
         rows.append({"return": total, "steps": steps, "success": success})
     env.close()
-    returns = np.array([r["return"] for r in rows])
-    scores = np.asarray(normalized_score(env_name, returns)).reshape(-1)
-    for row, score in zip(rows, scores, strict=True):
-        row["score"] = float(score)
-    r_mean, r_se = _mean_se(returns)
-    s_mean, s_se = _mean_se(scores)
-    return {
-        "env": env_name, "seed": seed, "episodes": rows, "return_mean": r_mean,
-        "return_se": r_se, "score_mean": s_mean, "score_se": s_se,
-        "success_rate": float(np.mean([r["success"] for r in rows])),
-        "seconds_per_decision": seconds / max(decisions, 1),
-        "planning_seconds": list(getattr(policy, "planning_seconds", [])),
-    }  # fmt: skip
+    return summarize(env_name, seed, rows, seconds / max(decisions, 1),
+                     list(getattr(policy, "planning_seconds", [])))
