@@ -209,6 +209,7 @@ class Diffuser2022(Reproduction):
         from ..control.diffuser import diffuser_config, train_on_windows
         from ..control.policies import load_policy
         from ..control.value_planning import train_value, value_guided_policy, value_windows
+        from ..train.trainer import read_metrics
 
         s = self.s
         data = load_dataset(make_dataset("lunarlander-mixed", seed=s.seed, progress=self.progress))
@@ -229,6 +230,8 @@ class Diffuser2022(Reproduction):
         if not (bc / "bc.json").is_file():
             train_bc(data, bc, kind="bc", steps=s.gcbc_steps, seed=s.seed, progress=self.progress)
         self.lap("lander: training")
+        times = [m["time"] for m in read_metrics(run / "metrics.jsonl") if "time" in m]
+        self._lander_train_seconds = float(max(times)) if times else math.nan
         rows = {}
         options = {"n_samples": s.lander_samples, "replan_every": s.lander_replan_every}
         for name, policy in (
@@ -266,6 +269,7 @@ class Diffuser2022(Reproduction):
         out: dict[str, Any] = {"mazes": {}}
         if self.s.lander_episodes:
             out["lander"] = self._lander()
+            out["lander_train_seconds"] = self._lander_train_seconds
         for maze, horizon in zip(self.s.mazes, self.s.horizons, strict=True):
             env_name = f"pointmaze-{maze}"
             data = self._dataset(maze)
@@ -387,6 +391,7 @@ class Diffuser2022(Reproduction):
                                          strict=True), returns=v["returns"])
                              for k, v in r["lander"].items() if k != "precision"}  # fmt: skip
             out["lander"]["precision"] = r["lander"]["precision"]
+            out["lander"]["train_seconds"] = r.get("lander_train_seconds")
         for maze, res in r["mazes"].items():
             out[maze] = {"horizon": res["horizon"], "train_seconds": res["train_seconds"]}
             for task in TASKS:
@@ -401,7 +406,12 @@ class Diffuser2022(Reproduction):
         official = ", ".join(f"{m} H = {OFFICIAL[m][0]}, T = {OFFICIAL[m][1]}" for m in OFFICIAL)
         ours = ", ".join(f"{m} H = {h} ({(h - 1) * self.s.skip + 1} steps)"
                          for m, h in zip(self.s.mazes, self.s.horizons, strict=True))
-        return {"official": official, "ours": ours, "mults": ", ".join(map(str, self.s.dim_mults))}
+        train = ", ".join(f"{m} {res['train_seconds']['diffuser']:.0f} s"
+                          for m, res in r["mazes"].items())
+        if "lander_train_seconds" in r:
+            train += f", LunarLander {r['lander_train_seconds']:.0f} s"
+        return {"official": official, "ours": ours, "train": train,
+                "mults": ", ".join(map(str, self.s.dim_mults))}
 
 
 def _square(x: float, y: float) -> Any:
