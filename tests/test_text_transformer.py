@@ -86,8 +86,9 @@ def test_text_lm_both_kinds_same_size_and_interface():
         model.eval()
         nll = model.nll(x, draws=4, generator=g)
         assert nll.exact == (kind == "ar") and nll.nats.shape == (8,)
-        bpc, se = nll.bits_per_token(16)
-        assert 0 < bpc < 20 and se >= 0
+        bits = nll.bits_per_token(16)
+        assert 0 < bits["bits"] < 20 and bits["stderr"] > 0
+        assert (bits["stderr_mc"] == 0) == (kind == "ar")
         out = model.sample(3, generator=g, steps=32)
         assert out.tokens.shape == (3, 16) and bool((out.tokens < vocab.mask_id).all())
         assert len(vocab.decode(out.tokens[0])) == 16

@@ -11,6 +11,7 @@ accepts a ready model can train either one through the batch contract.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -44,14 +45,16 @@ class NLL:
     stderr: Tensor
     exact: bool
 
-    def bits_per_token(self, length: int) -> tuple[float, float]:
-        """Mean bits per token over the sequences and its standard error (the spread between
-        sequences plus, for a bound, the Monte Carlo error)."""
-        per = self.nats.double() / (length * torch.log(torch.tensor(2.0, dtype=torch.float64)))
+    def bits_per_token(self, length: int) -> dict[str, float]:
+        """Mean bits per token over the blocks, ``stderr`` from the spread of the per-block
+        values over blocks (it includes each block's Monte Carlo error; with one block, the
+        Monte Carlo error alone) and ``stderr_mc``, the Monte Carlo error alone (0 if exact)."""
+        scale = length * math.log(2)
+        per = self.nats.double() / scale
         n = per.numel()
-        between = per.var() / n if n > 1 else torch.zeros((), dtype=torch.float64)
-        mc = (self.stderr.double() / (length * 0.6931471805599453)).pow(2).sum() / n**2
-        return float(per.mean()), float((between + mc).sqrt())
+        mc = float(self.stderr.double().pow(2).sum().sqrt()) / scale / n
+        spread = float(per.std() / math.sqrt(n)) if n > 1 else mc
+        return {"bits": float(per.mean()), "stderr": spread, "stderr_mc": mc}
 
 
 class TextLM(nn.Module):
