@@ -278,7 +278,8 @@ def test_older_variance_names_still_work():
         )
     with pytest.raises(ValueError, match="older name"):
         sample(new, (8, 1), "ddpm", steps=10, variance="beta", kernel_variance="posterior")
-    with pytest.raises(ValueError, match="valid: kernel_variance, timesteps, discrete, spacing, noise_scale$"):
+    valid = "valid: kernel_variance, timesteps, discrete, spacing, noise_scale$"
+    with pytest.raises(ValueError, match=valid):
         sample(new, (8, 1), "ddpm", steps=10, eta=1.0)  # the older name is not advertised
     with pytest.raises(ValueError, match="variance_head='learned'"):
         reverse_step(fixed, x, t, s, kernel_variance="learned")
