@@ -2,11 +2,13 @@
 
 ``Trainer(config, out_dir).fit(resume=False)`` trains a :class:`~diffusio.core.model.DiffusionModel`
 built from a :class:`~diffusio.train.config.TrainConfig` on a materialized training set with the
-denoising loss of :func:`diffusio.core.losses.diffusion_loss`. The data come from the dataset
-registry as a :class:`~diffusio.data.batch.TrainingSet` under the batch contract: each step
-draws rows (with replacement), applies the dataset's transforms (augmentations), drops each
-condition key to its null value with the config's ``cond_dropout`` probabilities, and hands
-``x0``, ``cond`` and the loss ``mask`` to the loss; the trainer knows no kind of data.
+denoising loss of :func:`diffusio.core.losses.diffusion_loss` -- or a ready model passed as
+``Trainer(..., model=...)`` with its own ``loss`` (e.g. :class:`diffusio.text.TextLM`). The data
+come from the dataset registry as a :class:`~diffusio.data.batch.TrainingSet` under the batch
+contract: each step draws rows (with replacement), applies the dataset's transforms
+(augmentations), drops each condition key to its null value with the config's ``cond_dropout``
+probabilities, and hands ``x0``, ``cond`` and the loss ``mask`` to the loss; the trainer knows
+no kind of data.
 
 * optimiser: AdamW, Adam with decoupled weight decay (Loshchilov & Hutter 2019, "Decoupled
   Weight Decay Regularization"), with a linear learning-rate warm-up (as in DDPM's released
@@ -90,6 +92,7 @@ __all__ = [
     "RESUMABLE_KEYS",
     "Trainer",
     "learning_rate",
+    "prebuilt_spec",
     "read_metrics",
     "resolve_mixed_precision",
 ]
@@ -177,7 +180,7 @@ class _LossModule(nn.Module):
     forward so that a DistributedDataParallel wrapper synchronises the gradients and
     accelerate's autocast covers the whole loss."""
 
-    def __init__(self, model: DiffusionModel):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
@@ -218,6 +221,21 @@ def _scalar(value: Any) -> Any:
     return str(value)
 
 
+def prebuilt_spec(model: nn.Module) -> dict[str, Any]:
+    """What a run records for a ready model: its class path and JSON-able ``config`` (the
+    class's ``from_config(config)`` rebuilds it)."""
+    config = getattr(model, "config", None)
+    cls = type(model)
+    if not isinstance(config, Mapping) or not callable(getattr(cls, "from_config", None)):
+        raise TypeError(
+            f"a ready model needs a dict 'config' and a class-level 'from_config'; "
+            f"{cls.__qualname__} lacks them"
+        )
+    if not callable(getattr(model, "loss", None)):
+        raise TypeError(f"a ready model needs a 'loss' method; {cls.__qualname__} lacks one")
+    return {"prebuilt": f"{cls.__module__}.{cls.__qualname__}", "config": to_json(dict(config))}
+
+
 # --------------------------------------------------------------------------- trainer
 class Trainer:
     """Train a diffusion model described by a :class:`TrainConfig` into ``out_dir``.
@@ -238,6 +256,14 @@ class Trainer:
             conditions, null values, a loss mask, transforms); a resumed run must get the same
             data (their digest is checked).
         accelerator: an ``accelerate.Accelerator`` to use instead of a new one.
+        model: a ready model to train instead of the one ``config`` describes (e.g. a
+            :class:`diffusio.text.TextLM`): it needs ``loss(x0, generator=..., cond=...,
+            mask=..., **config.loss_options)`` returning the scalar batch loss, a JSON-able
+            ``config`` dict and a class-level ``from_config(config)`` rebuilding it (recorded in
+            ``config.json`` as ``model = {"prebuilt": class path, "config": ...}``); the config's
+            model, normalizer and time distribution are then not used (``normalizer`` and
+            ``time_distribution`` are None), the rest (optimizer, EMA, checkpoints, exact
+            resume, metrics) is the same. A resumed run must get the same model config.
 
     Attributes: ``model`` (the trained :class:`DiffusionModel`, unwrapped), ``ema`` (:class:`EMA`;
     ``ema.module`` is the averaged model), ``optimizer``, ``time_distribution`` (the training
@@ -258,6 +284,7 @@ class Trainer:
         progress: bool = True,
         data: Tensor | TrainingSet | None = None,
         accelerator: Any | None = None,
+        model: nn.Module | None = None,
     ):
         if not isinstance(config, TrainConfig):
             config = load_config(config)
@@ -293,7 +320,7 @@ class Trainer:
             "sha256": data_digest(*dataset.tensors()),
         }
         self.normalizer = None
-        if config.normalize:
+        if config.normalize and model is None:
             if raw.dim() > 2:
                 raise ValueError(
                     "normalize standardizes each coordinate of vector data; images are used in "
@@ -323,16 +350,21 @@ class Trainer:
                        else f"no such condition (conditions: {sorted(cond)})")
                 )  # fmt: skip
 
-        self.spec = model_spec(
-            config,
-            shape=tuple(raw.shape[1:]),
-            classes=self.num_classes,
-            data_options=dataset.net_options,
-        )
-        model = model_from_spec(self.spec, seed=config.seed)
-        self.time_distribution = make_time_distribution(
-            config.time_distribution, model.process, **dict(config.time_distribution_options)
-        )
+        self.prebuilt = model is not None
+        self.time_distribution: TimeDistribution | None = None
+        if model is not None:
+            self.spec = prebuilt_spec(model)
+        else:
+            self.spec = model_spec(
+                config,
+                shape=tuple(raw.shape[1:]),
+                classes=self.num_classes,
+                data_options=dataset.net_options,
+            )
+            model = model_from_spec(self.spec, seed=config.seed)
+            self.time_distribution = make_time_distribution(
+                config.time_distribution, model.process, **dict(config.time_distribution_options)
+            )
         optimizer = torch.optim.AdamW(
             model.parameters(),
             lr=config.lr,
@@ -359,7 +391,7 @@ class Trainer:
         return self.out_dir / "metrics.jsonl"
 
     @property
-    def time_sampler(self) -> TimeDistribution:
+    def time_sampler(self) -> TimeDistribution | None:
         """The older name of :attr:`time_distribution`."""
         return self.time_distribution
 
@@ -403,10 +435,12 @@ class Trainer:
             group["lr"] = lr
         batch = self.next_batch()
         self.optimizer.zero_grad(set_to_none=True)
+        gaussian = {} if self.prebuilt else {
+            "weighting": c.weighting, "time_distribution": self.time_distribution
+        }  # fmt: skip
         loss = self._loss_module(
             batch.x0,
-            weighting=c.weighting,
-            time_distribution=self.time_distribution,
+            **gaussian,
             generator=self.noise_generator,
             cond=batch.cond,
             mask=batch.mask,
@@ -535,6 +569,11 @@ class Trainer:
                 f"cannot resume {self.out_dir}: the config differs from the run's config.json in "
                 + ", ".join(f"{k} ({saved.get(k)!r} -> {current.get(k)!r})" for k in differ)
             )
+        if self.prebuilt and manifest.get("model") != to_json(self.spec):
+            raise ValueError(
+                f"cannot resume {self.out_dir}: the model differs from the run's config.json "
+                f"({manifest.get('model')!r} -> {self.spec!r})"
+            )
         if saved_digest != self.data_info["sha256"]:
             raise ValueError(
                 f"cannot resume {self.out_dir}: the training data differ from the run's"
@@ -621,7 +660,7 @@ class Trainer:
         ax = axes[0]
         plot_loss_curve(ax, [r["step"] for r in train], [r["loss"] for r in train])
         ax.set_xlabel("step")
-        ax.set_ylabel(f"{self.config.weighting} loss")
+        ax.set_ylabel("loss" if self.prebuilt else f"{self.config.weighting} loss")
         ax.set_title(self.config.description or self.config.data, fontsize=9)
         ax.grid(alpha=0.3)
         if keys:
