@@ -1,9 +1,10 @@
 """The ``diffusio`` command line: ``diffusio list | demo | oracle-demo | train | sample | eval |
-nll | impute | generate-series | make-dataset | rollout | reproduce`` (``impute``: CSDI on a user's table
-of time series, :mod:`diffusio.timeseries.impute`; ``generate-series``: windows from a saved
+nll | impute | generate-series | make-dataset | rollout | reproduce | text`` (``impute``: CSDI on a
+user's table of time series, :mod:`diffusio.timeseries.impute`; ``generate-series``: windows from a saved
 time-series generator, :mod:`diffusio.timeseries.generate`; ``make-dataset``: offline control
 datasets, :mod:`diffusio.control.datasets`; ``rollout``: a trained policy in its environment,
-:mod:`diffusio.control.policies`).
+:mod:`diffusio.control.policies`; ``text``: character language models, masked diffusion or
+autoregressive, ``diffusio text train | sample | nll``, :mod:`diffusio.text.cli`).
 
 Each subcommand is a :class:`Command`: a name, a one-line help, a function adding its arguments
 to its subparser, and a function running it from the parsed arguments and returning an exit
@@ -306,6 +307,61 @@ def _build_commands() -> tuple[Command, ...]:
 COMMANDS: tuple[Command, ...] = _build_commands()
 
 
+# ------------------------------------------------------- command groups: `diffusio text ACTION`
+#: The actions of ``diffusio text`` (functions of :mod:`diffusio.text.cli`) and their positionals.
+TEXT_ACTIONS: dict[str, tuple[str, ...]] = {
+    "train": ("corpus",),
+    "sample": ("run",),
+    "nll": ("run", "file"),
+}
+
+
+def _text_configure(parser: argparse.ArgumentParser) -> None:
+    # the actions' own options are added when one runs, so that building the parser does not
+    # import torch (diffusio.text imports it)
+    parser.add_argument(
+        "action",
+        choices=tuple(TEXT_ACTIONS),
+        help="train | sample | nll; 'diffusio text ACTION --help' lists its options",
+    )
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="the action's arguments")  # fmt: skip
+
+
+def _text_run(args: argparse.Namespace) -> int:
+    from diffusio.text import cli as text_cli
+
+    fn = getattr(text_cli, args.action)
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} text {args.action}", description=text_cli.DESCRIPTIONS[args.action]
+    )
+    names = add_signature_arguments(
+        parser, fn, positional=TEXT_ACTIONS[args.action],
+        metavars={"corpus": "CORPUS", "out": "RUN", "run": "RUN", "file": "FILE",
+                  "prompt": "TEXT"},
+    )  # fmt: skip
+    try:
+        ns = parser.parse_args(args.args)
+    except SystemExit as exit_:  # --help, usage errors
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    fn(**{n: getattr(ns, n) for n in names})
+    return 0
+
+
+#: Commands with actions of their own (``diffusio text train``), next to :data:`COMMANDS`.
+GROUPS: tuple[Command, ...] = (
+    Command(
+        "text", "character language models: masked diffusion (MDLM) or autoregressive",
+        _text_configure, _text_run,
+        description="Masked (absorbing-state) discrete diffusion (D3PM, Austin et al. 2021; "
+        "MDLM, Sahoo et al. 2024) or an autoregressive transformer of the same size on a "
+        "character corpus: 'diffusio text train CORPUS --out RUN [--model mdlm|ar]', "
+        "'diffusio text sample RUN --n N --length L [--steps T] [--prompt TEXT]', "
+        "'diffusio text nll RUN FILE'.",
+    ),
+)  # fmt: skip
+
+
 def _version() -> str:
     from diffusio import __version__
 
@@ -314,7 +370,7 @@ def _version() -> str:
 
 def build_parser(commands: Sequence[Command] | None = None) -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command (default :data:`COMMANDS`)."""
-    commands = COMMANDS if commands is None else commands
+    commands = (*COMMANDS, *GROUPS) if commands is None else commands
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="The diffusion-model timeline as one PyTorch library.",
@@ -363,7 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code if isinstance(code, int) else (0 if code is None else 2)
     if getattr(args, "_run", None) is None:
         parser.print_usage(sys.stderr)
-        return _error("a command is required (" + ", ".join(c.name for c in COMMANDS) + ")")
+        names = ", ".join(c.name for c in (*COMMANDS, *GROUPS))
+        return _error(f"a command is required ({names})")
     try:
         return int(args._run(args) or 0)
     except FileNotFoundError as err:
