@@ -170,6 +170,21 @@ def test_known_entries_condition_the_first_and_last_states():
     assert (mask[:, 1:3] == 1).all() and (mask[:, :, 0] == 1).all()
 
 
+def test_a_warm_start_is_renoised_with_its_own_noise():
+    """The re-noising draw must not be the sampler's first draw from the same seed (that would
+    correlate the warm start's noise with the first reverse step's)."""
+    from diffusio.control.diffuser import renoise
+    from diffusio.core.processes import make_process
+
+    process = make_process("vp-cosine")
+    x0 = torch.zeros(2, 8, 3)
+    x = renoise(process, x0, 0.5, seed=7)
+    z = x / process.sigma(torch.tensor(0.5, dtype=torch.float64)).item()
+    sampler_first = torch.randn(x0.shape, generator=torch.Generator().manual_seed(7))
+    assert not torch.allclose(z, sampler_first)
+    torch.testing.assert_close(renoise(process, x0, 0.5, seed=7), x)  # seeded: reproducible
+
+
 def test_rollout_command_writes_every_episode(diffuser_run, tmp_path, capsys):
     out = tmp_path / "r.json"
     code, stdout, err = run_command(capsys, "rollout", diffuser_run, "--episodes", 1, "--out",

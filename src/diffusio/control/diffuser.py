@@ -50,6 +50,7 @@ __all__ = [
     "diffuser_config",
     "load_diffuser_run",
     "maze_policy",
+    "renoise",
     "train_diffuser",
     "train_on_windows",
     "trajectory_windows",
@@ -343,15 +344,25 @@ class DiffuserPlanner:
             z = torch.as_tensor(self.normalizer(np.asarray(warm_start)), dtype=torch.float32)
             if tuple(z.shape) != shape[1:]:
                 raise ValueError(f"warm_start must be {shape[1:]}, got {tuple(z.shape)}")
-            g = torch.Generator().manual_seed(0 if seed is None else int(seed))
-            t0 = torch.tensor(times[0], dtype=torch.float64)
-            a, s = float(self.model.process.alpha(t0)), float(self.model.process.sigma(t0))
-            x_init = a * z.expand(shape) + s * torch.randn(shape, generator=g)
+            x_init = renoise(self.model.process, z.expand(shape), times[0], seed)
         x = sample(
             self.model, shape, sampler=self.sampler, steps=steps, seed=seed, times=times,
             x_init=x_init, guidance=[*self.steering, ClipX0()], constraints=[inpaint], cond=cond,
         )  # fmt: skip
         return self.normalizer.inverse(x.detach().cpu().numpy())
+
+
+def renoise(process: Any, x0: torch.Tensor, t: float, seed: int | None) -> torch.Tensor:
+    """``alpha(t) x0 + sigma(t) z``: a warm start's state at time ``t``. ``z`` comes from its own
+    stream derived from ``seed`` (``SeedSequence([seed, 1])``), not the sampler's, whose first
+    step would otherwise draw the same numbers and correlate the two noises; unseeded without
+    a seed."""
+    g = None
+    if seed is not None:
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([int(seed), 1]).generate_state(1)[0]))
+    tt = torch.tensor(t, dtype=torch.float64)
+    a, s = float(process.alpha(tt)), float(process.sigma(tt))
+    return a * x0 + s * torch.randn(x0.shape, generator=g, dtype=x0.dtype)
 
 
 class MazePolicy:
