@@ -164,7 +164,7 @@ class Diffuser2022(Reproduction):
 
     def _train_diffuser(self, maze: str, horizon: int, data: Any) -> tuple[str, float]:
         from ..control.diffuser import diffuser_config, train_diffuser
-        from ..train.trainer import read_metrics
+        from .runs import logged_train_seconds
 
         overrides = {"process_options": {"num_steps": self.s.diffusion_steps}, "seed": self.s.seed,
                      "net_options": {"dim": self.s.dim, "dim_mults": list(self.s.dim_mults)}}
@@ -174,8 +174,7 @@ class Diffuser2022(Reproduction):
         train_diffuser(data["observations"], data["actions"], run, horizon=horizon,
                        skip=self.s.skip, steps=self.s.train_steps, env=f"pointmaze-{maze}",
                        progress=self.progress, resume=True, **overrides)  # fmt: skip
-        times = [r["time"] for r in read_metrics(run / "metrics.jsonl") if "time" in r]
-        return str(run), float(max(times)) if times else 0.0
+        return str(run), logged_train_seconds(run)
 
     def _train_gcbc(self, maze: str, data: Any) -> tuple[str, float]:
         from ..control.baselines import train_bc
@@ -200,7 +199,7 @@ class Diffuser2022(Reproduction):
         return load_policy(runs["diffuser"], sampler=self.s.sampler,
                            execute="actions" if kind == "diffuser-actions" else "states")
 
-    def _lander(self) -> dict[str, Any]:
+    def _lander(self) -> tuple[dict[str, Any], float]:
         """Value-guided receding-horizon Diffuser on mixed LunarLander vs the same model
         unguided vs BC, on the same episodes (batched rollouts)."""
         from ..control.baselines import train_bc
@@ -209,7 +208,7 @@ class Diffuser2022(Reproduction):
         from ..control.diffuser import diffuser_config, train_on_windows
         from ..control.policies import load_policy
         from ..control.value_planning import train_value, value_guided_policy, value_windows
-        from ..train.trainer import read_metrics
+        from .runs import logged_train_seconds
 
         s = self.s
         data = load_dataset(make_dataset("lunarlander-mixed", seed=s.seed, progress=self.progress))
@@ -230,9 +229,7 @@ class Diffuser2022(Reproduction):
         if not (bc / "bc.json").is_file():
             train_bc(data, bc, kind="bc", steps=s.gcbc_steps, seed=s.seed, progress=self.progress)
         self.lap("lander: training")
-        times = [m["time"] for m in read_metrics(run / "metrics.jsonl") if "time" in m]
-        self._lander_train_seconds = float(max(times)) if times else math.nan
-        rows = {}
+        rows: dict[str, Any] = {}
         options = {"n_samples": s.lander_samples, "replan_every": s.lander_replan_every}
         for name, policy in (
             ("guided", value_guided_policy(run, value, scale=s.lander_scale, **options)),
@@ -246,7 +243,7 @@ class Diffuser2022(Reproduction):
         self.lap("lander: rollouts")
         rows["precision"] = self._lander_precision(data, value_guided_policy(run, value, scale=0.0,
                                                    n_samples=1), load_policy(bc))  # fmt: skip
-        return rows
+        return rows, logged_train_seconds(run)
 
     def _lander_precision(self, data: Any, diffuser: Any, bc: Any) -> dict[str, float]:
         """How well a plan matches the data where it is executed: on 256 dataset states, the
@@ -268,8 +265,7 @@ class Diffuser2022(Reproduction):
 
         out: dict[str, Any] = {"mazes": {}}
         if self.s.lander_episodes:
-            out["lander"] = self._lander()
-            out["lander_train_seconds"] = self._lander_train_seconds
+            out["lander"], out["lander_train_seconds"] = self._lander()
         for maze, horizon in zip(self.s.mazes, self.s.horizons, strict=True):
             env_name = f"pointmaze-{maze}"
             data = self._dataset(maze)

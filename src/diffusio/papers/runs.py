@@ -21,12 +21,21 @@ import torch
 from ..core.model import DiffusionModel
 from ..io import cache_root, json_hash
 
-__all__ = ["ModelCache", "cache_root", "config_hash", "pick_device"]
+__all__ = ["ModelCache", "cache_root", "config_hash", "logged_train_seconds", "pick_device"]
 
 
 def config_hash(config: Any) -> str:
     """Eight hex digits identifying a training config (its JSON form)."""
     return json_hash(config.to_dict())
+
+
+def logged_train_seconds(run_dir: str | os.PathLike) -> float:
+    """A run's whole training time from its ``metrics.jsonl`` (the last logged ``time``; a
+    resumed run's log continues the clock), 0 if nothing was logged."""
+    from ..train.trainer import read_metrics
+
+    times = [r["time"] for r in read_metrics(Path(run_dir) / "metrics.jsonl") if "time" in r]
+    return float(max(times)) if times else 0.0
 
 
 def pick_device() -> torch.device:
@@ -57,13 +66,12 @@ class ModelCache:
         back to data units (None if the config does not normalize). ``summary`` is
         :meth:`Trainer.fit`'s plus ``run_dir`` and ``train_seconds`` (the run's whole training
         time, cached or not)."""
-        from ..train.trainer import Trainer, read_metrics
+        from ..train.trainer import Trainer
 
         run_dir = self.run_dir(config, label)
         trainer = Trainer(config, run_dir, progress=progress, data=data)
         summary = trainer.fit(resume=True)
         model = trainer.ema.module.to("cpu").eval()
-        times = [r["time"] for r in read_metrics(trainer.metrics_path) if "time" in r]
         summary["run_dir"] = str(run_dir)
-        summary["train_seconds"] = float(max(times)) if times else 0.0
+        summary["train_seconds"] = logged_train_seconds(run_dir)
         return model, trainer.normalizer, summary
