@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import KilledError, kill_at
 
 from diffusio.io import read_json, read_safetensors
 from diffusio.text import TextLM, Vocabulary, stdlib_text
@@ -18,16 +19,6 @@ from diffusio.train.trainer import read_metrics
 LENGTH = 16
 
 
-class KilledError(Exception):
-    pass
-
-
-def _kill_at(step: int):
-    def callback(trainer: Trainer, s: int) -> None:
-        if s == step:
-            raise KilledError(f"killed at step {s}")
-
-    return callback
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +57,7 @@ def test_trainer_trains_a_ready_text_model_and_resumes_exactly(kind, corpus, tmp
 
     with pytest.raises(KilledError):
         Trainer(_config(), out, data=data, model=_model(kind, vocab), progress=False,
-                callbacks=[_kill_at(8)]).fit()  # fmt: skip
+                callbacks=[kill_at(8)]).fit()  # fmt: skip
     assert load_checkpoint(out).step == 5
     # a fresh (differently initialised) model object: the checkpoint supplies every weight
     trainer = Trainer(_config(), out, data=data, model=_model(kind, vocab, seed=9), progress=False)

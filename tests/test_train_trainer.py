@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from train_helpers import KilledError, kill_at
 
 from diffusio.train import EMA, TrainConfig, Trainer, learning_rate, load_checkpoint, read_metrics
 from diffusio.train.checkpoint import read_safetensors
@@ -60,16 +61,6 @@ def _assert_bit_identical(a: Path, b: Path) -> None:
     assert ca.state["time_sampler"] == cb.state["time_sampler"]
 
 
-class KilledError(Exception):
-    pass
-
-
-def _kill_at(step: int):
-    def callback(trainer: Trainer, s: int) -> None:
-        if s == step:
-            raise KilledError(f"killed at step {s}")
-
-    return callback
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +79,7 @@ def test_exact_resume_after_exception(reference: Path, tmp_path: Path) -> None:
     cfg = tiny(steps=40, save_every=15)
     out = tmp_path / "run"
     with pytest.raises(KilledError):
-        Trainer(cfg, out, progress=False, callbacks=[_kill_at(37)]).fit()
+        Trainer(cfg, out, progress=False, callbacks=[kill_at(37)]).fit()
     assert load_checkpoint(out).step == 30
     summary = Trainer(cfg, out, progress=False).fit(resume=True)
     assert summary["step"] == 40
@@ -202,7 +193,7 @@ def test_a_run_written_under_the_older_config_names_resumes(tmp_path: Path) -> N
     with pytest.raises(KilledError):
         Trainer(
             TrainConfig(**old, steps=12, save_every=6), out, progress=False,
-            callbacks=[_kill_at(9)],
+            callbacks=[kill_at(9)],
         ).fit()  # fmt: skip
     saved = json.loads((out / "config.json").read_text())["config"]
     assert saved["time_sampler"] == "importance" and saved["variance"] == "fixed"
