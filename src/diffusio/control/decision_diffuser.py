@@ -85,7 +85,7 @@ __all__ = [
     "DD_DEFAULTS", "DD_FILE", "DD_FORMAT", "KINDS", "RowwiseComposedGuidance",
     "DecisionDiffuserPlanner", "DecisionDiffuserPolicy", "InverseDynamics", "ReturnScale",
     "CONDITIONING", "FRAMES", "WindowCoder", "decision_diffuser_config", "decision_diffuser_policy",
-    "episode_windows", "evaluate_batched", "plan_step_error",
+    "episode_windows", "evaluate_batched", "held_out_precision", "plan_step_error",
     "load_decision_diffuser_run", "returns_to_go", "rollout_batch", "train_decision_diffuser",
     "train_inverse_dynamics",
 ]  # fmt: skip
@@ -880,4 +880,19 @@ def plan_step_error(policy: DecisionDiffuserPolicy, states: Any, next_states: An
             true = policy.inverse(t0, torch.as_tensor(z1, dtype=torch.float32)).numpy()
         out["action_rmse_planned"] = float(np.sqrt(((planned - a) ** 2).mean()))
         out["action_rmse_true_next"] = float(np.sqrt(((true - a) ** 2).mean()))
+    return out
+
+
+def held_out_precision(policy: DecisionDiffuserPolicy, ds: Any, scale: float, seed: int,
+                       n: int) -> dict[str, Any]:  # fmt: skip
+    """:func:`plan_step_error` on held-out episodes ``ds`` (generated with another seed): on
+    ``n`` transitions of the noiseless heuristic (behaviour 0) and on ``n`` of every behaviour."""
+    beh = np.asarray(ds.arrays.get("behaviors", np.zeros(len(ds))))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, rows in (("heuristic", np.flatnonzero(beh == 0)), ("all", np.arange(len(ds)))):
+        pick = rng.choice(rows, min(n, len(rows)), replace=False)
+        out[name] = plan_step_error(policy, ds["observations"][pick],
+                                    ds["next_observations"][pick], ds["actions"][pick],
+                                    scale=scale, seed=seed)  # fmt: skip
     return out

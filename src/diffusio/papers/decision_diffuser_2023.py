@@ -142,26 +142,9 @@ def recipe(s: Settings, kind: str) -> dict[str, Any]:
 BEFORE = {"conditioning": "inpaint", "frame": "absolute", "state_condition": True}
 
 
-def plan_precision(policy: Any, ds: Any, scale: float, seed: int, n: int) -> dict[str, Any]:
-    """How exactly DD's plans predict the next state on held-out episodes (``ds``: generated
-    with another seed): :func:`~diffusio.control.decision_diffuser.plan_step_error` on ``n``
-    transitions of the noiseless heuristic and on ``n`` of every behaviour."""
-    from ..control.decision_diffuser import plan_step_error
-
-    beh = np.asarray(ds.arrays.get("behaviors", np.zeros(len(ds))))
-    rng = np.random.default_rng(seed)
-    out = {}
-    for name, rows in (("heuristic", np.flatnonzero(beh == 0)), ("all", np.arange(len(ds)))):
-        pick = rng.choice(rows, min(n, len(rows)), replace=False)
-        out[name] = plan_step_error(policy, ds["observations"][pick],
-                                    ds["next_observations"][pick], ds["actions"][pick],
-                                    scale=scale, seed=seed)  # fmt: skip
-    return out
-
-
 def _stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
     r = [x["return"] for x in rows]
-    mean, se = mean_se(r) if len(r) > 1 else (float(r[0]), math.nan)
+    mean, se = mean_se(r)
     return {"return": mean, "se": se, "episodes": len(r), "steps": float(np.mean([x["steps"] for x in rows])),
             "landed": float(np.mean([x["return"] >= 200 for x in rows])), "returns": r}  # fmt: skip
 
@@ -271,13 +254,13 @@ class DecisionDiffuser2023(Reproduction):
         self.lap("rollouts: baselines")
         held = load_dataset(make_dataset(s.dataset, seed=s.data_seed + 1,
                                          episodes=s.holdout_episodes, progress=self.progress))  # fmt: skip
-        precision = {"after": plan_precision(policy, held, s.scale, s.seed, s.precision_rows)}
+        precision = {"after": dd.held_out_precision(policy, held, s.scale, s.seed, s.precision_rows)}
         before = {**recipe(s, "decision-diffuser"), **BEFORE}
         run = self._run_dir("dd-before", {**before, "data": tag})
         self.log(f"training the earlier recipe {BEFORE} for the precision table, in {run}")
         dd.train_decision_diffuser(ds, run, progress=self.progress, **before)
         old = dd.decision_diffuser_policy(run, guidance_scale=s.scale, **opts)
-        precision["before"] = plan_precision(old, held, s.scale, s.seed, s.precision_rows)
+        precision["before"] = dd.held_out_precision(old, held, s.scale, s.seed, s.precision_rows)
         self.lap("plan precision")
 
         comp = self.composition(dd, make_dataset, load_dataset, episode_seed)
