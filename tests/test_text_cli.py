@@ -105,3 +105,28 @@ def test_bad_input_is_one_line_and_exit_2(run, tmp_path, capsys):
     _one_line_error(capsys, main(["text", "nll", str(tmp_path), str(unknown)]), "not a text run")
     _one_line_error(capsys, main(["text", "sample", str(out), "--length", "99"]), "block length")
     _one_line_error(capsys, _train(Path(__file__), out, "ar"), "already holds a run")
+
+
+def test_validation_curve_and_resume(corpus, tmp_path, capsys):
+    """--validation logs the EMA model's validation bits/char every --eval-every steps; --resume
+    continues to more steps from the run's checkpoint, and refuses a different model."""
+    import json
+
+    held = tmp_path / "held.txt"
+    held.write_text(POEM[:200], encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["text", "train", str(corpus), "--out", str(out), "--model", "mdlm", "--length", "16",
+            "--batch-size", "8", "--d-model", "32", "--n-layers", "1", "--n-heads", "2",
+            "--no-progress", "--validation", str(held), "--eval-every", "5"]  # fmt: skip
+    assert main([*args, "--steps", "10"]) == 0
+    assert "validation" in capsys.readouterr().out
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in metrics if m["kind"] == "eval"]
+    assert [m["step"] for m in evals] == [5, 10]
+    assert all(m["val_bits"] > 0 and m["val_stderr"] >= 0 for m in evals)
+    assert main([*args, "--steps", "15", "--resume"]) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if m["kind"] == "eval"] == [5, 10, 15]
+    capsys.readouterr()
+    code = main([*args, "--steps", "20", "--resume", "--d-model", "16"])
+    _one_line_error(capsys, code, "cannot resume")

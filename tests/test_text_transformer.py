@@ -23,8 +23,27 @@ def test_shapes_and_length_limit():
     assert net(ids[:, :5]).shape == (3, 5, V)
     with pytest.raises(ValueError, match="exceeds max_length"):
         net(torch.zeros(1, L + 1, dtype=torch.int64))
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="even head width"):
         TextTransformer(V, L, d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="even head width"):
+        TextTransformer(V, L, d_model=12, n_heads=4)  # head width 3: RoPE pairs need even
+
+
+def test_rotary_attention_sees_relative_positions():
+    """RoPE (Su et al. 2021): a query-key score depends on the positions only through their
+    offset, so shifting both by the same amount leaves it unchanged (to float32 rounding)."""
+    from diffusio.text.transformer import rotary_tables, rotate
+
+    torch.manual_seed(1)
+    q, k = torch.randn(8), torch.randn(8)
+    cos, sin = rotary_tables(20, 8)
+
+    def score(i: int, j: int) -> float:
+        return float(rotate(q, cos[i], sin[i]) @ rotate(k, cos[j], sin[j]))
+
+    assert score(3, 7) == pytest.approx(score(10, 14), abs=1e-5)
+    assert score(3, 7) != pytest.approx(score(3, 8), abs=1e-3)
+    assert torch.allclose(rotate(q, cos[0], sin[0]), q)  # position 0: no rotation
 
 
 def test_equal_parameter_counts():

@@ -325,9 +325,11 @@ TIMELINE: tuple[Entry, ...] = (
         short="language generation",
         title="Language Models are Few-Shot Learners",
         reproduction="text-2020",
+        core=("diffusio.text",),
         notes=(
-            "The seeds' language-generation entry; the text domain (diffusion over token "
-            "embeddings) is not written yet."
+            "GPT-3's few-shot claims are not testable here; the entry measures masked "
+            "(absorbing-state) diffusion (D3PM, MDLM) against an autoregressive transformer of "
+            "the same size on Shakespeare characters (diffusio text)."
         ),
     ),
     Entry(

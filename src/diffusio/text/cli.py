@@ -37,6 +37,10 @@ def train(
     n_layers: int = 4,
     n_heads: int = 4,
     lr: float = 1e-3,
+    validation: str | None = None,
+    eval_every: int = 0,
+    max_chars: int | None = None,
+    resume: bool = False,
     progress: bool = True,
 ) -> None:
     """Train a text model.
@@ -53,16 +57,26 @@ def train(
         n_layers: transformer blocks
         n_heads: attention heads
         lr: AdamW learning rate (after a linear warm-up)
+        validation: a UTF-8 text file to validate on (default for 'shakespeare': its
+            validation plays; for a file: none); its bits/char go to metrics.jsonl
+        eval_every: validate every this many steps (0: only at the end)
+        max_chars: train on the first this many characters only (a data-constrained run)
+        resume: continue an interrupted run in RUN exactly (a finished run is left as it is)
         progress: show a progress bar
     """
     from .runs import train_text
 
     s = train_text(corpus, out, kind=model, steps=steps, length=length, batch_size=batch_size,
                    seed=seed, d_model=d_model, n_layers=n_layers, n_heads=n_heads, lr=lr,
-                   progress=progress)  # fmt: skip
+                   validation=validation, eval_every=eval_every, resume=resume,
+                   max_chars=max_chars, progress=progress)  # fmt: skip
+    held = ("" if s["val_bits"] is None else
+            f"; validation {s['val_bits']:.4f} +- {s['val_stderr']:.4f} bits/char"
+            + ("" if model == "ar" else " (bound)"))  # fmt: skip
     print(
         f"trained {model} ({s['parameters']:,} parameters, {s['vocab_size']} ids) for "
         f"{s['step']} steps in {s['seconds']:.1f} s into {out}: loss {s['loss']:.4f} nats/char"
+        + held
     )
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "CorpusSplits",
     "Vocabulary",
     "blocks",
+    "named_splits",
     "read_text",
     "shakespeare_plays",
     "shakespeare_splits",
@@ -200,3 +201,18 @@ def blocks(ids: Tensor, length: int) -> Tensor:
     if length < 1 or n < 1:
         raise ValueError(f"{ids.numel()} tokens do not make one block of length {length}")
     return ids[: n * length].reshape(n, length).clone()
+
+
+def named_splits(name: str) -> CorpusSplits:
+    """Train / validation / test splits of a named corpus: ``"shakespeare"`` (whole plays held
+    out, :func:`shakespeare_splits`) or ``"stdlib"`` (:func:`stdlib_text` cut 80 / 10 / 10 into
+    contiguous parts; needs nothing installed, for tests)."""
+    if name == "shakespeare":
+        return shakespeare_splits()
+    if name == "stdlib":
+        text = stdlib_text()
+        a, b = int(0.8 * len(text)), int(0.9 * len(text))
+        return CorpusSplits(text[:a], text[a:b], text[b:],
+                            {"train": ("stdlib[:80%]",), "validation": ("stdlib[80%:90%]",),
+                             "test": ("stdlib[90%:]",)})  # fmt: skip
+    raise ValueError(f"unknown corpus {name!r}; known: 'shakespeare', 'stdlib'")

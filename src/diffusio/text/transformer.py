@@ -1,6 +1,11 @@
 """One small transformer for both language models: token + learned position embeddings, pre-norm
 blocks (LayerNorm -> multi-head self-attention, LayerNorm -> GELU MLP, residuals; GPT-2 style,
-Radford et al. 2019), a final LayerNorm and a linear head over the vocabulary.
+Radford et al. 2019), a final LayerNorm and a linear head over the vocabulary. Attention also
+gets rotary embeddings of queries and keys (RoFormer, Su et al. 2021; MDLM's DiT uses them): a
+bidirectional model has no other source of order than the position table, and with that table
+initialised near zero it first learns a bag of characters (a unigram plateau, measured: ~4.8
+bits/char for 400+ steps at width 128) before it learns where they are; rotary attention sees
+relative offsets from the first step, the table keeps absolute positions (block edges).
 
 ``causal=True`` is the autoregressive model (the logits at position i see positions <= i only:
 next-token prediction from ``[BOS, x_1, ...]``); ``causal=False`` is the masked-diffusion
@@ -19,6 +24,22 @@ from torch.nn import functional
 __all__ = ["TextTransformer", "count_parameters"]
 
 
+def rotary_tables(n: int, head_dim: int, device: torch.device | None = None) -> tuple[Tensor, Tensor]:
+    """cos / sin (n, head_dim) of RoPE: frequencies ``10000^(-2i / head_dim)`` (Su et al. 2021,
+    eq. 34), each repeated for the two halves that :func:`rotate` pairs up."""
+    inv = 10000.0 ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    angles = torch.arange(n, device=device, dtype=torch.float32)[:, None] * inv[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate pairs (x_i, x_{i + d/2}) of the last axis by the position's angles."""
+    half = x.shape[-1] // 2
+    turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + turned * sin
+
+
 class _Block(nn.Module):
     def __init__(self, d_model: int, n_heads: int, dropout: float):
         super().__init__()
@@ -33,10 +54,11 @@ class _Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, causal: bool) -> Tensor:
+    def forward(self, x: Tensor, causal: bool, cos: Tensor, sin: Tensor) -> Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
         q, k, v = (h.view(b, n, self.n_heads, -1).transpose(1, 2) for h in (q, k, v))
+        q, k = rotate(q, cos, sin), rotate(k, cos, sin)
         p = self.dropout if self.training else 0.0
         a = functional.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=causal)
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(b, n, d)))
@@ -48,7 +70,7 @@ class TextTransformer(nn.Module):
 
     Args:
         vocab_size: ids including the reserved [MASK]/BOS id (``Vocabulary.size``).
-        max_length: the longest input (the position table's size).
+        max_length: the longest input (the block length L).
         d_model, n_layers, n_heads: width, depth, attention heads (d_model % n_heads == 0).
         causal: True = autoregressive (causal mask), False = masked diffusion (bidirectional).
         dropout: on attention weights and residual branches (0 by default).
@@ -65,9 +87,10 @@ class TextTransformer(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        if d_model % n_heads or (d_model // n_heads) % 2:
+            raise ValueError(f"d_model {d_model} / n_heads {n_heads} must be an even head width")
         self.vocab_size, self.max_length, self.causal = vocab_size, max_length, causal
+        self.head_dim = d_model // n_heads
         self.config = dict(
             vocab_size=vocab_size, max_length=max_length, d_model=d_model, n_layers=n_layers,
             n_heads=n_heads, causal=causal, dropout=dropout,
@@ -95,10 +118,10 @@ class TextTransformer(nn.Module):
         n = ids.shape[1]
         if n > self.max_length:
             raise ValueError(f"input of length {n} exceeds max_length {self.max_length}")
-        pos = torch.arange(n, device=ids.device)
-        x = self.drop(self.tok(ids) + self.pos(pos))
+        cos, sin = rotary_tables(n, self.head_dim, ids.device)
+        x = self.drop(self.tok(ids) + self.pos(torch.arange(n, device=ids.device)))
         for block in self.blocks:
-            x = block(x, self.causal)
+            x = block(x, self.causal, cos, sin)
         return self.head(self.ln(x))
 
 
