@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from diffusio.io import file_sha256
 from diffusio.physics import burgers as burgers_module
-from diffusio.physics import burgers_data
 from diffusio.physics.burgers import DX, N_CELLS, SETTINGS, control_cost, objective, simulate, step
 from diffusio.physics.burgers_data import (
     load_burgers_dataset,
@@ -361,7 +361,7 @@ def test_dataset_rejects_non_finite_values(tmp_path):
     with open(path, "wb") as fh:
         np.savez(fh, u=u, f=f)
     manifest = json.loads((tmp_path / "d.json").read_text())
-    manifest["sha256"] = burgers_data._sha256(path)
+    manifest["sha256"] = file_sha256(path)
     (tmp_path / "d.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="non-finite"):
         load_burgers_dataset(path)
@@ -502,3 +502,18 @@ def test_env_module_names_the_extra_when_gymnasium_is_missing(monkeypatch):
     monkeypatch.delitem(sys.modules, "diffusio.physics", raising=False)
     monkeypatch.delitem(sys.modules, "diffusio.physics.burgers", raising=False)
     assert hasattr(importlib.import_module("diffusio.physics"), "simulate")
+
+
+def test_make_dataset_command_writes_burgers_data(tmp_path, capsys):
+    from diffusio.cli import main
+
+    out = tmp_path / "b.npz"
+    assert main(["make-dataset", "burgers-fo-pc", "--out", str(out), "--episodes", "3",
+                 "--seed", "2", "--no-progress"]) == 0  # fmt: skip
+    assert "3 solved Burgers samples (fo-pc, seed 2)" in capsys.readouterr().out
+    data = load_burgers_dataset(out)
+    assert data.u.shape == (3, 11, 128) and data.manifest["setting"] == "fo-pc"
+    assert main(["make-dataset", "burgers-xx", "--out", str(out)]) == 2
+    assert main(["make-dataset", "burgers-fo-fc", "--out", str(out), "--steps", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "unknown dataset 'burgers-xx'" in err[0] and "--episodes" in err[1]

@@ -557,22 +557,49 @@ def make_dataset(
 ) -> str:
     """Generate an offline control dataset (D4RL-style arrays in FILE.npz, its manifest in
     FILE.json) and print a one-line summary; FILE is reused when it already holds the same
-    (name, seed, size).
+    (name, seed, size). The burgers-* datasets are DiffPhyCon's solved Burgers samples (u at
+    11 times, the control f over 10 intervals; Wei et al. 2024) for one observation/control
+    setting.
 
     Args:
-        name: pointmaze-umaze, pointmaze-medium, pointmaze-large, lunarlander-mixed or
-            point2d-skills
+        name: pointmaze-umaze, pointmaze-medium, pointmaze-large, lunarlander-mixed,
+            point2d-skills, or burgers-fo-fc, burgers-fo-pc, burgers-po-fc, burgers-po-pc
         out: output .npz file
         seed: random seed (the same seed gives the same arrays)
-        steps: size in steps (default: the dataset's own size)
-        episodes: size in episodes (PointMaze: goals; not with --steps)
+        steps: size in steps (default: the dataset's own size; not for burgers-*)
+        episodes: size in episodes (PointMaze: goals; burgers-*: solved samples, default
+            1000; not with --steps)
         progress: show progress bars
     """
+    if name.startswith("burgers-"):
+        return _make_burgers(name, out, seed, steps, episodes, progress)
     from diffusio.control.datasets import make_dataset as make
     from diffusio.control.datasets import summary_line
 
     path = make(name, seed=seed, steps=steps, episodes=episodes, out=out, progress=progress)
     line = summary_line(path)
+    print(line)
+    return line
+
+
+def _make_burgers(name: str, out: str, seed: int, steps: int | None, episodes: int | None,
+                  progress: bool) -> str:  # fmt: skip
+    from diffusio.physics.burgers import SETTINGS
+    from diffusio.physics.burgers_data import load_burgers_dataset, save_burgers_dataset
+
+    setting = name.removeprefix("burgers-")
+    if setting not in SETTINGS:
+        raise ValueError(f"unknown dataset {name!r}; burgers settings: "
+                         + ", ".join(f"burgers-{k}" for k in SETTINGS))  # fmt: skip
+    if steps is not None:
+        raise ValueError("burgers-* datasets are sized by --episodes (solved samples), not --steps")
+    n = 1000 if episodes is None else episodes
+    if n < 1:
+        raise ValueError(f"--episodes must be >= 1, got {n}")
+    data = load_burgers_dataset(save_burgers_dataset(out, n, seed, setting, progress=progress))
+    m = data.manifest
+    line = (f"{m['npz']}: {m['n']} solved Burgers samples ({m['setting']}, seed {m['seed']}): "
+            f"u {tuple(data.u.shape)}, f {tuple(data.f.shape)}, |u| <= {abs(data.u).max():.2f}")  # fmt: skip
     print(line)
     return line
 

@@ -117,6 +117,15 @@ def write_json_atomic(
     return write_text_atomic(path, text + "\n")
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """diffusio's cache directory: ``cache_dir`` if given, else ``$DIFFUSIO_CACHE``, else
     ``~/.cache/diffusio`` (models, classifiers and results live below it)."""

@@ -27,10 +27,8 @@ each atomically; :func:`load_burgers_dataset` checks both.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..io import atomic_path, file_sha256, write_json_atomic
 from .burgers import (
     CONTROL_TIMES,
     DT,
@@ -166,14 +165,6 @@ def make_burgers_data(
     return {"u": u, "f": f}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
     if p.suffix == ".json":
@@ -181,17 +172,6 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     elif p.suffix != ".npz":
         p = p.with_name(p.name + ".npz")
     return p, p.with_suffix(".json")
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)
@@ -224,15 +204,16 @@ def save_burgers_dataset(
     npz.parent.mkdir(parents=True, exist_ok=True)
     st = get_setting(setting)
     data = {k: v.astype(dtype) for k, v in make_burgers_data(n, seed, st, progress=progress).items()}
-    _atomic_write(npz, lambda fh: np.savez(fh, **data))
+    with atomic_path(npz) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **data)
     manifest = {
         "format": FORMAT, "version": VERSION, "name": f"burgers-{st.name}", "setting": st.name,
         "n": int(n), "seed": int(seed), "shapes": {k: list(v.shape) for k, v in data.items()},
         "dtype": dtype, "nu": NU, "dt": DT, "substeps": SUBSTEPS, "n_cells": N_CELLS,
-        "control_times": "k/11, k=1..10", "npz": npz.name, "sha256": _sha256(npz),
+        "control_times": "k/11, k=1..10", "npz": npz.name, "sha256": file_sha256(npz),
         "torch": torch.__version__, "numpy": np.__version__,
     }  # fmt: skip
-    _atomic_write(js, lambda fh: fh.write((json.dumps(manifest, indent=2) + "\n").encode()))
+    write_json_atomic(js, manifest, indent=2, strict=True)
     return npz
 
 
@@ -253,7 +234,7 @@ def load_burgers_dataset(path: str | os.PathLike) -> BurgersDataset:
     ):
         raise ValueError(f"{js}: not a {FORMAT} manifest (needs {', '.join(need)})")
     get_setting(manifest["setting"])
-    digest = _sha256(npz)
+    digest = file_sha256(npz)
     if digest != manifest["sha256"]:
         raise ValueError(f"{npz}: sha256 checksum mismatch (file {digest[:12]}..., "
                          f"manifest {str(manifest['sha256'])[:12]}...): the file is corrupted")
