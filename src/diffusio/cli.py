@@ -51,6 +51,8 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "mujoco": ("control", "PointMaze"),
     "Box2D": ("control", "LunarLander"),
     "pygame": ("control", "LunarLander"),
+    "pymunk": ("control", "Push-T"),
+    "shapely": ("control", "Push-T"),
 }
 #: Dependencies of the base install: missing means a broken install, not a missing extra.
 REQUIRED_MODULES = ("torch", "numpy", "scipy", "tqdm", "safetensors", "matplotlib",
