@@ -262,3 +262,20 @@ def test_overfits_one_batch():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_known_entries_are_written_into_the_input():
+    """``known`` (NaN where unknown) replaces those input entries by clean values: the same
+    output as the replaced input, and a shape mismatch is one clear error."""
+    torch.manual_seed(0)
+    net = UNet(2, image_size=8, **TINY).eval()
+    for p in net.parameters():  # zero-initialised output layers would hide the input
+        nn.init.normal_(p, std=0.1)
+    x, t = torch.randn(3, 2, 8, 16), torch.rand(3)
+    known = torch.full_like(x, float("nan"))
+    known[:, 0, 0] = 1.5
+    replaced = torch.where(torch.isnan(known), x, known)
+    assert torch.allclose(net(x, t, known=known), net(replaced, t))
+    assert not torch.allclose(net(x, t, known=known), net(x, t))
+    with pytest.raises(ValueError, match="cond\\['known'\\] must have x's shape"):
+        net(x, t, known=known[:, :1])

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "ClassConditional", "FourierEmbedding", "SinusoidalEmbedding", "check_num_classes",
-    "class_labels", "time_embedding",
+    "class_labels", "time_embedding", "write_known",
 ]  # fmt: skip
 
 
@@ -130,6 +130,19 @@ def class_labels(
             f"got range [{int(y.min())}, {int(y.max())}]"
         )
     return y
+
+
+def write_known(x: Tensor, known: Tensor | None, name: str) -> Tensor:
+    """``x`` with the entries of ``known`` that are not NaN written in: a net's input
+    conditioning on clean known values (Diffuser's ``apply_conditioning`` on the network input;
+    DiffPhyCon's inpainted initial and target states). ``known`` must have x's shape."""
+    if known is None:
+        return x
+    known = torch.as_tensor(known).to(x)
+    if known.shape != x.shape:
+        raise ValueError(f"{name}: cond['known'] must have x's shape {tuple(x.shape)}, "
+                         f"got {tuple(known.shape)}")  # fmt: skip
+    return torch.where(torch.isnan(known), x, known)
 
 
 def check_num_classes(num_classes: int | None) -> int | None:

@@ -74,7 +74,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .embeddings import SinusoidalEmbedding, check_num_classes, class_labels
+from .embeddings import SinusoidalEmbedding, check_num_classes, class_labels, write_known
 from .unet import _norm
 
 __all__ = ["TemporalUNet", "ValueNetwork"]
@@ -307,11 +307,7 @@ class _TemporalEncoder(nn.Module):
         values before anything else (Diffuser's ``apply_conditioning`` on the input)."""
         if "known" in cond:
             cond = dict(cond)
-            known = torch.as_tensor(cond.pop("known")).to(x)
-            if known.shape != x.shape:
-                raise ValueError(f"{type(self).__name__}: cond['known'] must have x's shape "
-                                 f"{tuple(x.shape)}, got {tuple(known.shape)}")  # fmt: skip
-            x = torch.where(torch.isnan(known), x, known)
+            x = write_known(x, cond.pop("known"), type(self).__name__)
         emb = self._embedding(x, t, cond)
         h = x.transpose(1, 2)  # (N, D, H): channels first
         skips = []

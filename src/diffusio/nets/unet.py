@@ -57,7 +57,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import interpolate, scaled_dot_product_attention, silu
 
-from .embeddings import ClassConditional, check_num_classes
+from .embeddings import ClassConditional, check_num_classes, write_known
 from .mlp import EMBEDDINGS, _choice
 
 __all__ = ["UNET_PRESETS", "UNet", "unet_preset"]
@@ -332,7 +332,12 @@ class UNet(ClassConditional, nn.Module):
         self.out_norm = _norm(ch, groups)
         self.output = _zero(nn.Conv2d(ch, self.out_channels, 3, padding=1))
 
-    def forward(self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None,
+        known: Tensor | None = None,
+    ) -> Tensor:
+        """``known`` (x's shape, NaN where unknown): clean values written into the input
+        first (conditioning on known entries, e.g. DiffPhyCon's initial and target states)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"UNet expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
@@ -343,6 +348,7 @@ class UNet(ClassConditional, nn.Module):
                 f"UNet input height and width must be divisible by {self._divisor} "
                 f"({len(self.channel_mults)} levels), got {height}x{width}"
             )
+        x = write_known(x, known, "UNet")
         # shared by every block's projection (DDPM's temb_proj(swish(temb)))
         emb = silu(self._conditioning(x, t, y))
 

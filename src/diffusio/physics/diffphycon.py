@@ -1,0 +1,222 @@
+"""DiffPhyCon (Wei et al. 2024, "DiffPhyCon: A Generative Approach to Control Complex Physical
+Systems", NeurIPS 2024, arXiv:2407.06494) on the 1-D Burgers task: one diffusion model of the
+whole trajectory and its control, conditioned by inpainting.
+
+The state is the official layout: ``x = [u; f] / 10`` as a 2-channel (time x space) image
+(N, 2, 16, 128), u's 11 recorded frames and f's 10 intervals each zero-padded to 16 rows (the
+U-Net halves the time axis twice), divided by the official ``rescaler`` 10.
+
+* **Conditioning** (the official ``set_condition``): the initial state u(0) and the target
+  u(T) = u_d are known entries. In training the network gets them clean in its input
+  (``cond["known"]``, NaN elsewhere; the U-Net writes them in) and they are left out of the
+  loss; at sampling they are given the same way and inpainted into the state
+  (:class:`~diffusio.core.steering.Inpaint`). Partial control adds f = 0 on the uncontrolled
+  cells as known entries; partial observation zeroes u on the unobserved middle half in the
+  data, keeps it out of the loss and holds it at zero while sampling (the official
+  ``train_on_partially_observed`` / ``set_unobserved_to_zero_during_sampling``). The padded
+  rows are left out of the loss (the official trains on them; they carry no information).
+* **Objective guidance**: J = mean (u(T) - u_d)^2 + lam * mean f^2 on the denoiser's x0_hat,
+  through :class:`~diffusio.core.loss_guidance.LossGuidance` (DPS: the gradient w.r.t. x_t
+  through the network; the official takes it w.r.t. x0_hat and adds it to eps). The released
+  inference script runs with both weights at 0: inpainting u_d alone steers it.
+* **Prior reweighting** (the paper's ``gamma``): ``eps = eps_joint + (gamma - 1) eps_prior``
+  on f's channel, with ``eps_prior`` a second model that sees only u(0), u(T) and f (u's
+  intermediate frames zeroed in its input, its loss on f only): :class:`ReweightedNet`, an
+  adapter onto the one model interface. gamma = 1 is DiffPhyCon-lite. (The official also
+  multiplies the prior term by a time schedule; here it is constant.)
+
+Evaluation puts the generated control into the true solver from u(0):
+:func:`diffusio.physics.baselines.evaluate_control`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .burgers import N_CELLS, N_INTERVALS, N_TIMES, get_setting
+
+__all__ = [
+    "FRAMES", "RESCALER", "DiffPhyCon", "ReweightedNet", "diffphycon_config", "known_entries",
+    "loss_mask", "pack", "train_diffphycon", "unpack",
+]  # fmt: skip
+
+RESCALER = 10.0  #: the official data scale: the model sees u / 10 and f / 10
+FRAMES = 16  #: the time axis padded from 11 (u) and 10 (f) rows
+U, F = 0, 1  #: channels
+
+#: The training recipe (a short override of the trainer's defaults; score_sde-style).
+DIFFPHYCON_DEFAULTS: dict[str, Any] = {
+    "process": "vp-cosine", "prediction": "eps", "net": "unet",
+    "net_options": {"in_channels": 2, "image_size": FRAMES, "channels": 32,
+                    "channel_mults": [1, 2, 4], "num_res_blocks": 1, "attention_resolutions": [],
+                    "num_heads": 1},
+    "normalize": False, "batch_size": 16, "lr": 2e-4, "warmup": 100, "ema_decay": 0.995,
+    "grad_clip": 1.0, "save_every": 1000, "log_every": 25, "data": "burgers", "n_data": None,
+}  # fmt: skip
+
+
+def pack(u: Tensor, f: Tensor) -> Tensor:
+    """``[u; f] / 10`` as (N, 2, 16, 128): u (N, 11, 128) and f (N, 10, 128), zero-padded."""
+    u, f = torch.as_tensor(u), torch.as_tensor(f)
+    if u.shape[1:] != (N_TIMES, N_CELLS) or f.shape[1:] != (N_INTERVALS, N_CELLS):
+        raise ValueError(f"expected u (N, {N_TIMES}, {N_CELLS}) and f (N, {N_INTERVALS}, "
+                         f"{N_CELLS}), got {tuple(u.shape)} and {tuple(f.shape)}")  # fmt: skip
+    x = torch.zeros(u.shape[0], 2, FRAMES, N_CELLS, dtype=torch.float32)
+    x[:, U, :N_TIMES], x[:, F, :N_INTERVALS] = u / RESCALER, f / RESCALER
+    return x
+
+
+def unpack(x: Tensor) -> tuple[Tensor, Tensor]:
+    """``(u (N, 11, 128), f (N, 10, 128))`` in physical units from a packed state."""
+    return x[:, U, :N_TIMES] * RESCALER, x[:, F, :N_INTERVALS] * RESCALER
+
+
+def _hidden(setting: str) -> Tensor:
+    """(128,) bool: u's cells the setting does not observe."""
+    return ~get_setting(setting).observed
+
+
+def known_entries(u0: Tensor, u_target: Tensor, setting: str) -> Tensor:
+    """(N, 2, 16, 128) packed known values, NaN where unknown: u(0) and u(T) (zero on the
+    unobserved cells under partial observation, as every frame there), and f = 0 on the
+    uncontrolled cells under partial control."""
+    st = get_setting(setting)
+    n = u0.shape[0]
+    known = torch.full((n, 2, FRAMES, N_CELLS), float("nan"))
+    known[:, U, 0], known[:, U, N_TIMES - 1] = u0 / RESCALER, u_target / RESCALER
+    known[:, U, :N_TIMES, _hidden(setting)] = 0.0
+    known[:, F, :N_INTERVALS, ~st.controlled] = 0.0
+    return known
+
+
+def loss_mask(setting: str, prior: bool = False) -> Tensor:
+    """(2, 16, 128) 1 where the loss counts: the frames that are neither known nor padding (and
+    for the prior model, f's channel only)."""
+    mask = torch.zeros(2, FRAMES, N_CELLS)
+    mask[U, 1 : N_TIMES - 1] = 0.0 if prior else 1.0
+    mask[F, :N_INTERVALS] = 1.0
+    known = known_entries(torch.zeros(1, N_CELLS), torch.zeros(1, N_CELLS), setting)[0]
+    return torch.where(torch.isnan(known), mask, torch.zeros_like(mask))
+
+
+def diffphycon_config(steps: int, **overrides: Any) -> Any:
+    """The TrainConfig of a DiffPhyCon model: :data:`DIFFPHYCON_DEFAULTS` + ``steps``."""
+    from ..train.config import TrainConfig
+
+    values = {**DIFFPHYCON_DEFAULTS, "steps": int(steps), "description": "diffphycon"}
+    values["net_options"] = {**values["net_options"], **overrides.pop("net_options", {})}
+    return TrainConfig.from_dict({**values, **overrides})
+
+
+def train_diffphycon(
+    u: Tensor, f: Tensor, setting: str, out_dir: str | os.PathLike, *, steps: int,
+    prior: bool = False, progress: bool = True, resume: bool = True, **overrides: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """Train the joint model (or, ``prior=True``, the reweighting prior: u's intermediate frames
+    zeroed, loss on f only) on solved samples u (N, 11, 128), f (N, 10, 128) for ``setting``;
+    returns the EMA model (CPU, eval) and the trainer's summary."""
+    from ..data.batch import TrainingSet
+    from ..train.trainer import Trainer
+
+    x0 = pack(u, f)
+    x0[:, U, :N_TIMES, _hidden(setting)] = 0.0  # partial observation: the data never see it
+    if prior:
+        x0[:, U, 1 : N_TIMES - 1] = 0.0
+    known = known_entries(x0[:, U, 0] * RESCALER, x0[:, U, N_TIMES - 1] * RESCALER, setting)
+    mask = loss_mask(setting, prior).expand_as(x0)
+    data = TrainingSet(x0, cond={"known": known}, mask=mask)
+    label = "diffphycon-prior" if prior else "diffphycon"
+    config = diffphycon_config(steps, description=f"{label} {setting}", **overrides)
+    trainer = Trainer(config, out_dir, data=data, progress=progress)
+    summary = trainer.fit(resume=resume)
+    return trainer.ema.module.to("cpu").eval(), summary
+
+
+class ReweightedNet(nn.Module):
+    """Prior reweighting as one network (an adapter, k-diffusion ``external.py`` style):
+    ``joint(x, t) + (gamma - 1) * prior(x with u's intermediate frames zeroed, t)`` on f's
+    channel; both eps-predicting nets of the same process. gamma = 1: the joint net alone."""
+
+    def __init__(self, joint: nn.Module, prior: nn.Module, gamma: float):
+        super().__init__()
+        self.joint, self.prior, self.gamma = joint, prior, float(gamma)
+
+    def forward(self, x: Tensor, t: Tensor, known: Tensor | None = None, **cond: Any) -> Tensor:
+        out = self.joint(x, t, known=known, **cond)
+        if self.gamma == 1.0:
+            return out
+        seen = x.clone()
+        seen[:, U, 1 : N_TIMES - 1] = 0.0
+        extra = self.prior(seen, t, known=known, **cond)
+        return torch.cat([out[:, :1], out[:, 1:] + (self.gamma - 1.0) * extra[:, 1:]], dim=1)
+
+
+class DiffPhyCon:
+    """Control by sampling: ``control(u0, u_target) -> f`` (N, 10, 128) in physical units.
+
+    Args:
+        model: the joint :class:`~diffusio.core.model.DiffusionModel` (eps prediction).
+        setting: ``fo-fc``, ``fo-pc``, ``po-fc`` or ``po-pc``.
+        prior: the reweighting prior's model (same process) and ``gamma``; None = lite.
+        guidance: J-guidance scale (0: none, the released script's choice) and ``lam``, the
+            energy weight inside J.
+        sampler, steps: any of :func:`diffusio.core.samplers.sample`'s (the paper: ddpm, 1000).
+    """
+
+    def __init__(
+        self, model: Any, setting: str, *, prior: Any = None, gamma: float = 1.0,
+        guidance: float = 0.0, lam: float = 0.0, sampler: str = "ddim", steps: int | None = 50,
+    ):
+        from ..core.model import DiffusionModel
+
+        get_setting(setting)
+        if prior is not None and gamma != 1.0:
+            net = ReweightedNet(model.net, prior.net, gamma)
+            model = DiffusionModel(net, model.process, prediction=model.prediction)
+        self.model, self.setting = model, setting
+        self.guidance, self.lam, self.sampler, self.steps = guidance, lam, sampler, steps
+
+    def objective(self, x0: Tensor, u_target: Tensor) -> Tensor:
+        """Per-sample J of a packed x0: mean (u(T) - u_d)^2 over the observed cells + lam *
+        mean f^2, in the model's (rescaled) units."""
+        seen = get_setting(self.setting).observed
+        u_t = x0[:, U, N_TIMES - 1, seen]
+        gap = (u_t - u_target[:, seen].to(x0) / RESCALER).pow(2).mean(-1)
+        return gap + self.lam * x0[:, F, :N_INTERVALS].pow(2).mean((-1, -2))
+
+    @torch.no_grad()
+    def control(self, u0: Tensor, u_target: Tensor, seed: int | None = 0) -> Tensor:
+        from ..core.loss_guidance import LossGuidance
+        from ..core.samplers import sample
+        from ..core.steering import Inpaint
+
+        u0 = torch.as_tensor(u0, dtype=torch.float32)
+        u_target = torch.as_tensor(u_target, dtype=torch.float32)
+        if u0.shape != u_target.shape or u0.dim() != 2 or u0.shape[1] != N_CELLS:
+            raise ValueError(f"u0 and u_target must be (N, {N_CELLS}), got {tuple(u0.shape)} "
+                             f"and {tuple(u_target.shape)}")  # fmt: skip
+        known = known_entries(u0, u_target, self.setting)
+        mask = ~torch.isnan(known)
+        guidance = []
+        if self.guidance:
+            guidance.append(LossGuidance(lambda x0: self.objective(x0, u_target), self.guidance))
+        x = sample(self.model, tuple(known.shape), sampler=self.sampler, steps=self.steps,
+                   seed=seed, guidance=guidance, cond={"known": known},
+                   constraints=[Inpaint(torch.nan_to_num(known), mask)])  # fmt: skip
+        f = unpack(x.double())[1]
+        f[:, :, ~get_setting(self.setting).controlled] = 0.0
+        return f
+
+
+def load_diffphycon(run_dir: str | os.PathLike) -> Any:
+    """The EMA model of a run written by :func:`train_diffphycon`."""
+    from ..train.runs import load_run
+
+    if not (Path(run_dir) / "config.json").is_file():
+        raise ValueError(f"{run_dir}: not a DiffPhyCon run (no config.json)")
+    return load_run(run_dir)[0]
