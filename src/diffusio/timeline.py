@@ -407,7 +407,12 @@ TIMELINE: tuple[Entry, ...] = (
         short="DiffPhyCon",
         title="DiffPhyCon: A Generative Approach to Control Complex Physical Systems",
         reproduction="diffphycon-2024",
-        notes=("Physics simulators and prior reweighting are not written yet."),
+        core=("diffusio.physics.burgers", "diffusio.physics.diffphycon"),
+        notes=(
+            "Core: the Burgers task's exact differentiable solver, data and control environment "
+            "(diffusio.physics), and DiffPhyCon's joint model with inpainted initial and target "
+            "states, J-guidance and prior reweighting. Not yet: the baselines and the report."
+        ),
     ),
     Entry(
         year=2024,
@@ -434,7 +439,10 @@ TIMELINE: tuple[Entry, ...] = (
         short="Diffuse-CLoC",
         title="Diffuse-CLoC: Guided Diffusion for Physics-based Character Look-ahead Control",
         reproduction="diffuse-cloc-2025",
-        notes=("Guided look-ahead control of a simulated character is not written yet."),
+        notes=(
+            "SIGGRAPH 2025 (ACM Transactions on Graphics), arXiv 2503.11801; the seed lists it "
+            "as ICLR. Guided look-ahead control of a simulated character is not written yet."
+        ),
     ),
     Entry(
         year=2015,

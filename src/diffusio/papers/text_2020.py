@@ -139,9 +139,11 @@ class Text2020(Reproduction):
              "sample_steps": (4, 16, 64), "judge_order": 3, "infill_examples": 1}  # fmt: skip
     PAPER_NUMBERS = (
         PaperNumber("GPT-3: parameters / layers / width / context", "175B / 96 / 12288 / 2048",
-                    "Brown et al. Table 2.1", False, "not tested here (few-shot learning at scale)"),
+                    "Brown et al. Table 2.1", False, "175B and the 2048 context in the abstract "
+                    "and third-party summaries; layers and width not checked. Not tested here"),
         PaperNumber("GPT-3 LAMBADA accuracy zero-shot / few-shot", "76.2% / 86.4%",
-                    "Brown et al. Table 3.2", False, "not tested here"),
+                    "Brown et al. Table 3.2", False, "86.4% and PTB perplexity 20.50 in a "
+                    "third-party summary; 76.2% not checked. Not tested here"),
         PaperNumber("LM1B test perplexity at 33B tokens: AR / MDLM / SEDD", "22.32 / <= 27.04 / <= 32.79",
                     "Sahoo et al. Table 1", True, "the authors' slides of the table"),
         PaperNumber("OpenWebText perplexity: AR / MDLM / SEDD", "17.54 / <= 23.21 / <= 24.10",
