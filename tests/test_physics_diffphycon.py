@@ -89,7 +89,12 @@ def test_tiny_training_and_control_keep_the_given_entries(data, tmp_path):
     assert summary["step"] == 4
     st = SETTINGS["fo-pc"]
     for kwargs in ({}, {"prior": prior, "gamma": 2.0}, {"guidance": 1.0, "lam": 0.1}):
-        ctrl = DiffPhyCon(model, "fo-pc", steps=3, **kwargs).control(u[:2, 0], u[:2, -1])
+        method = DiffPhyCon(model, "fo-pc", steps=3, **kwargs)
+        x = method.sample(u[:2, 0], u[:2, -1])  # before control() zeroes anything itself
+        assert torch.allclose(x[:, 0, 0], u[:2, 0].float() / RESCALER)  # u(0) inpainted
+        assert torch.allclose(x[:, 0, 10], u[:2, -1].float() / RESCALER)  # u_d inpainted
+        assert torch.all(x[:, 1, :10, ~st.controlled] == 0)  # no control off the quarters
+        ctrl = method.control(u[:2, 0], u[:2, -1])
         assert ctrl.shape == (2, 10, N_CELLS) and ctrl.dtype == torch.float64
         assert torch.isfinite(ctrl).all() and torch.all(ctrl[:, :, ~st.controlled] == 0)
     with pytest.raises(ValueError, match="u0 and u_target must be"):

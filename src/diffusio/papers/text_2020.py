@@ -118,8 +118,13 @@ def steps_approach_ar(closing: float, se: float) -> str:
     return REPRODUCED if compare(closing, se) == 1 else NOT
 
 
+def _finite(values: list[float]) -> list[float]:
+    """The finite values (a sample without words has a nan vocabulary share)."""
+    return [v for v in values if math.isfinite(v)]
+
+
 def _mean(values: list[float]) -> float | None:
-    clean = [v for v in values if math.isfinite(v)]
+    clean = _finite(values)
     return mean_se(clean)[0] if clean else None
 
 
@@ -379,7 +384,7 @@ class Text2020(Reproduction):
     @staticmethod
     def ms(values: list[float]) -> str:
         """Mean ± standard error over the finite values ("-" when none)."""
-        clean = [v for v in values if math.isfinite(v)]
+        clean = _finite(values)
         if not clean:
             return "-"
         m, se = mean_se(clean)

@@ -32,7 +32,6 @@ Evaluation puts the generated control into the true solver from u(0):
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -189,8 +188,15 @@ class DiffPhyCon:
         gap = (u_t - u_target[:, seen].to(x0) / RESCALER).pow(2).mean(-1)
         return gap + self.lam * x0[:, F, :N_INTERVALS].pow(2).mean((-1, -2))
 
-    @torch.no_grad()
     def control(self, u0: Tensor, u_target: Tensor, seed: int | None = 0) -> Tensor:
+        """The control f (N, 10, 128), float64, exactly 0 on the uncontrolled cells."""
+        f = unpack(self.sample(u0, u_target, seed).double())[1]
+        f[:, :, ~get_setting(self.setting).controlled] = 0.0
+        return f
+
+    @torch.no_grad()
+    def sample(self, u0: Tensor, u_target: Tensor, seed: int | None = 0) -> Tensor:
+        """The packed sample (N, 2, 16, 128) with u(0), u_d and the setting's zeros inpainted."""
         from ..core.loss_guidance import LossGuidance
         from ..core.samplers import sample
         from ..core.steering import Inpaint
@@ -205,18 +211,7 @@ class DiffPhyCon:
         guidance = []
         if self.guidance:
             guidance.append(LossGuidance(lambda x0: self.objective(x0, u_target), self.guidance))
-        x = sample(self.model, tuple(known.shape), sampler=self.sampler, steps=self.steps,
-                   seed=seed, guidance=guidance, cond={"known": known},
-                   constraints=[Inpaint(torch.nan_to_num(known), mask)])  # fmt: skip
-        f = unpack(x.double())[1]
-        f[:, :, ~get_setting(self.setting).controlled] = 0.0
-        return f
+        return sample(self.model, tuple(known.shape), sampler=self.sampler, steps=self.steps,
+                      seed=seed, guidance=guidance, cond={"known": known},
+                      constraints=[Inpaint(torch.nan_to_num(known), mask)])  # fmt: skip
 
-
-def load_diffphycon(run_dir: str | os.PathLike) -> Any:
-    """The EMA model of a run written by :func:`train_diffphycon`."""
-    from ..train.runs import load_run
-
-    if not (Path(run_dir) / "config.json").is_file():
-        raise ValueError(f"{run_dir}: not a DiffPhyCon run (no config.json)")
-    return load_run(run_dir)[0]
