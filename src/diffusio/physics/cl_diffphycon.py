@@ -49,7 +49,8 @@ from .burgers import N_CELLS, N_INTERVALS, NU, simulate
 from .diffphycon import RESCALER
 
 __all__ = [
-    "HORIZON", "CLModel", "FrameNet", "WindowController", "denoise_step", "level_times",
+    "HORIZON", "CLModel", "FrameNet", "WindowController", "denoise_step", "episode_plans",
+    "level_times",
     "make_windows", "pack_trajectories", "reference", "run_episodes", "staircase_levels",
     "steps_per_physical_step", "sync_chain", "train_cl_model",
 ]  # fmt: skip
@@ -301,6 +302,24 @@ def reference(env: Any) -> np.ndarray:
     return simulate(e.u0[None], e.target_control[None], nu=NU)[0].numpy()
 
 
+def episode_plans(seeds: Sequence[int], setting: str = "fo-fc") -> dict[str, np.ndarray]:
+    """What the env draws at ``reset(seed)`` for each seed -- ``u0`` (E, 128), ``target``
+    (E, 128), ``control`` (E, 10, 128) -- and the reference trajectories ``ref`` (E, 11, 128)
+    in one batched solve; :func:`run_episodes` then resets with ``options`` (no solve)."""
+    from .env import BurgersControlEnv
+
+    env = BurgersControlEnv(setting)
+    u0, target, control = [], [], []
+    for seed in seeds:
+        env.reset(seed=int(seed))
+        u0.append(env.u0)
+        target.append(env.target)
+        control.append(env.target_control)
+    u0, control = np.stack(u0), np.stack(control)
+    ref = simulate(u0, control, nu=NU).numpy()
+    return {"u0": u0, "target": np.stack(target), "control": control, "ref": ref}
+
+
 class WindowController:
     """Acts on a batch of episodes in lockstep: ``reset(refs (E, 11, 128))``, then
     ``act(states (E, 128), k) -> f (E, 128)`` at env step k.
@@ -370,13 +389,20 @@ class WindowController:
 
 
 def run_episodes(
-    controller: WindowController, envs: Sequence[Any], seeds: Sequence[int]
-) -> dict[str, Any]:
-    """Roll ``controller`` through the gymnasium envs (one episode each, reset with ``seeds``):
+    controller: WindowController, envs: Sequence[Any], seeds: Sequence[int],
+    plans: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Roll ``controller`` through the gymnasium envs (one episode each, reset with ``seeds``;
+    with ``plans`` from :func:`episode_plans` the same episodes without re-solving the targets):
     per episode the tracking error (mean over the 10 steps of mean_x (u_k - u_ref,k)^2, the
     paper's metric), the final J_actual and the network evaluations per step."""
-    obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)]
-    refs = np.stack([reference(env) for env in envs])
+    if plans is None:
+        obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, seeds, strict=True)]
+        refs = np.stack([reference(env) for env in envs])
+    else:
+        refs = plans["ref"]
+        obs = [env.reset(seed=int(s), options={"u0": plans["u0"][i], "target": plans["target"][i]})[0]
+               for i, (env, s) in enumerate(zip(envs, seeds, strict=True))]  # fmt: skip
     controller.reset(refs)
     n_obs = envs[0].unwrapped.observed.sum()
     errors, j_final = np.zeros((len(envs), N_INTERVALS)), np.zeros(len(envs))
