@@ -63,6 +63,7 @@ PAPERS: tuple[str, ...] = (
     "diffuser-2022",
     "lgd-2023",
     "decision-diffuser-2023",
+    "diffphycon-2024",
 )  # fmt: skip
 
 TEXT_DIR = Path(__file__).with_name("text")

@@ -165,11 +165,15 @@ class DiffPhyCon:
         guidance: J-guidance scale (0: none, the released script's choice) and ``lam``, the
             energy weight inside J.
         sampler, steps: any of :func:`diffusio.core.samplers.sample`'s (the paper: ddpm, 1000).
+        f_max: an actuator bound the control is clipped to (default 20: above every control
+            of the data, which stay within +-6.8 (full) and +-13.2 (partial control); keeps an
+            untrained model's controls from driving the explicit scheme unstable); None: none.
     """
 
     def __init__(
         self, model: Any, setting: str, *, prior: Any = None, gamma: float = 1.0,
         guidance: float = 0.0, lam: float = 0.0, sampler: str = "ddim", steps: int | None = 50,
+        f_max: float | None = 20.0,
     ):
         from ..core.model import DiffusionModel
 
@@ -179,6 +183,7 @@ class DiffPhyCon:
             model = DiffusionModel(net, model.process, prediction=model.prediction)
         self.model, self.setting = model, setting
         self.guidance, self.lam, self.sampler, self.steps = guidance, lam, sampler, steps
+        self.f_max = f_max
 
     def objective(self, x0: Tensor, u_target: Tensor) -> Tensor:
         """Per-sample J of a packed x0: mean (u(T) - u_d)^2 over the observed cells + lam *
@@ -189,8 +194,11 @@ class DiffPhyCon:
         return gap + self.lam * x0[:, F, :N_INTERVALS].pow(2).mean((-1, -2))
 
     def control(self, u0: Tensor, u_target: Tensor, seed: int | None = 0) -> Tensor:
-        """The control f (N, 10, 128), float64, exactly 0 on the uncontrolled cells."""
+        """The control f (N, 10, 128), float64, exactly 0 on the uncontrolled cells and within
+        +-``f_max``."""
         f = unpack(self.sample(u0, u_target, seed).double())[1]
+        if self.f_max is not None:
+            f = f.clamp(-self.f_max, self.f_max)
         f[:, :, ~get_setting(self.setting).controlled] = 0.0
         return f
 
@@ -210,7 +218,8 @@ class DiffPhyCon:
         mask = ~torch.isnan(known)
         guidance = []
         if self.guidance:
-            guidance.append(LossGuidance(lambda x0: self.objective(x0, u_target), self.guidance))
+            guidance.append(LossGuidance(lambda x0: self.objective(x0, u_target), self.guidance,
+                                         radius=0.0))  # DPS: the gradient of J(x0_hat)
         return sample(self.model, tuple(known.shape), sampler=self.sampler, steps=self.steps,
                       seed=seed, guidance=guidance, cond={"known": known},
                       constraints=[Inpaint(torch.nan_to_num(known), mask)])  # fmt: skip
