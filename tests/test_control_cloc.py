@@ -187,7 +187,7 @@ def test_guidance_gradient_matches_finite_differences():
     x0 = torch.randn(1, 3, 4, generator=g, dtype=torch.float64) * 0.5
     origin = torch.tensor([[0.1, 0.0]], dtype=torch.float64)
     active = torch.tensor([[True, True, False]])
-    grad = x0 - cost.guide(x0, origin, active)
+    grad = x0 - cost.guide(x0, origin, active.double())
 
     def f(z):
         return float(cost(Coder().decode(z, origin)[..., :2]).sum())
@@ -201,9 +201,11 @@ def test_guidance_gradient_matches_finite_differences():
     np.testing.assert_allclose(grad.numpy(), fd.numpy(), atol=1e-6)
     assert torch.all(grad[..., 2:] == 0)  # the cost acts on positions only
     capped = x0 - TaskCost(obstacles, cost.goal, 0.7, 0.3, 5.0, max_step=0.01).guide(
-        x0, origin, active
+        x0, origin, active.double()
     )
     assert torch.all(capped.norm(dim=-1) <= 0.01 + 1e-12)
+    half = x0 - cost.guide(x0, origin, 0.5 * active.double())  # weighted by the x0 variance
+    np.testing.assert_allclose(half.numpy(), 0.5 * fd.numpy(), atol=1e-6)
 
 
 def test_tracker_inverts_the_simulated_physics():

@@ -11,11 +11,16 @@ rolling inference, task-cost guidance, keyframe inpainting, the policies and the
   frame 0, executes its action and appends a pure-noise frame at level K. ``"replan"`` denoises
   a whole new plan from level K every step (Diffuser's replanning; the rolling ablation).
 * Guidance (Sec. 4.4, :class:`TaskCost`): the predicted clean states x0 of every noised state
-  token move down the gradient of ``w_obs sum_k sum_o exp(-c SDF_o(p_k)) + w_goal sum_k
-  |p_k - goal|`` (the paper's static-obstacle cost and a waypoint cost) before the DDPM
-  posterior step; actions follow through the network, which conditions them on the guided
-  states. Keyframes are imposed by inpainting (the known positions re-noised to each token's
-  level after every step).
+  token move down the gradient of ``w_obs sum_k sum_o exp(-c (SDF_o(p_k) - r)) + w_goal sum_k
+  (k / H) |p_k - goal|`` (the paper's static-obstacle cost; a waypoint cost weighted towards
+  the end of the horizon), each token's step weighted by its x0's prior-posterior variance
+  ``1 - alpha_bar_k`` (unit-variance data; so a far, noisy frame may move a lot and a near, almost
+  clean one barely) and capped at ``max_step``; the shift is carried into the noisy token
+  (``x_k += sqrt(alpha_bar_k) dx0``, so the posterior step keeps it) before DDPM's posterior
+  step. Actions follow through the network, which conditions them on the guided states.
+  Without the variance weight (a fixed step) rolling guidance failed here: a far frame's shift
+  is lost at high noise, a near frame's is infeasible. Keyframes are imposed by inpainting (the
+  known positions re-noised to each token's level after every step).
 * Baselines: ``execute="track"`` runs a state-only planner's next state through an
   inverse-dynamics tracker that knows the exact physics (:func:`track`); the Diffuser-style
   model is the U-Net of :mod:`~diffusio.control.cloc_net` replanned every step.
@@ -123,30 +128,34 @@ def sdf_torch(p: Tensor, obstacles: Tensor) -> Tensor:
 
 class TaskCost:
     """Diffuse-CLoC's guidance costs on world positions p (N, T, 2): ``w_obs sum exp(-c
-    (SDF - r))`` over tokens and obstacles (r the agent's radius) plus ``w_goal sum |p - g|``;
-    :meth:`guide` moves x0 down their gradient (each token's step at most ``max_step``)."""
+    (SDF - r))`` over tokens and obstacles (r the agent's radius) plus ``w_goal sum_k (k / T)
+    |p_k - g|``; :meth:`guide` moves x0 down their gradient."""
 
     def __init__(self, obstacles: Tensor, goal: Tensor, w_obs: float, w_goal: float,
-                 sharpness: float = 10.0, max_step: float = 0.5) -> None:  # fmt: skip
+                 sharpness: float = 10.0, max_step: float = 1.0) -> None:  # fmt: skip
         self.obstacles, self.goal = obstacles, goal
         self.w_obs, self.w_goal, self.c, self.max_step = w_obs, w_goal, sharpness, max_step
 
     def __call__(self, p: Tensor) -> Tensor:
-        cost = self.w_goal * ((p - self.goal[:, None]) ** 2).sum(-1).add(1e-6).sqrt().sum(-1)
+        ramp = torch.arange(1, p.shape[1] + 1, dtype=p.dtype) / p.shape[1]
+        dist = ((p - self.goal[:, None]) ** 2).sum(-1).add(1e-6).sqrt()
+        cost = self.w_goal * (ramp * dist).sum(-1)
         if self.w_obs:
             sd = sdf_torch(p, self.obstacles) - AGENT_RADIUS
             cost = cost + self.w_obs * torch.exp(-self.c * sd).sum((-1, -2))
         return cost
 
-    def guide(self, x0: Tensor, origin: Tensor, active: Tensor) -> Tensor:
-        """x0 (N, T, 4) states in model units, ``active`` (N, T) the noised tokens."""
+    def guide(self, x0: Tensor, origin: Tensor, weight: Tensor) -> Tensor:
+        """x0 (N, T, 4) states in model units moved by ``-weight grad`` (``weight`` (N, T): the
+        posterior variance of each token's x0, 0 for clean tokens), each step at most
+        ``max_step`` long."""
         with torch.enable_grad():
             z = x0.detach().requires_grad_(True)
             p = Coder().decode(z, origin)[..., :2]
             (grad,) = torch.autograd.grad(self(p).sum(), z)
-        norm = grad.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-        step = grad * (self.max_step / norm).clamp(max=1.0)
-        return x0 - step * active[..., None]
+        step = grad * weight[..., None]
+        norm = step.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        return x0 - step * (self.max_step / norm).clamp(max=1.0)
 
 
 def staircase(horizon: int, m: int) -> Tensor:
@@ -185,10 +194,10 @@ class Policy:
         cfg: NetConfig,
         inference: str = "rolling",
         execute: str = "actions",
-        w_obs: float = 1.0,
-        w_goal: float = 0.05,
+        w_obs: float = 4.0,
+        w_goal: float = 4.0,
         sharpness: float = 10.0,
-        max_step: float = 0.5,
+        max_step: float = 1.0,
         steps_per_frame: int = 2,
         physics: dict[str, float] | None = None,
         env: Any = None,
@@ -252,8 +261,11 @@ class Policy:
                 xs, xa if self.cfg.actions else None, ls, la if self.cfg.actions else None
             )
         x0s = x0s[:, c:]
-        if cost is not None:
-            x0s = cost.guide(x0s, self.origin, ls_f > 0)
+        if cost is not None:  # guide x0, and carry the shift into x_k: sqrt(ab_k) (x0' - x0)
+            guided = cost.guide(x0s, self.origin, 1 - self.sched.alpha_bar[ls_f])
+            xs_f = xs_f + self.sched.alpha_bar[ls_f].sqrt()[..., None] * (guided - x0s)
+            x0s = guided
+        self.last_x0 = x0s
         out = []
         for x, x0, lev in ((xs_f, x0s, ls_f), (xa, x0a, la)):
             if x0 is None:
@@ -327,24 +339,26 @@ class Policy:
 
 
 def evaluate(policy: Policy, episodes: int, seed: int, n_obstacles: int = 8, max_steps: int = 80,
-             keep_paths: int = 0) -> dict[str, Any]:  # fmt: skip
+             keep_paths: int = 0, keyframe_time: int | None = None,
+             inpaint: bool = True) -> dict[str, Any]:  # fmt: skip
     """Run ``policy`` on ``episodes`` unseen layouts at once (layout i from
     :func:`~diffusio.control.scores.episode_seed` ``(seed, i)``): per-episode ``success``,
-    ``collision``, ``steps``, and the first ``keep_paths`` paths with their obstacles."""
+    ``collision``, ``steps``, the first ``keep_paths`` paths with their layouts, and with
+    ``keyframe_time`` T ``key_error``, the distance to the goal at step T (or at the episode's
+    end, if earlier), the goal inpainted as the position at step T if ``inpaint``."""
     from .scores import episode_seed
 
     envs = [
         ClutterEnv(n_obstacles=n_obstacles, max_episode_steps=max_steps) for _ in range(episodes)
     ]
     obs = np.stack([e.reset(seed=episode_seed(seed, i)[0])[0] for i, e in enumerate(envs)])
-    policy.begin([e.obstacles for e in envs], seed)
+    key = None if keyframe_time is None or not inpaint else (keyframe_time, obs[:, 4:6].copy())
+    policy.begin([e.obstacles for e in envs], seed, keyframe=key)
     done = np.zeros(episodes, bool)
-    success, collision, steps = (
-        np.zeros(episodes, bool),
-        np.zeros(episodes, bool),
-        np.zeros(episodes, int),
-    )
+    success, collision = np.zeros(episodes, bool), np.zeros(episodes, bool)
+    steps, key_error = np.zeros(episodes, int), np.full(episodes, np.nan)
     paths = [[o[:2].copy()] for o in obs[:keep_paths]]
+    t0 = time.perf_counter()
     while not done.all():
         actions = policy.act_batch(obs)
         for i in np.flatnonzero(~done):
@@ -353,7 +367,12 @@ def evaluate(policy: Policy, episodes: int, seed: int, n_obstacles: int = 8, max
             success[i], collision[i], done[i] = info["success"], info["collision"], term or trunc
             if i < keep_paths:
                 paths[i].append(obs[i, :2].copy())
+            if keyframe_time is not None and (
+                steps[i] == keyframe_time or (done[i] and np.isnan(key_error[i]))
+            ):
+                key_error[i] = float(np.linalg.norm(obs[i, :2] - obs[i, 4:6]))
     return {"success": success.tolist(), "collision": collision.tolist(), "steps": steps.tolist(),
+            "key_error": key_error.tolist(), "seconds": time.perf_counter() - t0,
             "paths": [np.asarray(p).tolist() for p in paths],
             "layouts": [{"obstacles": e.obstacles.tolist(), "goal": e.goal.tolist()}
                         for e in envs[:keep_paths]]}  # fmt: skip
