@@ -340,19 +340,21 @@ class Policy:
 
 def evaluate(policy: Policy, episodes: int, seed: int, n_obstacles: int = 8, max_steps: int = 80,
              keep_paths: int = 0, keyframe_time: int | None = None,
-             inpaint: bool = True) -> dict[str, Any]:  # fmt: skip
+             inpaint: bool = True, key_fraction: float = 1.0) -> dict[str, Any]:  # fmt: skip
     """Run ``policy`` on ``episodes`` unseen layouts at once (layout i from
     :func:`~diffusio.control.scores.episode_seed` ``(seed, i)``): per-episode ``success``,
     ``collision``, ``steps``, the first ``keep_paths`` paths with their layouts, and with
-    ``keyframe_time`` T ``key_error``, the distance to the goal at step T (or at the episode's
-    end, if earlier), the goal inpainted as the position at step T if ``inpaint``."""
+    ``keyframe_time`` T ``key_error``, the distance at step T (or at the episode's end, if
+    earlier) to the key ``start + key_fraction (goal - start)``, inpainted as the position at
+    step T if ``inpaint``."""
     from .scores import episode_seed
 
     envs = [
         ClutterEnv(n_obstacles=n_obstacles, max_episode_steps=max_steps) for _ in range(episodes)
     ]
     obs = np.stack([e.reset(seed=episode_seed(seed, i)[0])[0] for i, e in enumerate(envs)])
-    key = None if keyframe_time is None or not inpaint else (keyframe_time, obs[:, 4:6].copy())
+    target = obs[:, :2] + key_fraction * (obs[:, 4:6] - obs[:, :2])
+    key = None if keyframe_time is None or not inpaint else (keyframe_time, target)
     policy.begin([e.obstacles for e in envs], seed, keyframe=key)
     done = np.zeros(episodes, bool)
     success, collision = np.zeros(episodes, bool), np.zeros(episodes, bool)
@@ -370,7 +372,7 @@ def evaluate(policy: Policy, episodes: int, seed: int, n_obstacles: int = 8, max
             if keyframe_time is not None and (
                 steps[i] == keyframe_time or (done[i] and np.isnan(key_error[i]))
             ):
-                key_error[i] = float(np.linalg.norm(obs[i, :2] - obs[i, 4:6]))
+                key_error[i] = float(np.linalg.norm(obs[i, :2] - target[i]))
     return {"success": success.tolist(), "collision": collision.tolist(), "steps": steps.tolist(),
             "key_error": key_error.tolist(), "seconds": time.perf_counter() - t0,
             "paths": [np.asarray(p).tolist() for p in paths],
