@@ -28,7 +28,7 @@ import numpy as np
 from ..metrics.stats import mean_se, paired_difference
 from .base import Reproduction
 from .report import PaperNumber, Report, fmt
-from .verdicts import NOT, PARTLY, REPRODUCED, claim_rule, shown, win_verdict
+from .verdicts import NOT, PARTLY, REPRODUCED, claim_rule, compare, shown, win_verdict
 
 __all__ = ["REPRODUCTION", "CLDiffPhyCon2024", "Settings", "beats_open_loop", "cheaper",
            "no_worse", "reproduce"]  # fmt: skip
@@ -89,6 +89,11 @@ class Settings:
     state_noise: float = 0.05
     nu: float = 0.02
     seed: int = 0
+
+
+def _in_se(diff: float, se: float) -> str:
+    """A difference in standard errors, for the gap column."""
+    return f"{diff / se:+.1f} se" if math.isfinite(se) and se > 0 else "se unknown"
 
 
 class CLDiffPhyCon2024(Reproduction):
@@ -175,11 +180,12 @@ class CLDiffPhyCon2024(Reproduction):
         h1 = f"replan h={min(self.s.replan_every)}"
         for cond in r["results"]:
             diff, se = self._pair(r, cond, "CL-DiffPhyCon", h1)
-            report.claim(f"tracking error no worse than replanning every step ({h1}), "
-                         f"disturbance: {cond}",
-                         "CL-DiffPhyCon at least as good as DiffPhyCon-1 at a fraction of its "
-                         "cost (paper Sec. 4)", f"CL - h1 = {fmt(diff)} ± {fmt(se)}",
-                         shown(-diff, se), no_worse(diff=diff, se=se))  # fmt: skip
+            report.claim(f"tracking error no worse than replanning every step ({h1}) within "
+                         f"one se, disturbance: {cond}",
+                         "abstract: superior control performance with significantly improved "
+                         "sampling efficiency (Table 1 not read)",
+                         f"CL - h1 = {fmt(diff)} ± {fmt(se)}", _in_se(diff, se),
+                         no_worse(diff=diff, se=se))  # fmt: skip
         for cond in ("state noise", "viscosity"):
             gain, se = self._pair(r, cond, "open loop (h=10)", "CL-DiffPhyCon")
             report.claim(f"better than open-loop DiffPhyCon under {cond}",
@@ -238,12 +244,33 @@ class CLDiffPhyCon2024(Reproduction):
                        "episodes": len(x["tracking"])}
                 for name, x in res.items()
             }  # fmt: skip
+        h1 = f"replan h={min(self.s.replan_every)}"
+        out["paired"] = {
+            cond: {"cl_minus_h1": self._pair(r, cond, "CL-DiffPhyCon", h1),
+                   "open_minus_cl": self._pair(r, cond, "open loop (h=10)", "CL-DiffPhyCon")}
+            for cond in r["results"]
+        }  # fmt: skip
         out["train_loss"] = r["train_loss"]
         return out
 
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
         s = self.s
-        return {"m": s.K // 10, "free": fmt(mean_se(r["none_ref"])[0]),
+        ranking = []
+        for cond, res in r["results"].items():
+            order = sorted(res, key=lambda name: mean_se(res[name]["tracking"])[0])
+            ranking.append(f"{cond}: " + " < ".join(order))
+        h1 = f"replan h={min(s.replan_every)}"
+        d, se = self._pair(r, "none", h1, "open loop (h=10)")
+        words = {1: "tracks worse than open loop", -1: "tracks better than open loop",
+                 0: "is within the noise of open loop"}[compare(d, se)]  # fmt: skip
+        replan = (f"Without disturbance, replanning from pure noise every step {words} ({h1} - "
+                  f"open = {fmt(d)} ± {fmt(se)}).")  # fmt: skip
+        if compare(d, se) == 1:
+            replan += (" A fresh plan from new noise at every step is unrelated to the last one; "
+                       "the loss of temporal consistency is our reading of why, not tested here, "
+                       "while CL-DiffPhyCon refines one plan across steps.")  # fmt: skip
+        return {"ranking": "; ".join(ranking), "replan": replan, "m": s.K // 10,
+                "free": fmt(mean_se(r["none_ref"])[0]),
                 "loss": fmt(r["train_loss"]) if r["train_loss"] is not None else "n/a",
                 "init": s.K - s.K // 10, "episode_nfe": (s.K + 9 * (s.K // 10)) / 10}  # fmt: skip
 
