@@ -164,6 +164,19 @@ def test_closed_loop_reproduces_open_loop_with_an_exact_model():
     np.testing.assert_allclose(results["cl"]["per_step"], results["open"]["per_step"], atol=1e-12)
 
 
+def test_episode_plans_replay_the_same_disturbed_episodes():
+    env = BurgersControlEnv(state_noise=0.05)
+    plans = cl.episode_plans([3])
+    env.reset(seed=3)
+    np.testing.assert_allclose(plans["ref"][0], cl.reference(env), rtol=0, atol=0)
+    net = _PlanOracle(plans["ref"], plans["control"])
+    model = DiffusionModel(net, PROCESS, "x0")
+    runs = [cl.run_episodes(cl.WindowController(model, K=10, mode="replan", every=10), [env], [3], p)
+            for p in (None, plans)]  # fmt: skip
+    np.testing.assert_array_equal(runs[0]["per_step"], runs[1]["per_step"])
+    assert runs[0]["tracking"][0] > 1e-4  # the state noise is there (open loop cannot undo it)
+
+
 def test_replanning_costs_k_every_h_steps():
     net = _Counting(_Zero())
     model = DiffusionModel(net, PROCESS, "x0")
