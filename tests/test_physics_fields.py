@@ -129,8 +129,10 @@ def test_kriging_fit_recovers_a_known_kernel():
     cov = _rbf_cov(0.08, 0.3) + 1e-6 * torch.eye(N_CELLS, dtype=torch.float64)
     draws = torch.distributions.MultivariateNormal(torch.zeros(N_CELLS, dtype=torch.float64), cov)
     torch.manual_seed(0)
-    krig = fr.Kriging(n_fit=64).fit(draws.sample((64,)))
-    assert krig.family_ == "rbf"
+    krig = fr.Kriging(n_fit=64, restarts=0).fit(draws.sample((64,)))
+    # the rational quadratic holds the RBF as its alpha -> infinity limit: either may win
+    assert krig.family_ in ("rbf", "rational-quadratic"), krig.lml_
+    assert krig.lml_["rbf"] > max(krig.lml_["matern32"], krig.lml_["matern52"])
     params = krig.kernel_.get_params()
     # 64 fields x 128 correlated cells: the length scale is pinned to a few percent
     assert abs(params["k1__k2__length_scale"] / 0.08 - 1) < 0.05

@@ -56,7 +56,7 @@ Z90 = 1.6448536269514722  #: the 95% standard normal quantile (a central 90% int
 
 #: The training recipe (overrides of the trainer's defaults).
 FIELD_DEFAULTS: dict[str, Any] = {
-    "process": "vp-cosine", "prediction": "eps", "net": "field-denoiser",
+    "process": "vp-cosine", "prediction": "v", "net": "field-denoiser",
     "net_options": {"width": 64, "latents": 16, "depth": 3, "heads": 4, "patch": 4},
     "normalize": False, "batch_size": 64, "lr": 1e-3, "warmup": 200, "lr_decay": "cosine",
     "ema_decay": 0.999, "grad_clip": 1.0, "save_every": 500, "log_every": 50,
@@ -154,7 +154,7 @@ class SensorTransform:
 
 # --------------------------------------------------------------------------- the network
 class FieldDenoiser(nn.Module):
-    """``net(x_t, t, pos, val, valid, noise) -> eps`` for fields x (B, n_cells).
+    """``net(x_t, t, pos, val, valid, noise)`` (the eps or v of the config) for fields x (B, n_cells).
 
     Grid input: the noisy field, and with ``encoding`` the Voronoi interpolation of the
     readings and the sensor indicator (the paper's condition encoding, Sec. 3), cut into
@@ -194,8 +194,9 @@ class FieldDenoiser(nn.Module):
         feats = [x]
         if self.encoding:
             near = voronoi(pos, val, valid, self.grid)
-            hit = torch.zeros_like(x).scatter_(1, cells({"pos": pos, "valid": valid}).clamp(min=0),
-                                               valid.to(x))  # fmt: skip
+            idx = cells({"pos": pos, "valid": valid})  # padded slots write to a dropped extra cell
+            hit = x.new_zeros(b, self.n_cells + 1).scatter_(1, torch.where(idx < 0, self.n_cells, idx),
+                                                            1.0)[:, : self.n_cells]  # fmt: skip
             feats += [near, hit]
         g = torch.stack(feats, dim=-1).reshape(b, self.n_cells // self.patch, -1)
         centres = self.grid.to(x).reshape(-1, self.patch).mean(1)[:, None]
@@ -314,20 +315,27 @@ def interpolate(sensors: dict[str, Tensor], kind: str = "linear") -> Tensor:
 
 class Kriging:
     """Gaussian-process regression (simple kriging around the training mean field) with
-    scikit-learn: :meth:`fit` picks the kernel family (RBF, Matern 3/2, Matern 5/2, each times a
-    constant plus a white nugget) and its hyperparameters by the log marginal likelihood of
+    scikit-learn: :meth:`fit` picks the kernel family (RBF, Matern 3/2, Matern 5/2, rational
+    quadratic -- a scale mixture of RBFs -- each times a constant plus a white nugget) and its
+    hyperparameters (``restarts`` extra random starts) by the log marginal likelihood of
     ``n_fit`` training fields on the full grid (independent draws of one GP; sklearn sums the
     likelihood over the columns); :meth:`predict` conditions on each field's sensors (noise
     variance ``noise^2`` on top of the nugget, the boundary zeros exact) with the kernel fixed."""
 
-    def __init__(self, n_fit: int = 256, seed: int = 0):
-        self.n_fit, self.seed = int(n_fit), int(seed)
+    def __init__(self, n_fit: int = 256, seed: int = 0, restarts: int = 2):
+        self.n_fit, self.seed, self.restarts = int(n_fit), int(seed), int(restarts)
         self.kernel_: Any = None
 
     def fit(self, u: Tensor) -> Kriging:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
+        from sklearn.gaussian_process.kernels import (
+            RBF,
+            ConstantKernel,
+            Matern,
+            RationalQuadratic,
+            WhiteKernel,
+        )  # fmt: skip
 
         u = torch.as_tensor(u, dtype=torch.float64).cpu().numpy()
         self.mean_ = u.mean(0)
@@ -335,11 +343,13 @@ class Kriging:
         resid, grid = (u[rows] - self.mean_).T, X.numpy()[:, None]
         fits = {}
         for name, base in (("rbf", RBF(0.1, (1e-3, 10.0))), ("matern32", Matern(0.1, (1e-3, 10.0), nu=1.5)),
-                           ("matern52", Matern(0.1, (1e-3, 10.0), nu=2.5))):  # fmt: skip
+                           ("matern52", Matern(0.1, (1e-3, 10.0), nu=2.5)),
+                           ("rational-quadratic", RationalQuadratic(0.1, 1.0, (1e-3, 10.0)))):  # fmt: skip
             kernel = ConstantKernel(0.2, (1e-4, 1e2)) * base + WhiteKernel(1e-4, (1e-10, 1e-1))
             with warnings.catch_warnings():  # a nugget at its lower bound (smooth fields) is fine
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                gp = GaussianProcessRegressor(kernel, alpha=1e-10, random_state=self.seed)
+                gp = GaussianProcessRegressor(kernel, alpha=1e-10, n_restarts_optimizer=self.restarts,
+                                              random_state=self.seed)  # fmt: skip
                 gp.fit(grid, resid)
             fits[name] = (gp.log_marginal_likelihood_value_, gp.kernel_)
         self.family_ = max(fits, key=lambda k: fits[k][0])
