@@ -41,16 +41,16 @@ class Settings:
     noise in ``noises`` (the same sensor sets for every method)."""
 
     n_train: int = 2000
-    n_test: int = 64
+    n_test: int = 48
     frame: int = 2
     sensors: tuple[int, ...] = (8, 16, 32)
     m_range: tuple[int, int] = (4, 40)
     noises: tuple[float, ...] = (0.0, 0.05)
     net_options: dict[str, Any] = field(default_factory=lambda: dict(NET))
-    train_steps: int = 4000
+    train_steps: int = 3500
     batch_size: int = 64
     lr: float = 1e-3
-    regressor_steps: int = 2000
+    regressor_steps: int = 1200
     n_samples: int = 39
     sampler: tuple[str, int] = ("dpm-solver++", 20)
     kriging_fit: int = 256
@@ -100,8 +100,8 @@ class FieldReconstruction(Reproduction):
                  "Models with Cross-Attention for Global Field Reconstruction with Sparse "
                  "Observations.* arXiv:2409.00230, 2024.")  # fmt: skip
     Settings = Settings
-    QUICK = {"n_train": 1000, "n_test": 32, "sensors": (8, 32), "train_steps": 1200,
-             "regressor_steps": 600, "n_samples": 19, "kriging_fit": 128}  # fmt: skip
+    QUICK = {"n_train": 1000, "n_test": 24, "sensors": (8, 32), "train_steps": 600,
+             "regressor_steps": 300, "n_samples": 19, "kriging_fit": 128}  # fmt: skip
     SMOKE = {"n_train": 32, "n_test": 3, "sensors": (8,), "train_steps": 4, "regressor_steps": 2,
              "n_samples": 4, "sampler": ("dpm-solver++", 2), "kriging_fit": 16, "batch_size": 8,
              "net_options": {"width": 16, "latents": 4, "depth": 1, "heads": 2, "patch": 8}}  # fmt: skip
