@@ -12,7 +12,7 @@ from diffusio.physics.burgers import N_CELLS, SETTINGS
 from diffusio.physics.burgers_data import make_burgers_data
 from diffusio.physics.diffphycon import (
     FRAMES,
-    RESCALER,
+    SCALE,
     DiffPhyCon,
     ReweightedNet,
     known_entries,
@@ -35,8 +35,8 @@ def test_pack_round_trip_and_padding(data):
     assert x.shape == (12, 2, FRAMES, N_CELLS) and x.dtype == torch.float32
     assert torch.all(x[:, 0, 11:] == 0) and torch.all(x[:, 1, 10:] == 0)
     u2, f2 = unpack(x.double())
-    scale = max(u.abs().max(), f.abs().max()) / RESCALER
-    assert torch.allclose(u2, u, atol=1e-6 * RESCALER * scale) and torch.allclose(f2, f, atol=1e-5)
+    scale = max(u.abs().max(), f.abs().max()) / SCALE
+    assert torch.allclose(u2, u, atol=1e-6 * SCALE * scale) and torch.allclose(f2, f, atol=1e-5)
     with pytest.raises(ValueError, match="expected u"):
         pack(u[:, :10], f)
 
@@ -46,8 +46,8 @@ def test_known_entries_and_loss_masks_partition_the_state(setting):
     st = SETTINGS[setting]
     u0, ud = torch.randn(2, N_CELLS), torch.randn(2, N_CELLS)
     known = known_entries(u0, ud, setting)
-    assert torch.allclose(known[:, 0, 0, st.observed], u0[:, st.observed] / RESCALER)
-    assert torch.allclose(known[:, 0, 10, st.observed], ud[:, st.observed] / RESCALER)
+    assert torch.allclose(known[:, 0, 0, st.observed], u0[:, st.observed] / SCALE)
+    assert torch.allclose(known[:, 0, 10, st.observed], ud[:, st.observed] / SCALE)
     assert torch.all(known[:, 0, :11, ~st.observed] == 0)  # unobserved: held at zero
     assert torch.all(known[:, 1, :10, ~st.controlled] == 0)  # uncontrolled: no control
     assert torch.isnan(known[:, 1, :10, st.controlled]).all()
@@ -91,8 +91,8 @@ def test_tiny_training_and_control_keep_the_given_entries(data, tmp_path):
     for kwargs in ({}, {"prior": prior, "gamma": 2.0}, {"guidance": 1.0, "lam": 0.1}):
         method = DiffPhyCon(model, "fo-pc", steps=3, **kwargs)
         x = method.sample(u[:2, 0], u[:2, -1])  # before control() zeroes anything itself
-        assert torch.allclose(x[:, 0, 0], u[:2, 0].float() / RESCALER)  # u(0) inpainted
-        assert torch.allclose(x[:, 0, 10], u[:2, -1].float() / RESCALER)  # u_d inpainted
+        assert torch.allclose(x[:, 0, 0], u[:2, 0].float() / SCALE)  # u(0) inpainted
+        assert torch.allclose(x[:, 0, 10], u[:2, -1].float() / SCALE)  # u_d inpainted
         assert torch.all(x[:, 1, :10, ~st.controlled] == 0)  # no control off the quarters
         ctrl = method.control(u[:2, 0], u[:2, -1])
         assert ctrl.shape == (2, 10, N_CELLS) and ctrl.dtype == torch.float64

@@ -26,7 +26,7 @@ from ..metrics.stats import mean_se, paired_difference
 from ..physics import baselines as bl
 from ..physics.burgers import get_setting
 from ..physics.burgers_data import make_burgers_data
-from ..physics.diffphycon import DiffPhyCon, train_diffphycon
+from ..physics.diffphycon import SCALE, DiffPhyCon, train_diffphycon
 from .base import Reproduction, said
 from .report import PaperNumber, Report, fmt
 from .runs import logged_train_seconds
@@ -65,7 +65,7 @@ class Settings:
     gamma_setting: str = "fo-pc"
     gammas: tuple[float, ...] = (0.5, 1.0, 1.5, 2.5)
     lam_setting: str = "po-fc"
-    guidance: float = 3000.0
+    guidance: float = 30.0
     lams: tuple[float, ...] = (0.0, 0.003, 0.03, 0.3)
     sampler_setting: str = "po-fc"
     samplers: tuple[str, ...] = ("ddpm:1000", "ddpm:100", "ddim:50", "dpm-solver++:50", "ddim:10")
@@ -118,8 +118,9 @@ class DiffPhyCon2024(Reproduction):
     REFERENCE = ("Long Wei, Peiyan Hu, Ruiqi Feng, Haodong Feng, Yixuan Du, Tao Zhang, Rui Wang, "
                  "Yue Wang, Zhi-Ming Ma, Tailin Wu. NeurIPS 2024, arXiv:2407.06494.")  # fmt: skip
     Settings = Settings
-    QUICK = {"n_train": 600, "n_test": 16, "train_steps": 400, "baseline_steps": 400,
-             "lbfgs_iterations": 30, "pid_problems": 16, "gammas": (1.0, 2.5), "lams": (0.0, 0.3),
+    QUICK = {"settings": ("po-fc",), "n_train": 500, "n_test": 16, "train_steps": 300,
+             "baseline_steps": 400, "lbfgs_iterations": 30, "pid_problems": 16,
+             "gamma_setting": "po-fc", "gammas": (1.0, 2.5), "lams": (0.0, 0.3),
              "samplers": ("ddpm:200", "ddim:50", "ddim:10")}  # fmt: skip
     SMOKE = {"settings": ("po-fc",), "n_train": 24, "n_test": 3, "train_steps": 4,
              "batch_size": 4, "channels": 8, "sample_steps": 3, "baseline_steps": 4,
@@ -152,7 +153,8 @@ class DiffPhyCon2024(Reproduction):
 
         s = self.s
         net = {"channels": s.channels, "channel_mults": list(s.channel_mults)}
-        key = self.recipe(setting, prior=prior, steps=s.train_steps, batch=s.batch_size, **net)
+        key = self.recipe(setting, prior=prior, steps=s.train_steps, batch=s.batch_size,
+                          scale=SCALE, **net)  # fmt: skip
         out = self.cache.root / f"diffphycon-{'prior' if prior else 'joint'}-{setting}-{json_hash(key)}"
         model, _ = train_diffphycon(u, f, setting, out, steps=s.train_steps, prior=prior,
                                     progress=self.progress, batch_size=s.batch_size,

@@ -2,9 +2,10 @@
 Systems", NeurIPS 2024, arXiv:2407.06494) on the 1-D Burgers task: one diffusion model of the
 whole trajectory and its control, conditioned by inpainting.
 
-The state is the official layout: ``x = [u; f] / 10`` as a 2-channel (time x space) image
+The state is the official layout: ``x = [u; f]`` as a 2-channel (time x space) image
 (N, 2, 16, 128), u's 11 recorded frames and f's 10 intervals each zero-padded to 16 rows (the
-U-Net halves the time axis twice), divided by the official ``rescaler`` 10.
+U-Net halves the time axis twice); the official also divides by a ``rescaler`` 10, which we do
+not (:data:`SCALE`).
 
 * **Conditioning** (the official ``set_condition``): the initial state u(0) and the target
   u(T) = u_d are known entries. In training the network gets them clean in its input
@@ -40,11 +41,19 @@ from torch import Tensor, nn
 from .burgers import N_CELLS, N_INTERVALS, N_TIMES, get_setting
 
 __all__ = [
-    "FRAMES", "RESCALER", "DiffPhyCon", "ReweightedNet", "diffphycon_config", "known_entries",
+    "FRAMES", "RESCALER", "SCALE", "DiffPhyCon", "ReweightedNet", "diffphycon_config", "known_entries",
     "loss_mask", "pack", "train_diffphycon", "unpack",
 ]  # fmt: skip
 
-RESCALER = 10.0  #: the official data scale: the model sees u / 10 and f / 10
+RESCALER = 10.0  #: the official data scale: its models see u / 10 and f / 10
+#: The joint model's data scale here: it sees u / SCALE and f / SCALE. Divided by the official
+#: 10, u has a standard deviation of about 0.05 against unit noise, and at our training budget
+#: an eps-model of so faint a signal gave useless x0_hat at high noise (its 50-step samples
+#: diverged); in physical units the standard deviations are about 0.5 (u) and 0.7 (f).
+SCALE = 1.0
+#: Per channel (u, f), the bound x0_hat is clipped to while sampling, in physical units: above
+#: every value of the data (|u| <= 2.1, |f| <= 6.8 under full and 13.2 under partial control).
+X0_BOUND = (3.0, 15.0)
 FRAMES = 16  #: the time axis padded from 11 (u) and 10 (f) rows
 U, F = 0, 1  #: channels
 
@@ -60,19 +69,19 @@ DIFFPHYCON_DEFAULTS: dict[str, Any] = {
 
 
 def pack(u: Tensor, f: Tensor) -> Tensor:
-    """``[u; f] / 10`` as (N, 2, 16, 128): u (N, 11, 128) and f (N, 10, 128), zero-padded."""
+    """``[u; f] / SCALE`` as (N, 2, 16, 128): u (N, 11, 128) and f (N, 10, 128), zero-padded."""
     u, f = torch.as_tensor(u), torch.as_tensor(f)
     if u.shape[1:] != (N_TIMES, N_CELLS) or f.shape[1:] != (N_INTERVALS, N_CELLS):
         raise ValueError(f"expected u (N, {N_TIMES}, {N_CELLS}) and f (N, {N_INTERVALS}, "
                          f"{N_CELLS}), got {tuple(u.shape)} and {tuple(f.shape)}")  # fmt: skip
     x = torch.zeros(u.shape[0], 2, FRAMES, N_CELLS, dtype=torch.float32)
-    x[:, U, :N_TIMES], x[:, F, :N_INTERVALS] = u / RESCALER, f / RESCALER
+    x[:, U, :N_TIMES], x[:, F, :N_INTERVALS] = u / SCALE, f / SCALE
     return x
 
 
 def unpack(x: Tensor) -> tuple[Tensor, Tensor]:
     """``(u (N, 11, 128), f (N, 10, 128))`` in physical units from a packed state."""
-    return x[:, U, :N_TIMES] * RESCALER, x[:, F, :N_INTERVALS] * RESCALER
+    return x[:, U, :N_TIMES] * SCALE, x[:, F, :N_INTERVALS] * SCALE
 
 
 def _hidden(setting: str) -> Tensor:
@@ -87,7 +96,7 @@ def known_entries(u0: Tensor, u_target: Tensor, setting: str) -> Tensor:
     st = get_setting(setting)
     n = u0.shape[0]
     known = torch.full((n, 2, FRAMES, N_CELLS), float("nan"))
-    known[:, U, 0], known[:, U, N_TIMES - 1] = u0 / RESCALER, u_target / RESCALER
+    known[:, U, 0], known[:, U, N_TIMES - 1] = u0 / SCALE, u_target / SCALE
     known[:, U, :N_TIMES, _hidden(setting)] = 0.0
     known[:, F, :N_INTERVALS, ~st.controlled] = 0.0
     return known
@@ -126,7 +135,7 @@ def train_diffphycon(
     x0[:, U, :N_TIMES, _hidden(setting)] = 0.0  # partial observation: the data never see it
     if prior:
         x0[:, U, 1 : N_TIMES - 1] = 0.0
-    known = known_entries(x0[:, U, 0] * RESCALER, x0[:, U, N_TIMES - 1] * RESCALER, setting)
+    known = known_entries(x0[:, U, 0] * SCALE, x0[:, U, N_TIMES - 1] * SCALE, setting)
     mask = loss_mask(setting, prior).expand_as(x0)
     data = TrainingSet(x0, cond={"known": known}, mask=mask)
     label = "diffphycon-prior" if prior else "diffphycon"
@@ -155,6 +164,13 @@ class ReweightedNet(nn.Module):
         return torch.cat([out[:, :1], out[:, 1:] + (self.gamma - 1.0) * extra[:, 1:]], dim=1)
 
 
+def _clip_x0(pred: Any, t: Tensor, ctx: Any) -> Any:
+    """A guidance modifier: x0_hat clipped per channel to +-:data:`X0_BOUND` / SCALE."""
+    bound = torch.tensor(X0_BOUND, dtype=pred.x0.dtype, device=pred.x0.device) / SCALE
+    bound = bound.view(1, 2, 1, 1)
+    return pred.with_x0(torch.maximum(torch.minimum(pred.x0, bound), -bound))
+
+
 class DiffPhyCon:
     """Control by sampling: ``control(u0, u_target) -> f`` (N, 10, 128) in physical units.
 
@@ -168,12 +184,15 @@ class DiffPhyCon:
         f_max: an actuator bound the control is clipped to (default 20: above every control
             of the data, which stay within +-6.8 (full) and +-13.2 (partial control); keeps an
             untrained model's controls from driving the explicit scheme unstable); None: none.
+        clip: x0_hat is clipped per channel to +-``X0_BOUND`` at every step (DDPM's
+            ``clip_denoised``): near t = 1 the cosine schedule's alpha is ~0 and x0_hat =
+            (x - sigma eps) / alpha amplifies any eps error; False: no clipping.
     """
 
     def __init__(
         self, model: Any, setting: str, *, prior: Any = None, gamma: float = 1.0,
         guidance: float = 0.0, lam: float = 0.0, sampler: str = "ddim", steps: int | None = 50,
-        f_max: float | None = 20.0,
+        f_max: float | None = 20.0, clip: bool = True,
     ):
         from ..core.model import DiffusionModel
 
@@ -183,14 +202,14 @@ class DiffPhyCon:
             model = DiffusionModel(net, model.process, prediction=model.prediction)
         self.model, self.setting = model, setting
         self.guidance, self.lam, self.sampler, self.steps = guidance, lam, sampler, steps
-        self.f_max = f_max
+        self.f_max, self.clip = f_max, bool(clip)
 
     def objective(self, x0: Tensor, u_target: Tensor) -> Tensor:
         """Per-sample J of a packed x0: mean (u(T) - u_d)^2 over the observed cells + lam *
         mean f^2, in the model's (rescaled) units."""
         seen = get_setting(self.setting).observed
         u_t = x0[:, U, N_TIMES - 1, seen]
-        gap = (u_t - u_target[:, seen].to(x0) / RESCALER).pow(2).mean(-1)
+        gap = (u_t - u_target[:, seen].to(x0) / SCALE).pow(2).mean(-1)
         return gap + self.lam * x0[:, F, :N_INTERVALS].pow(2).mean((-1, -2))
 
     def control(self, u0: Tensor, u_target: Tensor, seed: int | None = 0) -> Tensor:
@@ -220,6 +239,8 @@ class DiffPhyCon:
         if self.guidance:
             guidance.append(LossGuidance(lambda x0: self.objective(x0, u_target), self.guidance,
                                          radius=0.0))  # DPS: the gradient of J(x0_hat)
+        if self.clip:
+            guidance.append(_clip_x0)
         return sample(self.model, tuple(known.shape), sampler=self.sampler, steps=self.steps,
                       seed=seed, guidance=guidance, cond={"known": known},
                       constraints=[Inpaint(torch.nan_to_num(known), mask)])  # fmt: skip
