@@ -228,6 +228,12 @@ class CLDiffPhyCon2024(Reproduction):
                             marker="*" if name == "CL-DiffPhyCon" else "o", ms=9, capsize=3,
                             label=name, linestyle="none")  # fmt: skip
             ax.set_xscale("log")
+            ticks: list[float] = []
+            for v in sorted(x["nfe_per_step"] for x in r["results"][cond].values()):
+                if not ticks or v > 1.15 * ticks[-1]:
+                    ticks.append(v)
+            ax.minorticks_off()
+            ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
             ax.set_title(f"disturbance: {cond}")
             ax.set_xlabel("network evaluations per physical step")
         axes[0, 0].set_ylabel("tracking error")
