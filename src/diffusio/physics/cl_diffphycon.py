@@ -88,17 +88,10 @@ def level_times(levels: Tensor, K: int, process: Any) -> Tensor:
 
 
 def denoise_step(
-    model: DiffusionModel,
-    x: Tensor,
-    levels: Tensor,
-    next_levels: Tensor,
-    K: int,
-    *,
-    eta: float = 0.0,
-    cond: dict[str, Any] | None = None,
-    generator: torch.Generator | None = None,
+    model: DiffusionModel, x: Tensor, levels: Tensor, next_levels: Tensor, K: int, *,
+    eta: float = 0.0, cond: dict[str, Any] | None = None, generator: torch.Generator | None = None,
     noise: Tensor | None = None,
-) -> Tensor:
+) -> Tensor:  # fmt: skip
     """One evaluation with per-frame levels (x's leading shape, e.g. (N, H)): the posterior step
     ``x_s = a_s x0 + sqrt(s_s^2 - c^2) eps + c z``, ``c = eta sqrt(var_post)`` (DDIM eq. 12 and
     16, Song et al. 2021; eta = 1 is DDPM's ancestral step), a frame whose next level is 0 taking
@@ -129,16 +122,9 @@ def _impose(x: Tensor, known: Tensor | None) -> Tensor:
 
 
 def sync_chain(
-    model: DiffusionModel,
-    x: Tensor,
-    K: int,
-    *,
-    stop: int = 0,
-    record: Sequence[int] = (),
-    eta: float = 0.0,
-    cond: dict[str, Any] | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[Tensor, dict[int, Tensor]]:
+    model: DiffusionModel, x: Tensor, K: int, *, stop: int = 0, record: Sequence[int] = (),
+    eta: float = 0.0, cond: dict[str, Any] | None = None, generator: torch.Generator | None = None,
+) -> tuple[Tensor, dict[int, Tensor]]:  # fmt: skip
     """The synchronous chain: every frame from level K (x pure noise) down to ``stop`` (0 =
     clean) in K - stop evaluations; also returns the states at the ``record`` levels."""
     cond = dict(cond or {})
@@ -262,17 +248,9 @@ class CLModel(DiffusionModel):
 
 
 def train_cl_model(
-    u: Tensor,
-    f: Tensor,
-    out_dir: str | os.PathLike,
-    *,
-    steps: int,
-    channels: int = 32,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    progress: bool = True,
-    seed: int = 0,
-) -> tuple[CLModel, dict[str, Any]]:
+    u: Tensor, f: Tensor, out_dir: str | os.PathLike, *, steps: int, channels: int = 32,
+    batch_size: int = 32, lr: float = 1e-3, progress: bool = True, seed: int = 0,
+) -> tuple[CLModel, dict[str, Any]]:  # fmt: skip
     """Train :class:`CLModel` on solved samples through the common trainer into ``out_dir``
     (resumed when it exists); returns the EMA model (CPU, eval) and the trainer's summary."""
     from ..data.batch import TrainingSet
