@@ -253,6 +253,7 @@ class DiffuseCLoC2025(Reproduction):
         key_dist = f"{s.key_fraction * 2.0:.1f}"
         return {"levels": s.horizon * s.steps_per_frame, "lookahead": s.horizon * 0.1,
                 "reach": reach, "key_dist": key_dist,
+                "train_s": f"{self.stage_seconds.get('training', 0.0):.0f}",
                 "rate": rate, "coll": coll, "secs": secs, "keys": keys,
                 "calls_replan": s.horizon * s.steps_per_frame,
                 "windows": s.data_episodes * (s.data_length - s.horizon + 1)}  # fmt: skip
