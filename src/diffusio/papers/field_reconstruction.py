@@ -225,7 +225,7 @@ class FieldReconstruction(Reproduction):
             figure(r),
             "reconstructions.png",
             "A test field (grey), its sensors (black), the "
-            "diffusion samples' median and 5-95% band (blue), kriging's mean and 90% interval "
+            "diffusion samples' median and central 90% band (blue), kriging's mean and 90% interval "
             "(orange) and linear interpolation (green dashes), at the fewest and most sensors.",
         )
 
@@ -240,7 +240,8 @@ class FieldReconstruction(Reproduction):
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
         return {"params": f"{r['params']:,}", "loss": fmt(r["summary"].get("loss")),
                 "family": r["kriging"].family_, "kernel": str(r["kriging"].kernel_),
-                "coverage": f"{fr.exact_coverage(self.s.n_samples):.3f}"}  # fmt: skip
+                "coverage": f"{fr.exact_coverage(self.s.n_samples):.3f}",
+                "rank": fr.band_rank(self.s.n_samples)}  # fmt: skip
 
 
 def figure(r: dict[str, Any], row: int = 0) -> Any:
