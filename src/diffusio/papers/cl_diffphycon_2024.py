@@ -136,7 +136,7 @@ class CLDiffPhyCon2024(Reproduction):
         self.lap("data")
         run = self.cache.root / f"cl-diffphycon-{s.n_train}-{s.data_seed}-{s.channels}-" \
             f"{s.train_steps}-{s.batch_size}-{s.lr:g}-{s.seed}"  # fmt: skip
-        model, summary = cl.train_cl_model(u, f, run, steps=s.train_steps, channels=s.channels,
+        model, _ = cl.train_cl_model(u, f, run, steps=s.train_steps, channels=s.channels,
                                            batch_size=s.batch_size, lr=s.lr,
                                            progress=self.progress, seed=s.seed)  # fmt: skip
         self.lap("train")
@@ -158,8 +158,12 @@ class CLDiffPhyCon2024(Reproduction):
                 results[cname][mname] = {k: np.asarray(v).tolist() for k, v in out.items()}
                 self.log(f"{cname} / {mname}: {np.mean(out['tracking']):.5f}")
             self.lap(f"control ({cname})")
-        return {"results": results, "train_loss": summary.get("loss"),
-                "train_seconds": summary.get("seconds", summary.get("elapsed")),
+        from ..train.trainer import read_metrics
+        from .runs import logged_train_seconds
+
+        logged = [x["loss"] for x in read_metrics(run / "metrics.jsonl") if "loss" in x]
+        return {"results": results, "train_loss": logged[-1] if logged else None,
+                "train_seconds": logged_train_seconds(run),
                 "none_ref": self._uncontrolled(plans)}  # fmt: skip
 
     @staticmethod
@@ -256,7 +260,7 @@ class CLDiffPhyCon2024(Reproduction):
                    "open_minus_cl": self._pair(r, cond, "open loop (h=10)", "CL-DiffPhyCon")}
             for cond in r["results"]
         }  # fmt: skip
-        out["train_loss"] = r["train_loss"]
+        out["train_loss"], out["train_seconds"] = r["train_loss"], r["train_seconds"]
         return out
 
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
@@ -276,6 +280,7 @@ class CLDiffPhyCon2024(Reproduction):
                        "the loss of temporal consistency is our reading of why, not tested here, "
                        "while CL-DiffPhyCon refines one plan across steps.")  # fmt: skip
         return {"ranking": "; ".join(ranking), "replan": replan, "m": s.K // 10,
+                "train_s": f"{r['train_seconds']:.0f}",
                 "free": fmt(mean_se(r["none_ref"])[0]),
                 "loss": fmt(r["train_loss"]) if r["train_loss"] is not None else "n/a",
                 "init": s.K - s.K // 10, "episode_nfe": (s.K + 9 * (s.K // 10)) / 10}  # fmt: skip
