@@ -103,7 +103,7 @@ class CLDiffPhyCon2024(Reproduction):
     REFERENCE = ("Long Wei, Haodong Feng, Yuchen Yang, Ruiqi Feng, Peiyan Hu, Xiang Zheng, Tao "
                  "Zhang, Dixia Fan and Tailin Wu. ICLR 2025, arXiv:2408.03124.")  # fmt: skip
     Settings = Settings
-    QUICK = {"n_train": 500, "train_steps": 800, "episodes": 12}
+    QUICK = {"n_train": 500, "train_steps": 600, "episodes": 12}
     SMOKE = {"n_train": 8, "train_steps": 2, "channels": 8, "K": 10, "episodes": 2,
              "replan_every": (1,)}  # fmt: skip
     PAPER_NUMBERS = (
