@@ -14,7 +14,7 @@ from diffusio.physics.diffphycon import (
     FRAMES,
     SCALE,
     DiffPhyCon,
-    ReweightedNet,
+    ReweightedModel,
     known_entries,
     loss_mask,
     pack,
@@ -68,15 +68,23 @@ class _Linear(nn.Module):
         return self.a * x + t.view(-1, 1, 1, 1)
 
 
-def test_reweighted_net_is_the_joint_plus_gamma_minus_one_prior_on_f():
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_reweighted_model_adds_gamma_minus_one_prior_eps_on_f(prediction):
+    from diffusio.core.model import DiffusionModel
+    from diffusio.core.processes import make_process
+
     x, t = torch.randn(3, 2, FRAMES, N_CELLS), torch.rand(3)
-    joint, prior = _Linear(2.0), _Linear(-0.5)
-    assert torch.equal(ReweightedNet(joint, prior, 1.0)(x, t), joint(x, t))
-    out = ReweightedNet(joint, prior, 2.5)(x, t)
+    process = make_process("vp-cosine")
+    joint = DiffusionModel(_Linear(2.0), process, prediction=prediction)
+    prior = DiffusionModel(_Linear(-0.5), process, prediction=prediction)
+    assert torch.equal(ReweightedModel(joint, prior, 1.0).eps(x, t), joint.eps(x, t))
+    eps = ReweightedModel(joint, prior, 2.5).eps(x, t)
     seen = x.clone()
     seen[:, 0, 1:10] = 0.0
-    assert torch.allclose(out[:, 0], joint(x, t)[:, 0])
-    assert torch.allclose(out[:, 1], joint(x, t)[:, 1] + 1.5 * prior(seen, t)[:, 1])
+    assert torch.allclose(eps[:, 0], joint.eps(x, t)[:, 0])
+    # eps is prediction-independent on f's channel: seen == x there
+    assert torch.allclose(eps[:, 1], joint.eps(x, t)[:, 1] + 1.5 * prior.eps(seen, t)[:, 1],
+                          atol=1e-5)
 
 
 def test_tiny_training_and_control_keep_the_given_entries(data, tmp_path):
