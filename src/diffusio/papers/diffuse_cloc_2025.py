@@ -193,6 +193,8 @@ class DiffuseCLoC2025(Reproduction):
     # ------------------------------------------------------------------ sections
     def add_sections(self, report: Report, r: dict[str, Any]) -> None:
         report.section("Success and collisions in unseen clutter", self.prose("results", r))
+        if not self.quick:  # the reading is of the default run's numbers
+            report.text(self.prose("reading", r))
         rows = []
         for name, x in r["methods"].items():
             (p, pse), (c, cse) = self._rate(x), self._rate(x, "collision")
@@ -206,6 +208,8 @@ class DiffuseCLoC2025(Reproduction):
                       "planner + tracker and the Diffuser-style model from the start (circle) "
                       "to the goal (star); a cross marks a collision.")  # fmt: skip
         report.section("Keyframes by inpainting (free arena)", self.prose("keyframes", r))
+        if not self.quick:
+            report.text(self.prose("keyframe reading", r))
         krows = []
         for name, x in r["free"].items():
             e, ese = mean_se(np.asarray(x["key_error"], float))
