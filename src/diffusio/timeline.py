@@ -421,7 +421,13 @@ TIMELINE: tuple[Entry, ...] = (
         short="CL-DiffPhyCon",
         title="CL-DiffPhyCon: Closed-loop Diffusion Control of Complex Physical Systems",
         reproduction="cl-diffphycon-2024",
-        notes=("Asynchronous closed-loop denoising is not written yet."),
+        core=("diffusio.physics.cl_diffphycon",),
+        notes=(
+            "ICLR 2025 (arXiv:2408.03124). Core: a window model of (u, f) frames with one noise "
+            "level per frame, trained on synchronous and staircase levels; the staircase "
+            "initialiser, the asynchronous closed loop (K/H network calls per step) and the "
+            "replanning baselines through the Burgers environment."
+        ),
     ),
     Entry(
         year=2024,

@@ -64,6 +64,7 @@ PAPERS: tuple[str, ...] = (
     "lgd-2023",
     "decision-diffuser-2023",
     "diffphycon-2024",
+    "cl-diffphycon-2024",
 )  # fmt: skip
 
 TEXT_DIR = Path(__file__).with_name("text")
