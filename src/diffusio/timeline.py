@@ -445,9 +445,13 @@ TIMELINE: tuple[Entry, ...] = (
         short="Diffuse-CLoC",
         title="Diffuse-CLoC: Guided Diffusion for Physics-based Character Look-ahead Control",
         reproduction="diffuse-cloc-2025",
+        core=("diffusio.control.cloc", "diffusio.control.cloc_net", "diffusio.control.clutter"),
         notes=(
             "SIGGRAPH 2025 (ACM Transactions on Graphics), arXiv 2503.11801; the seed lists it "
-            "as ICLR. Guided look-ahead control of a simulated character is not written yet."
+            "as ICLR. The state-action transformer with the paper's mask and per-token noise "
+            "levels, rolling inference, obstacle-SDF and waypoint guidance and keyframe "
+            "inpainting on diffusio/Clutter-v0 (a MuJoCo point mass with force limits in unseen "
+            "clutter); no humanoid."
         ),
     ),
     Entry(

@@ -65,6 +65,7 @@ PAPERS: tuple[str, ...] = (
     "decision-diffuser-2023",
     "diffphycon-2024",
     "cl-diffphycon-2024",
+    "diffuse-cloc-2025",
 )  # fmt: skip
 
 TEXT_DIR = Path(__file__).with_name("text")
