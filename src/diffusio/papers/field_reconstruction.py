@@ -254,9 +254,11 @@ def figure(r: dict[str, Any], row: int = 0) -> Any:
     fig, x = new_figure(10, 2.6 * len(picks)), X.numpy()
     for j, key in enumerate(picks):
         res, ax = r["res"][key], fig.add_subplot(len(picks), 1, j + 1)
-        lo, med, hi = sample_quantiles(res["draws"][:, row], (0.05, 0.5, 0.95))
+        draws = torch.sort(res["draws"][:, row].double(), dim=0).values
+        k, med = fr.band_rank(len(draws)), sample_quantiles(draws, (0.5,))[0]
+        lo, hi = draws[k - 1], draws[len(draws) - k]  # the scored band (fr.score_samples)
         mean, std = (v[row].numpy() for v in res["krig"])
-        ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.25, label="diffusion 5-95%")
+        ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.25, label="diffusion 90% band")
         ax.plot(x, med, color="tab:blue", lw=1, label="diffusion median")
         ax.fill_between(x, mean - fr.Z90 * std, mean + fr.Z90 * std, color="tab:orange", alpha=0.2,
                         label="kriging 90%")  # fmt: skip
