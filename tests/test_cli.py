@@ -23,7 +23,7 @@ DESIGN_REPRODUCTIONS = [
     "iddpm-2021", "guided-diffusion-2021", "cfg-2021", "ldm-2022", "dalle2-2022", "imagen-2022",
     "text-2020", "csdi-2021", "diffuser-2022", "decision-diffuser-2023", "lgd-2023",
     "diffusion-policy-2023", "tsgm-2023", "diffphycon-2024", "cl-diffphycon-2024", "dppo-2024",
-    "diffuse-cloc-2025", None,
+    "diffuse-cloc-2025", "field-reconstruction",
 ]  # fmt: skip
 
 

@@ -460,12 +460,16 @@ TIMELINE: tuple[Entry, ...] = (
         authors="Ronneberger et al.",
         short="U-Net",
         title="U-Net: Convolutional Networks for Biomedical Image Segmentation",
-        reproduction=None,
-        core=("diffusio.nets.unet",),
+        reproduction="field-reconstruction",
+        core=("diffusio.nets.unet", "diffusio.nets.attention", "diffusio.physics.fields"),
         notes=(
-            "Backbones with no reproduction of their own (at most partial): the DDPM/ADM U-Net "
-            "with multi-head self-attention blocks (nets.unet), exercised by the image "
-            "reproductions; planning and control backbones to come."
+            "Backbones: the DDPM/ADM U-Net with multi-head self-attention blocks (nets.unet), "
+            "exercised by the image reproductions; cross-attention, a Perceiver IO "
+            "encoder/decoder over (position, value) sets and gated cross-channel attention "
+            "(nets.attention). The appendix's one reproduction, field-reconstruction: Zhuang, "
+            "Cheng & Duraisamy 2024 (arXiv 2409.00230), global field reconstruction from sparse "
+            "sensors with cross-attention, on Burgers frames against interpolation, "
+            "scikit-learn kriging and the same network trained by MSE (1-D, small scale)."
         ),
     ),
 )

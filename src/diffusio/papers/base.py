@@ -66,6 +66,7 @@ PAPERS: tuple[str, ...] = (
     "diffphycon-2024",
     "cl-diffphycon-2024",
     "diffuse-cloc-2025",
+    "field-reconstruction",
 )  # fmt: skip
 
 TEXT_DIR = Path(__file__).with_name("text")
