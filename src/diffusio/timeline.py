@@ -407,11 +407,13 @@ TIMELINE: tuple[Entry, ...] = (
         short="DiffPhyCon",
         title="DiffPhyCon: A Generative Approach to Control Complex Physical Systems",
         reproduction="diffphycon-2024",
-        core=("diffusio.physics.burgers", "diffusio.physics.diffphycon"),
+        core=("diffusio.physics.burgers", "diffusio.physics.diffphycon",
+              "diffusio.physics.baselines"),
         notes=(
-            "Core: the Burgers task's exact differentiable solver, data and control environment "
-            "(diffusio.physics), and DiffPhyCon's joint model with inpainted initial and target "
-            "states, J-guidance and prior reweighting. Not yet: the baselines and the report."
+            "NeurIPS 2024. The Burgers task's exact differentiable solver, data and control "
+            "environment (diffusio.physics), DiffPhyCon's joint [u; f] model with inpainted "
+            "initial and target states, J-guidance and prior reweighting, and its baselines "
+            "(the adjoint oracle, SL, BC, a PI controller); at 2% of the paper's data."
         ),
     ),
     Entry(
