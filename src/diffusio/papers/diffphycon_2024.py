@@ -215,27 +215,27 @@ class DiffPhyCon2024(Reproduction):
         return {"results": res, "gains": [gains.kp, gains.ki], "model": model, "u": u, "f": f,
                 "problems": (seen0, seen_d, u0, ud)}  # fmt: skip
 
+    def sweep(self, run: dict[str, Any], setting: str, label: str,
+              variants: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+        """DiffPhyCon with each variant's options on ``setting``'s test problems."""
+        seen0, seen_d, u0, ud = run["problems"]
+        out = {}
+        for key, options in variants.items():
+            dp = DiffPhyCon(run["model"], setting, sampler=self.s.sampler, steps=self.s.sample_steps,
+                            **options)  # fmt: skip
+            out[key] = self.evaluate(setting, dp.control(seen0, seen_d, seed=self.s.seed), u0, ud)
+        self.lap(f"{setting}: {label} sweep")
+        return out
+
     def gamma_sweep(self, run: dict[str, Any], setting: str) -> dict[str, Any]:
         prior = self.diffusion(setting, run["u"], run["f"], prior=True)
         self.lap(f"{setting}: prior training")
-        seen0, seen_d, u0, ud = run["problems"]
-        out = {}
-        for gamma in self.s.gammas:
-            dp = DiffPhyCon(run["model"], setting, prior=prior, gamma=gamma, sampler=self.s.sampler,
-                            steps=self.s.sample_steps)  # fmt: skip
-            out[str(gamma)] = self.evaluate(setting, dp.control(seen0, seen_d, seed=self.s.seed), u0, ud)
-        self.lap(f"{setting}: gamma sweep")
-        return out
+        return self.sweep(run, setting, "gamma",
+                          {str(g): {"prior": prior, "gamma": g} for g in self.s.gammas})
 
     def lam_sweep(self, run: dict[str, Any], setting: str) -> dict[str, Any]:
-        seen0, seen_d, u0, ud = run["problems"]
-        out = {}
-        for lam in self.s.lams:
-            dp = DiffPhyCon(run["model"], setting, guidance=self.s.guidance, lam=lam,
-                            sampler=self.s.sampler, steps=self.s.sample_steps)  # fmt: skip
-            out[str(lam)] = self.evaluate(setting, dp.control(seen0, seen_d, seed=self.s.seed), u0, ud)
-        self.lap(f"{setting}: lambda sweep")
-        return out
+        return self.sweep(run, setting, "lambda",
+                          {str(lam): {"guidance": self.s.guidance, "lam": lam} for lam in self.s.lams})
 
     def sampler_sweep(self, run: dict[str, Any], setting: str) -> dict[str, Any]:
         import time
