@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..io import atomic_path
 from ..nets.embeddings import SinusoidalEmbedding
 
 __all__ = ["MASKS", "CLoCNet", "NetConfig", "Schedule", "UNetDenoiser", "attention_mask",
@@ -220,7 +221,7 @@ def train_net(cfg: NetConfig, states: np.ndarray, actions: np.ndarray, out_dir: 
     gen = torch.Generator().manual_seed(cfg.seed)
     step = 0
     if ckpt.is_file():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=True)  # tensors, numbers and the config: no pickle
         if state["config"] != asdict(cfg):
             raise ValueError(f"{ckpt} holds another config; delete it to retrain")
         net.load_state_dict(state["net"])
@@ -264,7 +265,8 @@ def train_net(cfg: NetConfig, states: np.ndarray, actions: np.ndarray, out_dir: 
                 f"{cfg.net}/{cfg.mask}/{'sa' if cfg.actions else 's'} step {step}: loss {loss.item():.4f}"
             )
         if step % 500 == 0 or step == cfg.steps:
-            torch.save({"config": asdict(cfg), "net": net.state_dict(), "ema": ema.state_dict(),
-                        "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
-                        "loss": loss.item()}, ckpt)  # fmt: skip
+            with atomic_path(ckpt) as tmp:  # a killed run keeps the previous checkpoint
+                torch.save({"config": asdict(cfg), "net": net.state_dict(), "ema": ema.state_dict(),
+                            "opt": opt.state_dict(), "gen": gen.get_state(), "step": step,
+                            "loss": loss.item()}, tmp)  # fmt: skip
     return ema.eval()

@@ -135,7 +135,7 @@ class FieldReconstruction(Reproduction):
             "batch": s.batch_size,
         }
         regressor = fr.train_regressor(
-            u, self.cache.root / f"field-regressor-{json_hash(recipe)}.pt", steps=s.regressor_steps,
+            u, self.cache.root / f"field-regressor-{json_hash(recipe)}.safetensors", steps=s.regressor_steps,
             m_range=s.m_range, noises=s.noises, batch_size=s.batch_size, lr=s.lr, seed=s.seed,
             net_options=dict(s.net_options))  # fmt: skip
         self.lap("training the deterministic regressor")

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data.batch import Batch
+from ..io import apply_tensors, read_safetensors, write_safetensors
 from ..nets.attention import CrossAttention, FourierPositions, PerceiverEncoder
 from ..nets.embeddings import SinusoidalEmbedding
 from .burgers import N_CELLS, X
@@ -503,11 +504,11 @@ def train_regressor(
     """The paper's deterministic rival (a network on the Voronoi encoding trained by MSE, its
     "VCNN" role): the same :class:`FieldDenoiser` fed x_t = 0 at t = 0, regressing u / SCALE
     with Adam (warm-up, cosine decay) on fresh sensor sets; the weights are kept at ``path``
-    (a finished run is loaded, not retrained)."""
+    (a safetensors file: a finished run is loaded, not retrained)."""
     net = FieldDenoiser(**{**FIELD_DEFAULTS["net_options"], **(net_options or {})})
     path = os.fspath(path)
     if os.path.isfile(path):
-        net.load_state_dict(torch.load(path, weights_only=True))
+        apply_tensors(net, read_safetensors(path)[0], path)
         return net.eval()
     torch.manual_seed(seed)
     g, tf = torch.Generator().manual_seed(seed), SensorTransform(m_range, noises)
@@ -526,9 +527,7 @@ def train_regressor(
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    torch.save(net.state_dict(), path + ".tmp")
-    os.replace(path + ".tmp", path)  # atomic: a killed run leaves no half file
+    write_safetensors(path, {k: v.contiguous() for k, v in net.state_dict().items()})  # atomic
     return net.eval()
 
 
