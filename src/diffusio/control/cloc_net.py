@@ -37,18 +37,20 @@ MASKS = ("cloc", "full")
 
 
 class Schedule:
-    """DDPM's discrete process with the cosine ``alpha_bar`` (Nichol & Dhariwal 2021) over
-    levels ``0..K`` (``alpha_bar_0 = 1``), and the posterior ``q(x_{k-1} | x_k, x_0) =
-    N(c0_k x_0 + ct_k x_k, var_k)`` (Ho et al. 2020, eq. 7)."""
+    """The discrete table of the project's ``vp-cosine`` process with K steps (improved DDPM's
+    cosine ``alpha_bar``, Nichol & Dhariwal 2021) as levels ``0..K`` (``alpha_bar_0 = 1``),
+    and the posterior ``q(x_{k-1} | x_k, x_0) = N(c0_k x_0 + ct_k x_k, var_k)`` (Ho et al.
+    2020, eq. 7) indexed by level."""
 
-    def __init__(self, levels: int, s: float = 0.008):
+    def __init__(self, levels: int):
+        from ..core.processes import make_process
+
         if levels < 1:
             raise ValueError(f"the schedule needs at least 1 level, got {levels}")
         self.K = int(levels)
-        f = np.cos((np.arange(levels + 1) / levels + s) / (1 + s) * np.pi / 2) ** 2
-        ab = f / f[0]
-        beta = np.clip(1 - ab[1:] / ab[:-1], 0.0, 0.999)
-        ab = np.concatenate([[1.0], np.cumprod(1 - beta)])
+        table = make_process("vp-cosine", num_steps=self.K).discrete()
+        beta = table.betas.numpy()
+        ab = np.concatenate([[1.0], table.alphas_cumprod.numpy()])
         self.alpha_bar = torch.tensor(ab, dtype=torch.float32)
         prev, cur = ab[:-1], ab[1:]
         c0 = np.sqrt(prev) * beta / (1 - cur)
