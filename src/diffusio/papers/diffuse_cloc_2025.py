@@ -25,7 +25,7 @@ from ..io import json_hash
 from ..metrics.stats import mean_se
 from .base import Reproduction, said
 from .report import PaperNumber, Report
-from .verdicts import claim_rule, compare, shown, win_verdict
+from .verdicts import NOT, REPRODUCED, claim_rule, compare, shown, win_verdict
 
 __all__ = ["REPRODUCTION", "DiffuseCLoC2025", "Settings", "not_worse", "reproduce", "wins"]
 
@@ -53,7 +53,7 @@ def wins(diff: float, se: float) -> str:
             contradicts={"diff": -0.3, "se": 0.05})  # fmt: skip
 def not_worse(diff: float, se: float) -> str:
     """A is not clearly worse than B (``diff`` within the noise or better)."""
-    return "reproduced" if compare(diff, se) >= 0 else "not reproduced"
+    return REPRODUCED if compare(diff, se) >= 0 else NOT
 
 
 @dataclass(frozen=True)
