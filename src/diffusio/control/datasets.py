@@ -11,6 +11,8 @@ name                   recipe (:mod:`~diffusio.control.generate`)              d
 ``lunarlander-mixed``  the heuristic at action noise 0 / 0.3 / 0.6 / 1.0 and   250 episodes
                        random actions, in turn
 ``point2d-skills``     scripted skill episodes "+x", "+y", "-x", "-y"          400 episodes
+``point2d-avoid``      the detour script, left or right of the obstacle by a   200 episodes
+                       fair coin per episode (Diffusion Policy's bimodal task)
 =====================  ======================================================  ==============
 
 A dataset is ``FILE.npz`` (float32 ``observations``, ``actions``, ``rewards``,
@@ -34,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from .scores import REFERENCE_PROTOCOL, REFERENCE_SCORES, normalized_score, reference_key
+from .scores import (
+    EPISODE_SCORES,
+    REFERENCE_PROTOCOL,
+    REFERENCE_SCORES,
+    has_reference,
+    normalized_score,
+    reference_key,
+)
 
 __all__ = [
     "DATASETS", "REQUIRED_ARRAYS", "OfflineDataset", "dataset_path", "episode_bounds",
@@ -78,6 +87,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "lunarlander-mixed": DatasetSpec("lunarlander", "episodes", 250, "behaviors",
                                      _generator("lunarlander_mixed")),
     "point2d-skills": DatasetSpec("point2d", "episodes", 400, "skills", _generator("point2d_skills")),
+    "point2d-avoid": DatasetSpec("point2d-avoid", "episodes", 200, "sides",
+                                 _generator("point2d_avoid")),
 }  # fmt: skip
 
 
@@ -246,16 +257,20 @@ def make_dataset(name: str, seed: int = 0, steps: int | None = None, episodes: i
     seconds = time.perf_counter() - start
     bounds = episode_bounds(arrays["terminals"], arrays["timeouts"])
     returns = np.array([arrays["rewards"][a:b].astype(np.float64).sum() for a, b in bounds])
-    ref = reference_key(name)
-    low, high = REFERENCE_SCORES[ref]
+    if has_reference(name):
+        ref = reference_key(name)
+        low, high = REFERENCE_SCORES[ref]
+        reference = {"key": ref, "random": low, "controller": high, **REFERENCE_PROTOCOL,
+                     "normalized": "100 (R - random) / (controller - random)"}  # fmt: skip
+    else:  # scored by its own per-episode rule (scores.EPISODE_SCORES)
+        reference = {"episode_score": EPISODE_SCORES[spec.env]}
     manifest = {
         **key, "env": spec.env, "steps": len(arrays["rewards"]), "episodes": len(bounds),
         "labels_array": spec.label, **details,
         "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "return_min": float(returns.min()), "return_max": float(returns.max()),
-        "reference_scores": {"key": ref, "random": low, "controller": high, **REFERENCE_PROTOCOL,
-                             "normalized": "100 (R - random) / (controller - random)"},
+        "reference_scores": reference,
         "versions": _versions(spec.env), "generation_seconds": round(seconds, 3),
     }  # fmt: skip
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
@@ -270,6 +285,10 @@ def summary_line(path: str | os.PathLike) -> str:
 
     m = read_json(Path(path).with_suffix(".json"))
     ref = m["reference_scores"]
-    return (f"{m['name']} (seed {m['seed']}): {m['episodes']} episodes, {m['steps']} steps, return "
-            f"mean {m['return_mean']:.2f}; reference scores random {ref['random']:.2f}, "
-            f"controller {ref['controller']:.2f}; file {path}")  # fmt: skip
+    head = (f"{m['name']} (seed {m['seed']}): {m['episodes']} episodes, {m['steps']} steps, "
+            f"return mean {m['return_mean']:.2f}")  # fmt: skip
+    if "random" not in ref:  # a per-episode score (and the demonstrator's, when recorded)
+        own = f", demonstrator score {m['score_mean']:.3f}" if "score_mean" in m else ""
+        return f"{head}{own}; scored by: {ref['episode_score']}; file {path}"
+    return (f"{head}; reference scores random {ref['random']:.2f}, controller "
+            f"{ref['controller']:.2f}; file {path}")  # fmt: skip

@@ -9,6 +9,10 @@ name                   environment
 ``pointmaze-large``    ``PointMaze_Large-v3`` (maze2d-large, 800 steps)
 ``lunarlander``        gymnasium ``LunarLanderContinuous-v3`` (8-D state, 2-D action, 1000 steps)
 ``point2d``            :class:`~diffusio.control.point2d.Point2DEnv`, our 2-D point mass
+``point2d-avoid``      point2d with one obstacle on the straight line from start to goal: the
+                       multimodal task of Diffusion Policy (pass it on the left or the right)
+``pusht``              :class:`~diffusio.control.pusht.PushTEnv`, keypoint observations (20-D)
+``pusht-state``        Push-T with state observations ``[agent x, y, block x, y, angle]``
 =====================  =====================================================================
 
 PointMaze is single-task by default, as D4RL's maze2d: the goal is D4RL's goal cell (``G`` in
@@ -38,7 +42,9 @@ POINTMAZE_IDS = {
     "pointmaze-large": "PointMaze_Large-v3",
 }
 LUNARLANDER_ID = "LunarLanderContinuous-v3"
-ENV_NAMES = (*POINTMAZE_IDS, "lunarlander", "point2d")
+ENV_NAMES = (*POINTMAZE_IDS, "lunarlander", "point2d", "point2d-avoid", "pusht", "pusht-state")
+#: point2d-avoid: the obstacle (cx, cy, radius) between the start (0, -0.8) and the goal (0, 0.8).
+AVOID_OBSTACLE = (0.0, 0.0, 0.35)
 
 #: The observation widths each environment produces (the last axis), and what they hold.
 OBSERVATION_DIMS: dict[str, tuple[tuple[int, ...], str]] = {
@@ -47,6 +53,9 @@ OBSERVATION_DIMS: dict[str, tuple[tuple[int, ...], str]] = {
     },
     "lunarlander": ((8,), "[x, y, vx, vy, angle, angular velocity, left leg, right leg]"),
     "point2d": ((4, 6), "[x, y, vx, vy] or [x, y, vx, vy, goal_x, goal_y]"),
+    "point2d-avoid": ((6,), "[x, y, vx, vy, goal_x, goal_y]"),
+    "pusht": ((20,), "the T's 9 keypoints (x, y each) then the agent's x, y, in pixels"),
+    "pusht-state": ((5,), "[agent x, agent y, block x, block y, block angle]"),
 }
 
 
@@ -62,9 +71,11 @@ def make_env(name: str, **kw: Any) -> Any:
     PointMaze options: ``random_goal`` (default False: D4RL's fixed goal), ``goal_cell``
     (another fixed (row, col) goal), ``include_goal`` (default True); the rest (``maze_map``,
     ``max_episode_steps``, ``reward_type``, ``continuing_task``, ``render_mode``...) go to
-    ``gymnasium.make``. ``lunarlander`` passes ``kw`` to ``gymnasium.make``; ``point2d`` to
-    :class:`~diffusio.control.point2d.Point2DEnv`. An unknown name raises ValueError listing the
-    valid ones.
+    ``gymnasium.make``. ``lunarlander`` passes ``kw`` to ``gymnasium.make``; ``point2d`` and
+    ``point2d-avoid`` to :class:`~diffusio.control.point2d.Point2DEnv` (``point2d-avoid`` with
+    :data:`AVOID_OBSTACLE` unless ``obstacles`` is given, 50 steps); ``pusht`` and
+    ``pusht-state`` to :class:`~diffusio.control.pusht.PushTEnv`. An unknown name raises
+    ValueError listing the valid ones.
     """
     _check_name(name)
     if name in POINTMAZE_IDS:
@@ -75,8 +86,15 @@ def make_env(name: str, **kw: Any) -> Any:
         import gymnasium
 
         return gymnasium.make(LUNARLANDER_ID, **kw)
+    if name in ("pusht", "pusht-state"):
+        from .pusht import PushTEnv
+
+        return PushTEnv(obs_type="keypoints" if name == "pusht" else "state", **kw)
     from .point2d import Point2DEnv
 
+    if name == "point2d-avoid":
+        kw.setdefault("obstacles", (AVOID_OBSTACLE,))
+        kw.setdefault("max_episode_steps", 50)  # the script reaches the goal in ~35 steps
     return Point2DEnv(**kw)
 
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from .scores import SKILL_CYCLE
 
-__all__ = ["BEHAVIORS", "SKILL_NAMES", "lunarlander_mixed", "point2d_skills", "pointmaze_stream"]
+__all__ = ["BEHAVIORS", "SKILL_NAMES", "lunarlander_mixed", "point2d_avoid", "point2d_skills",
+           "pointmaze_stream"]
 
 #: lunarlander-mixed's behaviours, episode ``i`` uses ``BEHAVIORS[i % 5]``: (policy, noise std).
 BEHAVIORS = (("heuristic", 0.0), ("heuristic", 0.3), ("heuristic", 0.6), ("heuristic", 1.0),
@@ -22,6 +23,8 @@ BEHAVIORS = (("heuristic", 0.0), ("heuristic", 0.3), ("heuristic", 0.6), ("heuri
 #: point2d-skills' skills, episode ``i`` uses ``SKILL_NAMES[i % 4]``.
 SKILL_NAMES = SKILL_CYCLE
 SKILL_NOISE = 0.3
+#: point2d-avoid's demonstrations: the detour script's action noise (std).
+AVOID_NOISE = 0.1
 
 
 class _Recorder:
@@ -176,4 +179,45 @@ def point2d_skills(seed: int, steps: int | None, episodes: int | None,
     return rec.arrays(), {
         "controller": {"name": "point2d-skill-script", "noise": SKILL_NOISE},
         "labels": {"skills": list(SKILL_NAMES)},
+    }
+
+
+def point2d_avoid(seed: int, steps: int | None, episodes: int | None,
+                  progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+    """Diffusion Policy's bimodal demonstrations (Chi et al. 2023, Sec. 4 / Fig. 3) on
+    ``point2d-avoid``: the detour script passes the obstacle on a side drawn by a fair coin
+    per episode (from the episode's policy seed), with N(0, 0.1^2) action noise, for the episode's
+    50 steps (it reaches the goal in ~35 and holds there). Labels: ``sides`` (+1 left of the line to the goal,
+    i.e. x < 0; -1 right)."""
+    from .controllers import Point2DController
+    from .envs import make_env
+
+    env = make_env("point2d-avoid")
+    script = Point2DController.from_env(env, side="random", noise=AVOID_NOISE)
+    from .scores import episode_seed
+
+    policy, rec = script, _Recorder("sides")
+    bar = _bar(steps or episodes or 0, "step" if steps else "episode", "point2d-avoid", progress)
+
+    for i in itertools.count():
+        if (episodes is not None and i >= episodes) or (steps is not None and len(rec) >= steps):
+            break
+        env_seed, policy_seed = episode_seed(seed, i)
+        obs, _ = env.reset(seed=env_seed)
+        policy.reset(policy_seed)
+        done, before = False, len(rec)
+        while not done:
+            action = policy.act(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            done = terminated or truncated
+            rec.add(obs, action, reward, next_obs, terminated, truncated and not terminated,
+                    int(script.sign))  # fmt: skip
+            obs = next_obs
+        bar.update(len(rec) - before if steps else 1)
+    bar.close()
+    env.close()
+    return rec.arrays(), {
+        "controller": {"name": "point2d-detour-script", "noise": AVOID_NOISE, "side": "random",
+                       "margin": script.margin},
+        "labels": {"sides": {"1": "left (x < 0)", "-1": "right (x > 0)"}},
     }

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "REFERENCE_PROTOCOL", "REFERENCE_SCORES", "episode_seed", "make_controller",
-    "measure_reference_scores", "normalized_score", "reference_key", "rollout",
+    "EPISODE_SCORES", "REFERENCE_PROTOCOL", "REFERENCE_SCORES", "episode_score", "episode_seed",
+    "has_reference", "make_controller", "measure_reference_scores", "normalized_score",
+    "reference_key", "rollout",
 ]  # fmt: skip
 
 REFERENCE_PROTOCOL = {"episodes": 100, "seed": 0}
@@ -39,6 +40,30 @@ REFERENCE_SCORES: dict[str, tuple[float, float]] = {
 #: Dataset names whose references are another key's.
 _ALIASES = {"lunarlander-mixed": "lunarlander"}
 SKILL_CYCLE = ("+x", "+y", "-x", "-y")
+#: Environments scored per episode by their paper's own rule instead of a normalised return
+#: (the runner's ``score``): the rule's text. A row is one episode of
+#: :func:`~diffusio.control.policies.evaluate` (``max_reward``, ``success``, ``collision``...).
+EPISODE_SCORES = {
+    "pusht": "Push-T score (Chi et al. 2023): the maximum over the episode of the reward "
+             "clip(coverage / 0.95, 0, 1), in [0, 1]; not a success rate",
+    "pusht-state": "Push-T score, as pusht",
+    "point2d-avoid": "1 when the goal was reached with no collision in the episode, else 0",
+}  # fmt: skip
+
+
+def has_reference(name: str) -> bool:
+    """Whether ``name`` (environment or dataset) has D4RL-style :data:`REFERENCE_SCORES`."""
+    return _ALIASES.get(name, name) in REFERENCE_SCORES
+
+
+def episode_score(env_name: str, row: dict[str, Any]) -> float:
+    """The score of one episode ``row`` on ``env_name``: the :data:`EPISODE_SCORES` rule, else
+    D4RL's :func:`normalized_score` of its return."""
+    if env_name in ("pusht", "pusht-state"):
+        return float(row["max_reward"])
+    if env_name == "point2d-avoid":
+        return float(bool(row["success"]) and not bool(row["collision"]))
+    return float(normalized_score(env_name, row["return"]))
 
 
 def reference_key(name: str) -> str:
