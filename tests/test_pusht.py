@@ -1,6 +1,6 @@
 """Push-T (diffusio.control.pusht; Chi et al. 2023, Diffusion Policy): the gymnasium API, seeding,
-the coverage reward on known geometry, the PD-driven agent, pushing, the walls, rendering and
-the missing-extra message."""
+the coverage reward on known geometry, the PD-driven agent, pushing, the contact count, the
+walls, rendering and the missing-extra message."""
 
 import importlib
 import math
@@ -221,6 +221,25 @@ def test_agent_pushes_the_block_and_a_far_agent_leaves_it_unchanged():
     pose = env.step([100.0, 315.0])[4]["block_pose"]
     for _ in range(3):
         np.testing.assert_array_equal(env.step([100.0, 315.0])[4]["block_pose"], pose)
+
+
+def test_n_contacts_counts_agent_block_contacts_only():
+    start = [200.0, 300.0, 0.0]  # bar y in [300, 330], x in [140, 260]
+    env = PushTEnv()
+    _, info = env.reset(options={"state": [*FAR_AGENT, *start]})
+    assert info["n_contacts"] == 0
+    for _ in range(5):  # free space: no contact
+        assert env.step([400.0, 100.0])[4]["n_contacts"] == 0
+    env = _env([100.0, 315.0, *start])  # driven into the bar's left end
+    counts = [env.step([180.0, 315.0])[4]["n_contacts"] for _ in range(8)]
+    assert counts[0] == 0 and max(counts) > 0 and all(isinstance(c, int) for c in counts)
+    for _ in range(3):  # backed off: no contact again
+        info = env.step([60.0, 315.0])[4]
+    assert info["n_contacts"] == 0
+    # a block pressed into a wall touches it, which is not an agent-block contact
+    env = _env([*FAR_AGENT, 40.0, 300.0, 0.0])  # bar x in [-20, 100]: into the left wall
+    info = env.step(FAR_AGENT)[4]
+    assert info["block_pose"][0] > 45.0 and info["n_contacts"] == 0  # pushed out by the wall
 
 
 def test_the_agent_stays_in_the_workspace_and_the_walls_stop_the_block():

@@ -40,13 +40,20 @@ the 512 x 512 image), angles in radians. A pose ``(x, y, angle)`` places the T's
   Either way one physics step then runs, as the official, which moves nothing unless the
   agent overlaps the block or the block a wall (the block is then pushed out).
 * ``info``: ``coverage``, ``success`` (coverage > 0.95), ``block_pose`` (x, y, raw angle),
-  ``agent_pos``, ``agent_vel``. The official's contact count is not kept.
+  ``agent_pos``, ``agent_vel`` and ``n_contacts``: the agent-block contact points summed over
+  the step's physics steps, divided by their number (10) and rounded up, as the official
+  (``ceil(n_contact_points / n_steps)``). The official counted them in a ``post_solve``
+  handler from ``space.add_collision_handler(0, 0)``, which pymunk 7 removed; ours is
+  ``space.on_collision(AGENT_COLLISION, BLOCK_COLLISION, post_solve=...)`` on the shapes'
+  own collision types, so a block touching a wall does not count (the official's (0, 0)
+  matched every pair). After ``reset`` it counts the one settling physics step.
 * **Render**: ``render_mode="rgb_array"`` rasterises (numpy + shapely, no window) the walls,
   the goal T (light green), the block, the agent and a red cross at the last action target.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +94,8 @@ KEYPOINTS = np.vstack([T_OUTLINE, [(0.0, (3600 * 15 + 2700 * 75) / T_AREA)]])
 KEYPOINT_REACH = float(np.linalg.norm(KEYPOINTS, axis=1).max())
 WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
 WALL_RADIUS = 2.0
+#: The shapes' pymunk collision types (the contact count's handler matches the pair).
+AGENT_COLLISION, BLOCK_COLLISION = 1, 2
 OBS_TYPES = ("keypoints", "state")
 ENV_IDS = {"keypoints": "diffusio/PushT-v0", "state": "diffusio/PushTState-v0"}
 COLOURS = {"background": (255, 255, 255), "wall": (211, 211, 211), "goal": (144, 238, 144),
@@ -169,11 +178,19 @@ class PushTEnv(gymnasium.Env):
         space.gravity, space.damping = (0.0, 0.0), 0.0
         space.add(*[pymunk.Segment(space.static_body, a, b, WALL_RADIUS) for a, b in WALLS])
         self.agent = pymunk.Body(body_type=pymunk.Body.KINEMATIC)
-        space.add(self.agent, pymunk.Circle(self.agent, AGENT_RADIUS))
+        disk = pymunk.Circle(self.agent, AGENT_RADIUS)
         self.block = pymunk.Body(1.0, 2 * pymunk.moment_for_poly(1.0, BAR))
-        space.add(self.block, pymunk.Poly(self.block, BAR), pymunk.Poly(self.block, STEM))
+        bar, stem = pymunk.Poly(self.block, BAR), pymunk.Poly(self.block, STEM)
+        disk.collision_type = AGENT_COLLISION
+        bar.collision_type = stem.collision_type = BLOCK_COLLISION
+        space.add(self.agent, disk, self.block, bar, stem)
         self.block.center_of_gravity = BLOCK_COG
+        self.n_contact_points = 0
+        space.on_collision(AGENT_COLLISION, BLOCK_COLLISION, post_solve=self._count_contacts)
         self.space = space
+
+    def _count_contacts(self, arbiter: pymunk.Arbiter, space: pymunk.Space, data: Any) -> None:
+        self.n_contact_points += len(arbiter.contact_point_set.points)
 
     def _set_state(self, state: np.ndarray) -> None:
         self.agent.position = (float(state[0]), float(state[1]))
@@ -196,7 +213,8 @@ class PushTEnv(gymnasium.Env):
         cov = coverage(self.block_pose())
         return {"coverage": cov, "success": bool(cov > SUCCESS_THRESHOLD),
                 "block_pose": self.block_pose(), "agent_pos": np.array(self.agent.position),
-                "agent_vel": np.array(self.agent.velocity)}  # fmt: skip
+                "agent_vel": np.array(self.agent.velocity),
+                "n_contacts": math.ceil(self.n_contact_points / (SIM_HZ // CONTROL_HZ))}  # fmt: skip
 
     # ---------------------------------------------------------------------- gymnasium
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -224,6 +242,7 @@ class PushTEnv(gymnasium.Env):
             raise ValueError(f"the action must be 2 finite numbers (x, y), got {action!r}")
         a = np.clip(a, 0.0, WINDOW)
         self.latest_action, target, dt = a, pymunk.Vec2d(*a), 1.0 / SIM_HZ
+        self.n_contact_points = 0
         for _ in range(SIM_HZ // CONTROL_HZ):
             accel = K_P * (target - self.agent.position) - K_V * self.agent.velocity
             self.agent.velocity += accel * dt
