@@ -24,6 +24,8 @@ POLICY_KINDS = {
     "diffuser.json": "Diffuser (maze: plan once, PD tracker; lander: value-guided replanning)",
     "bc.json": "a baseline of diffusio.control.baselines (BC, %BC, GCBC)",
     "decision_diffuser.json": "Decision Diffuser or CondDiffuser (return / skill CFG, replanning)",
+    "diffusion_policy.json": "Diffusion Policy (action chunks, receding horizon)",
+    "chunk_baseline.json": "an MSE or Gaussian-mixture chunk policy (Diffusion Policy's baselines)",
 }
 
 
@@ -59,6 +61,14 @@ def load_policy(run_dir: str | os.PathLike, **options: Any) -> Any:
         from .decision_diffuser import decision_diffuser_policy
 
         return decision_diffuser_policy(run, **options)
+    if (run / "diffusion_policy.json").is_file():
+        from .diffusion_policy import diffusion_policy
+
+        return diffusion_policy(run, **options)
+    if (run / "chunk_baseline.json").is_file():
+        from .chunk_baselines import chunk_baseline_policy
+
+        return chunk_baseline_policy(run, **options)
     raise ValueError(
         f"{run}: not a policy run (none of {', '.join(POLICY_KINDS)} found); train one with a "
         "planning reproduction"
@@ -74,22 +84,29 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
 
 def summarize(env_name: str, seed: int, rows: list[dict[str, Any]], seconds_per_decision: float,
               planning_seconds: list[float]) -> dict[str, Any]:  # fmt: skip
-    """The runner's output from per-episode rows (``return``, ``steps``, ``success``): each
-    row's normalised score, the means with their standard errors and the success rate."""
-    from .scores import normalized_score
+    """The runner's output from per-episode rows (``return``, ``steps``, ``success``, and
+    ``max_reward`` / ``collision`` where the score needs them): each row's score
+    (:func:`~diffusio.control.scores.episode_score`: D4RL's normalised return, or the
+    environment's own rule, e.g. the Push-T score), the means with their standard errors and the
+    success rate (plus the mean final coverage where the environment reports one)."""
+    from .scores import episode_score
 
-    returns = np.array([r["return"] for r in rows])
-    scores = np.asarray(normalized_score(env_name, returns)).reshape(-1)
-    for row, score in zip(rows, scores, strict=True):
-        row["score"] = float(score)
-    r_mean, r_se = _mean_se(returns)
-    s_mean, s_se = _mean_se(scores)
-    return {
+    for row in rows:
+        row["score"] = episode_score(env_name, row)
+    r_mean, r_se = _mean_se(np.array([r["return"] for r in rows]))
+    s_mean, s_se = _mean_se(np.array([r["score"] for r in rows]))
+    out = {
         "env": env_name, "seed": seed, "episodes": rows, "return_mean": r_mean,
         "return_se": r_se, "score_mean": s_mean, "score_se": s_se,
         "success_rate": float(np.mean([r["success"] for r in rows])),
         "seconds_per_decision": seconds_per_decision, "planning_seconds": planning_seconds,
     }  # fmt: skip
+    if rows and "final_coverage" in rows[0]:
+        out["final_coverage_mean"], out["final_coverage_se"] = _mean_se(
+            np.array([r["final_coverage"] for r in rows]))
+    if rows and "collision" in rows[0]:
+        out["collision_rate"] = float(np.mean([r["collision"] for r in rows]))
+    return out
 
 
 def evaluate(
@@ -100,12 +117,20 @@ def evaluate(
     *,
     env_options: dict[str, Any] | None = None,
     progress: bool = False,
+    keep_observations: bool = False,
+    frames: int = 0,
 ) -> dict[str, Any]:
     """Run ``episodes`` episodes of ``policy`` in ``env_name`` (each until terminated or
-    truncated) and return ``{"episodes": [{"return", "score", "success", "steps"}, ...],
-    "return_mean", "return_se", "score_mean", "score_se", "success_rate",
-    "seconds_per_decision", "planning_seconds"}``; a bad observation from the environment or an
-    action of the wrong shape raises one-line ValueErrors."""
+    truncated) and return ``{"episodes": [{"return", "score", "success", "steps",
+    "max_reward", ...}, ...], "return_mean", "return_se", "score_mean", "score_se",
+    "success_rate", "seconds_per_decision", "planning_seconds"}``. Episodes also record
+    ``collision`` (any step's ``info["collision"]``) and ``final_coverage`` where the
+    environment reports them (then the summary has ``collision_rate`` and
+    ``final_coverage_mean``); ``keep_observations`` adds each episode's observations (a list of
+    lists); ``frames`` > 0 renders the first episode every ``frames`` steps into
+    ``result["frames"]`` (the environment needs ``render_mode="rgb_array"`` in
+    ``env_options``). A bad observation from the environment or an action of the wrong shape
+    raises one-line ValueErrors."""
     from tqdm.auto import tqdm
 
     from .envs import check_observation, make_env
@@ -115,13 +140,16 @@ def evaluate(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     env = make_env(env_name, **dict(env_options or {}))
     shape = env.action_space.shape
-    rows, decisions, seconds = [], 0, 0.0
+    rows, decisions, seconds, images = [], 0, 0.0, []
     for i in tqdm(range(episodes), desc=f"rollout {env_name}", disable=not progress):
         env_seed, policy_seed = episode_seed(seed, i)
-        obs, _ = env.reset(seed=env_seed)
+        obs, info = env.reset(seed=env_seed)
         policy.reset(policy_seed)
         total, steps, success, done = 0.0, 0, False, False
+        best, collision, seen = -math.inf, False, [np.asarray(obs).tolist()]
         while not done:
+            if frames and i == 0 and steps % frames == 0:
+                images.append(env.render())
             check_observation(env_name, obs)
             start = time.perf_counter()
             action = np.asarray(policy.act(obs), dtype=np.float32)
@@ -131,10 +159,25 @@ def evaluate(
                 raise ValueError(f"the policy's action must be {shape} finite values, got "
                                  f"{action.shape}")  # fmt: skip
             obs, reward, terminated, truncated, info = env.step(action)
-            total, steps = total + float(reward), steps + 1
+            total, steps, best = total + float(reward), steps + 1, max(best, float(reward))
             success = success or bool(info.get("success", info.get("is_success", False)))
+            collision = collision or bool(info.get("collision", False))
             done = terminated or truncated
-        rows.append({"return": total, "steps": steps, "success": success})
+            if keep_observations:
+                seen.append(np.asarray(obs).tolist())
+        row = {"return": total, "steps": steps, "success": success, "max_reward": best}
+        if "collision" in info:
+            row["collision"] = collision
+        if "coverage" in info:
+            row["final_coverage"] = float(info["coverage"])
+        if keep_observations:
+            row["observations"] = seen
+        rows.append(row)
+    if frames:
+        images.append(env.render())
     env.close()
-    return summarize(env_name, seed, rows, seconds / max(decisions, 1),
-                     list(getattr(policy, "planning_seconds", [])))
+    out = summarize(env_name, seed, rows, seconds / max(decisions, 1),
+                    list(getattr(policy, "planning_seconds", [])))
+    if frames:
+        out["frames"] = images
+    return out

@@ -43,6 +43,8 @@ NETS: dict[str, str | type[nn.Module]] = {
     "csdi": "diffusio.nets.csdi.CSDINet",
     "temporal-unet": "diffusio.nets.temporal.TemporalUNet",
     "temporal-value": "diffusio.nets.temporal.ValueNetwork",
+    "film-unet1d": "diffusio.nets.film.FiLMUNet1D",
+    "film-mlp": "diffusio.nets.film.FiLMMLP",
 }
 """Network names a config may use -> import path under ``diffusio.nets.`` or a registered class
 (:func:`register_net`). A run's ``config.json`` may also name any class under

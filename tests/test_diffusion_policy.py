@@ -1,0 +1,157 @@
+"""Diffusion Policy: the FiLM backbones, the training windows, receding-horizon execution, the
+chunk baselines, and sampling a bimodal chunk distribution with the exact oracle."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from diffusio.control.chunk_baselines import ChunkMLP, gmm_nll
+from diffusio.control.diffusion_policy import DiffusionPolicy, RecedingHorizon, policy_windows
+from diffusio.core.oracle import GaussianMixture
+from diffusio.core.processes import make_process
+from diffusio.nets.film import FiLMMLP, FiLMUNet1D
+
+
+# --------------------------------------------------------------------------- backbones
+def test_film_unet_shapes_and_conditioning():
+    torch.manual_seed(0)
+    net = FiLMUNet1D(2, 6, down_dims=(16, 32, 64), step_dim=16)
+    x, t = torch.randn(3, 16, 2), torch.rand(3)
+    obs = torch.randn(3, 6)
+    out = net(x, t, obs=obs)
+    assert out.shape == x.shape
+    # the observation reaches the output (FiLM), and each row only sees its own condition
+    other = obs.clone()
+    other[0] += 1.0
+    changed = net(x, t, obs=other)
+    assert not torch.allclose(changed[0], out[0])
+    torch.testing.assert_close(changed[1:], out[1:])
+
+
+def test_film_unet_errors():
+    net = FiLMUNet1D(2, 6, down_dims=(16, 32, 64), step_dim=16)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        net(torch.randn(1, 10, 2), torch.rand(1), obs=torch.randn(1, 6))
+    with pytest.raises(ValueError, match=r"obs must have shape \(1, 6\)"):
+        net(torch.randn(1, 16, 2), torch.rand(1), obs=torch.randn(1, 5))
+    with pytest.raises(ValueError, match="needs the observation"):
+        net(torch.randn(1, 16, 2), torch.rand(1))
+
+
+def test_film_mlp_shapes():
+    net = FiLMMLP(3, 4, horizon=5, hidden=32, depth=2)
+    assert net(torch.randn(2, 5, 3), torch.rand(2), obs=torch.randn(2, 4)).shape == (2, 5, 3)
+    with pytest.raises(ValueError, match=r"x must be \(N, 5, 3\)"):
+        net(torch.randn(2, 4, 3), torch.rand(2), obs=torch.randn(2, 4))
+
+
+# --------------------------------------------------------------------------- windows
+def test_policy_windows_pad_like_the_official_sampler():
+    obs = np.arange(10, dtype=float)[:, None]  # one 1-D observation per step: its index
+    act = 100 + np.arange(10, dtype=float)[:, None]
+    bounds = [(0, 4), (4, 10)]
+    To, Tp, Ta = 2, 4, 2
+    o, a = policy_windows(obs, act, bounds, To, Tp, Ta)
+    # starts s = a - (To - 1) .. b - Tp + Ta - 1: 4 + 6 windows... per episode L - Tp + Ta + To - 1
+    assert len(o) == (4 - 4 + 2 + 1) + (6 - 4 + 2 + 1)
+    # the first window of an episode repeats its first observation (pad_before = To - 1)
+    np.testing.assert_array_equal(o[0, :, 0], [0, 0])
+    np.testing.assert_array_equal(a[0, :, 0], [100, 100, 101, 102])
+    # the last window of episode 1 runs past its end: the last action repeats (pad_after)
+    np.testing.assert_array_equal(a[2, :, 0], [101, 102, 103, 103])
+    # the second episode never sees the first one's steps
+    np.testing.assert_array_equal(o[3, :, 0], [4, 4])
+
+
+class _Scripted(RecedingHorizon):
+    """A chunk policy whose chunk k is 100 k + index (for checking what is executed)."""
+
+    def __init__(self, To: int, Tp: int, Ta: int):
+        self.env, self.obs_horizon, self.pred_horizon, self.action_horizon = "point2d", To, Tp, Ta
+        self.windows, self.planning_seconds = [], []
+        self.reset(0)
+
+    def plan(self, obs_windows):
+        self.windows.append(np.asarray(obs_windows)[0, :, 0].copy())
+        k = len(self.windows)
+        return np.stack([100.0 * k + np.arange(self.pred_horizon)] * 2, -1)[None]
+
+
+def test_receding_horizon_executes_ta_actions_from_to_minus_one_then_replans():
+    policy = _Scripted(To=2, Tp=6, Ta=3)
+    actions = [policy.act(np.full(4, float(i)))[0] for i in range(7)]
+    # chunk 1 executes indices 1, 2, 3; chunk 2 (after Ta = 3 steps) again 1, 2, 3; ...
+    assert actions == [101, 102, 103, 201, 202, 203, 301]
+    # the first window repeats the first observation, later ones hold the last To steps
+    np.testing.assert_array_equal(policy.windows[0], [0, 0])
+    np.testing.assert_array_equal(policy.windows[1], [2, 3])
+    policy.reset(1)
+    policy.act(np.full(4, 9.0))
+    np.testing.assert_array_equal(policy.windows[-1], [9, 9])
+
+
+# --------------------------------------------------------------------------- baselines
+def test_gmm_nll_matches_the_mixture_density():
+    torch.manual_seed(0)
+    logits, means = torch.randn(4, 3), torch.randn(4, 3, 2)
+    log_stds, target = 0.3 * torch.randn(4, 3, 2), torch.randn(4, 2)
+    expect = 0.0
+    for i in range(4):
+        mix = torch.distributions.MixtureSameFamily(
+            torch.distributions.Categorical(logits=logits[i]),
+            torch.distributions.Independent(torch.distributions.Normal(means[i], log_stds[i].exp()), 1),
+        )
+        expect -= float(mix.log_prob(target[i])) / 4
+    assert float(gmm_nll(logits, means, log_stds, target)) == pytest.approx(expect, rel=1e-5)
+
+
+def test_chunk_mlp_heads():
+    mse, gmm = ChunkMLP(4, 6, "mse", hidden=8, depth=1), ChunkMLP(4, 6, "gmm", 3, hidden=8, depth=1)
+    assert mse(torch.randn(2, 4)).shape == (2, 6)
+    logits, means, log_stds = gmm.mixture(torch.randn(2, 4))
+    assert logits.shape == (2, 3) and means.shape == log_stds.shape == (2, 3, 6)
+    with pytest.raises(ValueError, match="unknown baseline kind"):
+        ChunkMLP(4, 6, "lstm")
+
+
+# --------------------------------------------------------------------------- exact oracle
+class _IgnoresObs(nn.Module):
+    """The oracle's exact network, called as a policy backbone (obs ignored)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.inner = net
+
+    def forward(self, x, t, obs=None):
+        return self.inner(x, t)
+
+
+@pytest.mark.parametrize("sampler,steps", [("ddim", 10), ("dpm-solver++", 10), ("ddpm", None)])
+def test_diffusion_policy_commits_to_one_mode_of_a_bimodal_chunk_distribution(sampler, steps):
+    """Chunks of Tp = 8 2-D actions, all -0.5 ("left") or all +0.5 ("right") with std 0.05,
+    50/50: the exact model's chunks each stay in one mode (no averaging, unlike the
+    regression answer 0), and the two modes keep their weights (binomial, 4 sigma)."""
+    Tp, A, n = 8, 2, 400
+    mixture = GaussianMixture([[-0.5] * (Tp * A), [0.5] * (Tp * A)], [0.05, 0.05])
+    process = make_process("vp-cosine", num_steps=100)
+    oracle = mixture.model(process)
+    oracle.net = _IgnoresObs(oracle.net)
+    unit = {"low": [-1.0, -1.0], "high": [1.0, 1.0]}
+    info = {"env": "point2d", "obs_horizon": 2, "pred_horizon": Tp, "action_horizon": 4,
+            "obs_dim": 4, "action_dim": A, "obs_norm": {"low": [-1.0] * 4, "high": [1.0] * 4},
+            "action_norm": unit, "sampler": sampler, "sampler_steps": steps}  # fmt: skip
+    policy = DiffusionPolicy(oracle, info)
+    chunks = policy.plan(np.zeros((n, 2, 4)))
+    assert chunks.shape == (n, Tp, A)
+    means = chunks.reshape(n, -1).mean(1)
+    spread = chunks.reshape(n, -1).std(1)
+    # each chunk sits in one mode: mean +-0.5 (the chunk mean of 16 N(0, 0.05^2): sd 0.0125)
+    assert np.all(np.abs(np.abs(means) - 0.5) < 0.05)
+    assert np.all(spread < 0.15)
+    right = float((means > 0).mean())
+    assert abs(right - 0.5) < 4 * math.sqrt(0.25 / n)
