@@ -74,7 +74,8 @@ def test_the_runner_reports_returns_scores_and_success():
     result = evaluate(_Straight(), "point2d", episodes=3, seed=0)
     assert len(result["episodes"]) == 3
     row = result["episodes"][0]
-    assert set(row) == {"return", "score", "success", "steps"}
+    assert set(row) == {"return", "score", "success", "steps", "max_reward", "collision"}
+    assert row["max_reward"] == 1.0 and row["collision"] is False  # point2d reports collisions
     returns = np.array([r["return"] for r in result["episodes"]])
     assert np.isclose(result["return_mean"], returns.mean())
     assert np.isclose(result["return_se"], returns.std(ddof=1) / np.sqrt(3))
@@ -199,3 +200,18 @@ def test_rollout_command_writes_every_episode(diffuser_run, tmp_path, capsys):
 def test_rollout_errors_are_one_line(tmp_path, capsys):
     assert "run directory not found" in one_line_error(capsys, "rollout", tmp_path / "none")
     assert "not a policy run" in one_line_error(capsys, "rollout", tmp_path)
+
+
+def test_the_batched_runner_matches_the_sequential_one_for_a_deterministic_policy():
+    from diffusio.control.policies import evaluate_batched
+
+    class _Batched(_Straight):
+        def act(self, obs):
+            obs = np.asarray(obs)
+            return np.clip(5.0 * (obs[..., 4:6] - obs[..., :2]) - obs[..., 2:4], -1, 1)
+
+    one = evaluate(_Batched(), "point2d", episodes=3, seed=0)
+    many = evaluate_batched(_Batched(), "point2d", 3, seed=0, batch=2)
+    for a, b in zip(one["episodes"], many["episodes"], strict=True):
+        assert a["return"] == pytest.approx(b["return"]) and a["steps"] == b["steps"]
+        assert a["collision"] == b["collision"] and a["max_reward"] == b["max_reward"]

@@ -41,7 +41,7 @@ _LAZY = {
     "load_bc_run": "baselines", "BCPolicy": "baselines", "make_env": "envs",
     "make_dataset": "datasets", "load_dataset": "datasets",
     "train_decision_diffuser": "decision_diffuser", "DecisionDiffuserPolicy": "decision_diffuser",
-    "evaluate_batched": "decision_diffuser",
+    "evaluate_batched": "policies",
 }  # fmt: skip
 __all__ = sorted(_LAZY)
 

@@ -80,6 +80,7 @@ from torch import Tensor, nn
 from ..core.model import DiffusionModel
 from ..io import read_json, write_json_atomic
 from .diffuser import DIFFUSER_DEFAULTS, KnownEntries, LimitsNormalizer
+from .policies import evaluate_batched, rollout_batch  # the batched runner (re-exported)
 
 __all__ = [
     "DD_DEFAULTS", "DD_FILE", "DD_FORMAT", "KINDS", "RowwiseComposedGuidance",
@@ -781,72 +782,6 @@ def decision_diffuser_policy(run_dir: str | os.PathLike, *, sampler: str = "ddpm
 
 
 # --------------------------------------------------------------------------- batched rollouts
-def rollout_batch(policy: Any, env_name: str, env_seeds: Sequence[int], policy_seed: int = 0, *,
-                  env_options: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
-    """Run one episode per env seed, all at once: the policy acts on the batch of the episodes
-    still running (``policy.keep(rows)`` is told which remain, when it has it). Returns per
-    episode ``{"return", "steps", "success", "start", "end"}`` (start / end: the first two
-    observation entries at reset and at the last step, a point's position)."""
-    from .envs import check_observation, make_env
-
-    envs = [make_env(env_name, **dict(env_options or {})) for _ in env_seeds]
-    obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, env_seeds, strict=True)]
-    rows = [{"return": 0.0, "steps": 0, "success": False,
-             "start": np.asarray(o, dtype=np.float64)[:2].tolist()} for o in obs]  # fmt: skip
-    policy.reset(int(policy_seed))
-    alive = list(range(len(envs)))
-    shape = envs[0].action_space.shape
-    while alive:
-        batch = np.stack([check_observation(env_name, obs[i]) for i in alive])
-        actions = np.asarray(policy.act(batch), dtype=np.float32).reshape(len(alive), *shape)
-        if not np.all(np.isfinite(actions)):
-            raise ValueError("the policy returned non-finite actions")
-        still = []
-        for r, i in enumerate(alive):
-            obs[i], reward, terminated, truncated, info = envs[i].step(actions[r])
-            row = rows[i]
-            row["return"] += float(reward)
-            row["steps"] += 1
-            row["success"] = row["success"] or bool(info.get("success", False))
-            if terminated or truncated:
-                row["end"] = np.asarray(obs[i], dtype=np.float64)[:2].tolist()
-            else:
-                still.append(r)
-        if len(still) < len(alive) and hasattr(policy, "keep") and still:
-            policy.keep(still)
-        alive = [alive[r] for r in still]
-    for env in envs:
-        env.close()
-    return rows
-
-
-def evaluate_batched(policy: Any, env_name: str, episodes: int, seed: int = 0, *, batch: int = 64,
-                     env_options: Mapping[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """:func:`~diffusio.control.policies.evaluate`'s protocol and output (the environment seeds
-    of :func:`~diffusio.control.scores.episode_seed`, per-episode return, normalised score,
-    success, steps; ``seconds_per_decision`` per *batched* decision) with up to ``batch``
-    episodes run at once; each batch's policy seed is its first episode's."""
-    from .policies import summarize
-    from .scores import episode_seed
-
-    if episodes < 1 or batch < 1:
-        raise ValueError(f"episodes and batch must be >= 1, got {episodes}, {batch}")
-    rows: list[dict[str, Any]] = []
-    start = time.perf_counter()
-    before = len(getattr(policy, "planning_seconds", []))
-    for first in range(0, episodes, batch):
-        ids = range(first, min(first + batch, episodes))
-        seeds = [episode_seed(seed, i)[0] for i in ids]
-        rows += rollout_batch(policy, env_name, seeds, episode_seed(seed, first)[1],
-                              env_options=env_options)  # fmt: skip
-    seconds = time.perf_counter() - start
-    decisions = max(1, sum(max(r["steps"] for r in rows[i : i + batch])
-                           for i in range(0, len(rows), batch)))  # fmt: skip
-    out = summarize(env_name, seed, rows, seconds / decisions,
-                    list(getattr(policy, "planning_seconds", []))[before:])
-    return {**out, "seconds": seconds}
-
-
 # --------------------------------------------------------------------------- diagnostics
 def plan_step_error(policy: DecisionDiffuserPolicy, states: Any, next_states: Any,
                     actions: Any | None = None, *, scale: float = 1.2, seed: int = 0,

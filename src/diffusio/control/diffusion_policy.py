@@ -201,21 +201,33 @@ class RecedingHorizon:
 
     def reset(self, seed: int | None = None) -> None:
         self.generator = torch.Generator().manual_seed(int(seed) if seed is not None else 0)
-        self.history: list[np.ndarray] = []
-        self.queue: list[np.ndarray] = []
+        self.history: list[np.ndarray] = []  # the last To observations, each (B, O)
+        self.queue: list[np.ndarray] = []  # the actions still to execute, each (B, A)
 
     def act(self, obs: Any) -> np.ndarray:
+        """The next action for one observation (O,), or actions (B, A) for a batch (B, O) of
+        environments stepped together (they replan together; :meth:`keep` drops finished
+        ones)."""
         from .envs import check_observation
 
-        o = check_observation(self.env, obs).reshape(-1)
-        self.history = (self.history or [o] * self.obs_horizon)[1:] + [o]
+        o = check_observation(self.env, obs)
+        single, o = o.ndim == 1, o.reshape(-1, o.shape[-1])
+        if not self.history or len(self.history[0]) != len(o):
+            self.history, self.queue = [o] * self.obs_horizon, []
+        self.history = self.history[1:] + [o]
         if not self.queue:
             start = time.perf_counter()
-            chunk = self.plan(np.stack(self.history)[None])[0]
+            chunk = self.plan(np.stack(self.history, axis=1))
             self.planning_seconds.append(time.perf_counter() - start)
             first = self.obs_horizon - 1
-            self.queue = list(chunk[first:first + self.action_horizon])
-        return self.queue.pop(0).astype(np.float32)
+            self.queue = [chunk[:, j] for j in range(first, first + self.action_horizon)]
+        action = self.queue.pop(0).astype(np.float32)
+        return action[0] if single else action
+
+    def keep(self, rows: Any) -> None:
+        """Keep only the batch rows ``rows`` (the environments still running)."""
+        self.history = [h[rows] for h in self.history]
+        self.queue = [q[rows] for q in self.queue]
 
 
 class DiffusionPolicy(RecedingHorizon):

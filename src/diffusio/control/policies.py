@@ -5,6 +5,8 @@ trained on (any gymnasium user can call it in their own loop). :func:`evaluate` 
 runner (diffusion_policy's ``env_runner.run(policy) -> dict``): episodes seeded by
 :func:`~diffusio.control.scores.episode_seed`, per-episode return, D4RL's normalised score,
 success and steps, and the planning time per decision where the policy records it.
+:func:`evaluate_batched` runs the same protocol with many episodes stepped together
+(:func:`rollout_batch`), for policies that act on a batch of observations.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["POLICY_KINDS", "evaluate", "load_policy", "summarize"]
+__all__ = ["POLICY_KINDS", "evaluate", "evaluate_batched", "load_policy", "rollout_batch",
+           "summarize"]
 
 #: Run descriptions load_policy understands: the file it reads and the policy it builds.
 POLICY_KINDS = {
@@ -181,3 +185,83 @@ def evaluate(
     if frames:
         out["frames"] = images
     return out
+
+
+def rollout_batch(policy: Any, env_name: str, env_seeds: Sequence[int], policy_seed: int = 0, *,
+                  env_options: Mapping[str, Any] | None = None,
+                  keep_observations: bool = False) -> list[dict[str, Any]]:  # fmt: skip
+    """Run one episode per env seed, all at once: the policy acts on the batch (B, O) of the
+    episodes still running (``policy.keep(rows)`` is told which remain, when it has it).
+    Returns per episode :func:`evaluate`'s row (``return``, ``steps``, ``success``,
+    ``max_reward``, and ``collision`` / ``final_coverage`` where the environment reports them)
+    plus ``start`` / ``end``, the first two observation entries at reset and at the last step
+    (a point's position); ``keep_observations`` adds each episode's observations."""
+    from .envs import check_observation, make_env
+
+    envs = [make_env(env_name, **dict(env_options or {})) for _ in env_seeds]
+    obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, env_seeds, strict=True)]
+    rows = [{"return": 0.0, "steps": 0, "success": False, "max_reward": -math.inf,
+             "start": np.asarray(o, dtype=np.float64)[:2].tolist()} for o in obs]  # fmt: skip
+    seen = [[np.asarray(o).tolist()] for o in obs]
+    policy.reset(int(policy_seed))
+    alive = list(range(len(envs)))
+    shape = envs[0].action_space.shape
+    while alive:
+        batch = np.stack([check_observation(env_name, obs[i]) for i in alive])
+        actions = np.asarray(policy.act(batch), dtype=np.float32).reshape(len(alive), *shape)
+        if not np.all(np.isfinite(actions)):
+            raise ValueError("the policy returned non-finite actions")
+        still = []
+        for r, i in enumerate(alive):
+            obs[i], reward, terminated, truncated, info = envs[i].step(actions[r])
+            row = rows[i]
+            row["return"] += float(reward)
+            row["steps"] += 1
+            row["max_reward"] = max(row["max_reward"], float(reward))
+            row["success"] = row["success"] or bool(info.get("success", False))
+            if "collision" in info:
+                row["collision"] = row.get("collision", False) or bool(info["collision"])
+            if "coverage" in info:
+                row["final_coverage"] = float(info["coverage"])
+            if keep_observations:
+                seen[i].append(np.asarray(obs[i]).tolist())
+            if terminated or truncated:
+                row["end"] = np.asarray(obs[i], dtype=np.float64)[:2].tolist()
+            else:
+                still.append(r)
+        if len(still) < len(alive) and hasattr(policy, "keep") and still:
+            policy.keep(still)
+        alive = [alive[r] for r in still]
+    for env in envs:
+        env.close()
+    if keep_observations:
+        for row, o in zip(rows, seen, strict=True):
+            row["observations"] = o
+    return rows
+
+
+def evaluate_batched(policy: Any, env_name: str, episodes: int, seed: int = 0, *, batch: int = 64,
+                     env_options: Mapping[str, Any] | None = None,
+                     keep_observations: bool = False) -> dict[str, Any]:  # fmt: skip
+    """:func:`evaluate`'s protocol and output (the environment seeds of
+    :func:`~diffusio.control.scores.episode_seed`, per-episode return, score, success, steps;
+    ``seconds_per_decision`` per *batched* decision) with up to ``batch`` episodes run at once
+    through :func:`rollout_batch`; each batch's policy seed is its first episode's."""
+    from .scores import episode_seed
+
+    if episodes < 1 or batch < 1:
+        raise ValueError(f"episodes and batch must be >= 1, got {episodes}, {batch}")
+    rows: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    before = len(getattr(policy, "planning_seconds", []))
+    for first in range(0, episodes, batch):
+        ids = range(first, min(first + batch, episodes))
+        seeds = [episode_seed(seed, i)[0] for i in ids]
+        rows += rollout_batch(policy, env_name, seeds, episode_seed(seed, first)[1],
+                              env_options=env_options, keep_observations=keep_observations)
+    seconds = time.perf_counter() - start
+    decisions = max(1, sum(max(r["steps"] for r in rows[i : i + batch])
+                           for i in range(0, len(rows), batch)))  # fmt: skip
+    out = summarize(env_name, seed, rows, seconds / decisions,
+                    list(getattr(policy, "planning_seconds", []))[before:])
+    return {**out, "seconds": seconds}
