@@ -562,8 +562,8 @@ def make_dataset(
     setting.
 
     Args:
-        name: pointmaze-umaze, pointmaze-medium, pointmaze-large, lunarlander-mixed,
-            point2d-skills, or burgers-fo-fc, burgers-fo-pc, burgers-po-fc, burgers-po-pc
+        name: pointmaze-umaze, pointmaze-medium, pointmaze-large, lunarlander-mixed, point2d-skills,
+            point2d-avoid, pusht, or burgers-fo-fc, burgers-fo-pc, burgers-po-fc, burgers-po-pc
         out: output .npz file
         seed: random seed (the same seed gives the same arrays)
         steps: size in steps (default: the dataset's own size; not for burgers-*)

@@ -13,12 +13,16 @@ name                   recipe (:mod:`~diffusio.control.generate`)              d
 ``point2d-skills``     scripted skill episodes "+x", "+y", "-x", "-y"          400 episodes
 ``point2d-avoid``      the detour script, left or right of the obstacle by a   200 episodes
                        fair coin per episode (Diffusion Policy's bimodal task)
+``pusht``              the automatic expert (MPC over push primitives on the   100 episodes
+                       simulator, :mod:`~diffusio.control.pusht_expert`), to
+                       success or 300 steps; keypoint observations
 =====================  ======================================================  ==============
 
 A dataset is ``FILE.npz`` (float32 ``observations``, ``actions``, ``rewards``,
 ``next_observations``; bool ``terminals``, ``timeouts``; one label array: ``goals``,
-``behaviors`` or ``skills``; loaded with ``allow_pickle=False``) and ``FILE.json``, its manifest
-(recipe, seed, size, versions, episode returns, reference scores). An episode ends at a step
+``behaviors``, ``skills``, ``sides`` or ``states`` (Push-T's 5-D state per step); loaded with
+``allow_pickle=False``) and ``FILE.json``, its manifest (recipe, seed, size, versions, episode
+returns, reference scores; for ``pusht`` also the expert's scores). An episode ends at a step
 whose ``terminals`` or ``timeouts`` is set. Without ``out`` the files go to
 ``cache_root() / "datasets"`` (``$DIFFUSIO_CACHE``, else ``~/.cache/diffusio``), named by
 (name, seed, size); an existing file with the same (name, seed, size) is reused.
@@ -89,6 +93,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "point2d-skills": DatasetSpec("point2d", "episodes", 400, "skills", _generator("point2d_skills")),
     "point2d-avoid": DatasetSpec("point2d-avoid", "episodes", 200, "sides",
                                  _generator("point2d_avoid")),
+    "pusht": DatasetSpec("pusht", "episodes", 100, "states", _generator("pusht_expert")),
 }  # fmt: skip
 
 
@@ -214,7 +219,8 @@ def _versions(env: str) -> dict[str, str]:
     import diffusio
 
     names = ["gymnasium", "numpy"] + (["gymnasium-robotics", "mujoco"] if env.startswith(
-        "pointmaze") else ["box2d"] if env == "lunarlander" else [])  # fmt: skip
+        "pointmaze") else ["box2d"] if env == "lunarlander" else ["pymunk", "shapely"]
+        if env.startswith("pusht") else [])  # fmt: skip
     out = {"diffusio": diffusio.__version__}
     for name in names:
         try:

@@ -15,7 +15,7 @@ import numpy as np
 from .scores import SKILL_CYCLE
 
 __all__ = ["BEHAVIORS", "SKILL_NAMES", "lunarlander_mixed", "point2d_avoid", "point2d_skills",
-           "pointmaze_stream"]
+           "pointmaze_stream", "pusht_expert"]
 
 #: lunarlander-mixed's behaviours, episode ``i`` uses ``BEHAVIORS[i % 5]``: (policy, noise std).
 BEHAVIORS = (("heuristic", 0.0), ("heuristic", 0.3), ("heuristic", 0.6), ("heuristic", 1.0),
@@ -221,3 +221,55 @@ def point2d_avoid(seed: int, steps: int | None, episodes: int | None,
                        "margin": script.margin},
         "labels": {"sides": {"1": "left (x < 0)", "-1": "right (x > 0)"}},
     }
+
+
+def pusht_expert(seed: int, steps: int | None, episodes: int | None,
+                 progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+    """Push-T demonstrations (Chi et al. 2023; theirs were a human's) from the automatic
+    expert :class:`~diffusio.control.pusht_expert.PushTExpert` (sampling-based MPC over push
+    primitives on a copy of the simulator): episode ``i`` starts from the env seeded
+    ``episode_seed(seed, i)[0]`` with the expert reset to ``[1]`` and runs until the T covers
+    the goal (coverage > 0.95: ``terminals``) or 300 steps (``timeouts``). Observations are the
+    20-D keypoints (``pusht``). Labels: ``states``, the 5-D state ``[agent x, y, block x, y,
+    angle mod 2 pi]`` at each step (``pusht-state``'s observation), from which either
+    observation type follows. ``details`` has the expert's per-episode ``scores`` (max reward),
+    ``score_mean``, ``success_rate`` and ``final_coverage_mean``."""
+    from .envs import make_env
+    from .pusht_expert import PushTExpert
+    from .scores import episode_seed
+
+    env = make_env("pusht")
+    expert, rec = PushTExpert(env), _Recorder("states")
+    scores, successes, finals = [], [], []
+    bar = _bar(steps or episodes or 0, "step" if steps else "episode", "pusht", progress)
+    for i in itertools.count():
+        if (episodes is not None and i >= episodes) or (steps is not None and len(rec) >= steps):
+            break
+        env_seed, policy_seed = episode_seed(seed, i)
+        obs, info = env.reset(seed=env_seed)
+        expert.reset(policy_seed)
+        done, before, best = False, len(rec), 0.0
+        while not done:
+            (ax, ay), (bx, by, angle) = info["agent_pos"], info["block_pose"]
+            state = (ax, ay, bx, by, angle % (2 * np.pi))
+            action = expert.act(obs)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            done, best = terminated or truncated, max(best, float(reward))
+            rec.add(obs, action, reward, next_obs, terminated, truncated and not terminated,
+                    state)  # fmt: skip
+            obs = next_obs
+        scores.append(best)
+        successes.append(bool(terminated))
+        finals.append(float(info["coverage"]))
+        bar.update(len(rec) - before if steps else 1)
+    bar.close()
+    env.close()
+    return rec.arrays(), {
+        "controller": {"name": "pusht-push-primitive-mpc", "n_candidates": expert.n_candidates,
+                       "pair_first": expert.pair_first, "pair_second": expert.pair_second,
+                       "step_cost": expert.step_cost},
+        "labels": {"states": ["agent x", "agent y", "block x", "block y",
+                              "block angle mod 2 pi"]},
+        "score_mean": float(np.mean(scores)), "success_rate": float(np.mean(successes)),
+        "final_coverage_mean": float(np.mean(finals)), "scores": scores,
+    }  # fmt: skip
