@@ -94,6 +94,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "point2d-avoid": DatasetSpec("point2d-avoid", "episodes", 200, "sides",
                                  _generator("point2d_avoid")),
     "pusht": DatasetSpec("pusht", "episodes", 100, "states", _generator("pusht_expert")),
+    "lunarlander-heuristic": DatasetSpec("lunarlander", "episodes", 150, "behaviors",
+                                         _generator("lunarlander_heuristic")),
 }  # fmt: skip
 
 

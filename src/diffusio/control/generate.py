@@ -273,3 +273,31 @@ def pusht_expert(seed: int, steps: int | None, episodes: int | None,
         "score_mean": float(np.mean(scores)), "success_rate": float(np.mean(successes)),
         "final_coverage_mean": float(np.mean(finals)), "scores": scores,
     }  # fmt: skip
+
+
+#: lunarlander-heuristic's action noise stds: episode ``i`` uses ``HEURISTIC_NOISES[i % 3]``.
+HEURISTIC_NOISES = (0.3, 0.6, 0.9)
+
+
+def lunarlander_heuristic(seed: int, steps: int | None, episodes: int | None,
+                          progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+    """Noisy-heuristic LunarLanderContinuous-v3 demonstrations (DPPO's pre-training data at
+    CPU scale): episode ``i`` runs the heuristic with N(0, sigma^2) action noise, sigma =
+    ``HEURISTIC_NOISES[i % 3]``, until it lands, crashes or reaches 1000 steps. Labels:
+    ``behaviors`` (the index into ``HEURISTIC_NOISES``)."""
+    from .controllers import LunarLanderHeuristic
+    from .envs import make_env
+    from .scores import _ALIASES
+
+    _ALIASES.setdefault("lunarlander-heuristic", "lunarlander")  # scored as lunarlander
+    env = make_env("lunarlander")
+    policies = [LunarLanderHeuristic(n) for n in HEURISTIC_NOISES]
+    rec = _Recorder("behaviors")
+    _episodes(lambda i: (policies[i % len(policies)], i % len(policies)), lambda i: env, seed,
+              steps, episodes, rec, "lunarlander-heuristic", progress)  # fmt: skip
+    env.close()
+    names = [f"heuristic+N(0,{n}^2)" for n in HEURISTIC_NOISES]
+    return rec.arrays(), {
+        "controller": {"name": "lunarlander-heuristic-noisy", "behaviors": names},
+        "labels": {"behaviors": names},
+    }
