@@ -63,6 +63,7 @@ PAPERS: tuple[str, ...] = (
     "diffuser-2022",
     "lgd-2023",
     "decision-diffuser-2023",
+    "diffusion-policy-2023",
     "diffphycon-2024",
     "cl-diffphycon-2024",
     "diffuse-cloc-2025",
