@@ -25,6 +25,9 @@ SKILL_NAMES = SKILL_CYCLE
 SKILL_NOISE = 0.3
 #: point2d-avoid's demonstrations: the detour script's action noise (std).
 AVOID_NOISE = 0.1
+#: point2d-avoid's detour point: this far outside the obstacle (the script's default 0.2 grazes
+#: the disc on the way from the detour point to the goal; 0.4 leaves ~0.15 of clearance).
+AVOID_MARGIN = 0.4
 
 
 class _Recorder:
@@ -186,14 +189,15 @@ def point2d_avoid(seed: int, steps: int | None, episodes: int | None,
                   progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
     """Diffusion Policy's bimodal demonstrations (Chi et al. 2023, Sec. 4 / Fig. 3) on
     ``point2d-avoid``: the detour script passes the obstacle on a side drawn by a fair coin
-    per episode (from the episode's policy seed), with N(0, 0.1^2) action noise, for the episode's
-    50 steps (it reaches the goal in ~35 and holds there). Labels: ``sides`` (+1 left of the line to the goal,
-    i.e. x < 0; -1 right)."""
+    per episode (from the episode's policy seed), with N(0, 0.1^2) action noise and the detour
+    point :data:`AVOID_MARGIN` outside the disc, for the episode's 50 steps (it reaches the
+    goal in ~33 and holds there). Labels: ``sides`` (+1 left of the line to the goal, i.e.
+    x < 0; -1 right)."""
     from .controllers import Point2DController
     from .envs import make_env
 
     env = make_env("point2d-avoid")
-    script = Point2DController.from_env(env, side="random", noise=AVOID_NOISE)
+    script = Point2DController.from_env(env, side="random", noise=AVOID_NOISE, margin=AVOID_MARGIN)
     from .scores import episode_seed
 
     policy, rec = script, _Recorder("sides")
