@@ -300,6 +300,11 @@ def _build_commands() -> tuple[Command, ...]:
                                                       "out": "FILE.json"},
         ),
         command_from_function(
+            "finetune", "fine-tune a policy run with PPO (DPPO for a Diffusion Policy)",
+            c.finetune, positional=("run",), metavars={"run": "RUN", "env": "NAME",
+                                                       "out": "DIR"},
+        ),
+        command_from_function(
             "reproduce", "run a paper's reproduction", c.reproduce, positional=("name",),
             flags={"overrides": ("--set",)}, metavars={"out": "DIR", "overrides": "KEY=VALUE"},
         ),

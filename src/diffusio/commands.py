@@ -643,3 +643,34 @@ def rollout(
           f"{result['seconds_per_decision'] * 1e3:.1f} ms per decision"
           + (f"; wrote {out}" if out else ""))  # fmt: skip
     return result
+
+def finetune(
+    run: str,
+    env: str | None = None,
+    iterations: int = 20,
+    out: str | None = None,
+    seed: int = 0,
+    envs: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune a trained policy run online with PPO (diffusio.control.dppo.finetune): DPPO
+    over the last 10 denoising steps for a Diffusion Policy run, Gaussian-PPO for a Gaussian
+    policy run. Writes a policy run that `diffusio rollout` reads, metrics.jsonl (one line per
+    iteration: return, approx-KL...) and a checkpoint after every iteration (rerunning resumes).
+
+    Args:
+        run: the pretrained run directory
+        env: environment name (default: the one the run was trained on)
+        iterations: PPO iterations
+        out: output run directory (default: RUN-finetuned)
+        seed: environment and sampling seeds derive from it
+        envs: parallel environments
+        progress: show a progress bar
+    """
+    from diffusio.control.dppo import finetune as run_finetune
+
+    summary = run_finetune(run, env, iterations, out, seed, envs, progress=progress)
+    print(f"{summary['env']}: return {summary['return_start']} -> {summary['return_end']} after "
+          f"{summary['iterations']} iterations ({summary['env_steps']} env steps); wrote "
+          f"{summary['run']}")  # fmt: skip
+    return summary

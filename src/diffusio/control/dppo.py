@@ -67,7 +67,7 @@ class DPPOAgent:
     def __init__(self, model: Any, info: dict[str, Any], ft_steps: int = 10,
                  clip: float = 0.01, clip_base: float = 1e-3, clip_rate: float = 3.0,
                  gamma_denoise: float = 0.99, min_std: float = 0.1, min_logprob_std: float = 0.1,
-                 noise_clip: float | None = 3.0, x0_clip: bool = True,
+                 noise_clip: float | None = 3.0, x0_clip: bool = True, action_clip: bool = True,
                  logprob_clip: tuple[float, float] | None = (-5.0, 2.0)) -> None:  # fmt: skip
         from ..core.samplers import grid_times
 
@@ -83,7 +83,7 @@ class DPPOAgent:
         self.weights = torch.tensor([gamma_denoise ** (self.steps - i - 1)
                                      for i in range(self.steps)])  # fmt: skip
         self.min_std, self.min_logprob_std, self.noise_clip = min_std, min_logprob_std, noise_clip
-        self.x0_clip, self.logprob_clip = x0_clip, logprob_clip
+        self.x0_clip, self.logprob_clip, self.action_clip = x0_clip, logprob_clip, action_clip
 
     def step(self, model: Any, x: Tensor, k: int, obs: Tensor) -> tuple[Tensor, float]:
         """The Gaussian ``(mean, table std)`` of denoising step ``k`` (0 = from pure noise)."""
@@ -113,7 +113,7 @@ class DPPOAgent:
             if self.noise_clip is not None:
                 z = z.clamp(-self.noise_clip, self.noise_clip)
             x = mean + max(std, self.min_std) * z
-            if k == self.K - 1:
+            if k == self.K - 1 and self.action_clip:
                 x = x.clamp(-1, 1)
             states.append(x)
         return x, torch.stack(states[self.K - self.steps:], dim=1)

@@ -73,6 +73,10 @@ def load_policy(run_dir: str | os.PathLike, **options: Any) -> Any:
         from .chunk_baselines import chunk_baseline_policy
 
         return chunk_baseline_policy(run, **options)
+    if (run / "gaussian_policy.json").is_file():  # a Gaussian chunk policy (control.ppo)
+        from .ppo import gaussian_policy
+
+        return gaussian_policy(run, **options)
     raise ValueError(
         f"{run}: not a policy run (none of {', '.join(POLICY_KINDS)} found); train one with a "
         "planning reproduction"

@@ -66,6 +66,7 @@ PAPERS: tuple[str, ...] = (
     "diffusion-policy-2023",
     "diffphycon-2024",
     "cl-diffphycon-2024",
+    "dppo-2024",
     "diffuse-cloc-2025",
     "field-reconstruction",
 )  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics.stats import mean_se
-from .base import Reproduction, said
+from .base import Reproduction, said, settings_hash
 from .report import PaperNumber, Report
 from .verdicts import NOT, PARTLY, REPRODUCED, claim_rule, compare, shown, win_verdict
 
@@ -134,11 +134,12 @@ class DPPO2024(Reproduction):
         dp_run, g_run = self._pretrain("lunarlander", "lunarlander-heuristic", s.data_episodes,
                                        s.pretrain_steps)  # fmt: skip
         self.lap("pretraining")
+        runs = self.cache.root / f"dppo-finetune-{settings_hash(s)}"  # resumable, off the report
         curves: dict[str, list] = {"DPPO": [], "Gaussian-PPO": []}
         opts = dict(n_steps=s.n_steps, update_epochs=s.update_epochs, minibatch=s.minibatch)
         for name, run in (("DPPO", dp_run), ("Gaussian-PPO", g_run)):
             for k in range(s.seeds):
-                out = self.out / "runs" / f"{name.lower()}-seed{k}"
+                out = runs / f"{name.lower()}-seed{k}"
                 finetune(run, "lunarlander", s.iterations, out, seed=s.seed + k, envs=s.n_envs,
                          progress=self.progress, ft_steps=s.ft_steps, **opts)  # fmt: skip
                 curves[name].append(read_jsonl(out / "metrics.jsonl"))
