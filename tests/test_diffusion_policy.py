@@ -3,6 +3,7 @@ chunk baselines, and sampling a bimodal chunk distribution with the exact oracle
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -155,3 +156,55 @@ def test_diffusion_policy_commits_to_one_mode_of_a_bimodal_chunk_distribution(sa
     assert np.all(spread < 0.15)
     right = float((means > 0).mean())
     assert abs(right - 0.5) < 4 * math.sqrt(0.25 / n)
+
+
+# --------------------------------------------------------------------------- runs and the CLI
+@pytest.fixture(scope="module")
+def avoid_runs(tmp_path_factory):
+    """A 4-step Diffusion Policy and MSE / GMM baselines on 3 point2d-avoid episodes."""
+    pytest.importorskip("gymnasium")
+    from diffusio.control.chunk_baselines import train_chunk_baseline
+    from diffusio.control.datasets import make_dataset
+    from diffusio.control.diffusion_policy import train_diffusion_policy
+
+    root = tmp_path_factory.mktemp("dp")
+    data = make_dataset("point2d-avoid", episodes=3, out=root / "avoid.npz", progress=False)
+    train_diffusion_policy(data, root / "dp", steps=4, batch_size=8, progress=False,
+                           net_options={"down_dims": [8, 16, 32], "step_dim": 8})  # fmt: skip
+    runs = {"dp": root / "dp"}
+    for kind in ("mse", "gmm"):
+        runs[kind] = train_chunk_baseline(data, root / kind, kind, steps=4, batch_size=8,
+                                          hidden=16, progress=False)  # fmt: skip
+    return runs
+
+
+def test_load_policy_and_rollout_on_every_kind(avoid_runs, capsys, tmp_path):
+    from cli_helpers import run_command
+
+    from diffusio.control.policies import evaluate_batched, load_policy
+
+    for run in avoid_runs.values():
+        policy = load_policy(run)
+        assert policy.env == "point2d-avoid"
+        r = evaluate_batched(policy, "point2d-avoid", 2, seed=0, batch=2)
+        assert len(r["episodes"]) == 2 and all(e["steps"] == 50 for e in r["episodes"])
+        assert set(r["episodes"][0]) >= {"collision", "max_reward", "score"}
+    out = tmp_path / "r.json"
+    code, stdout, err = run_command(capsys, "rollout", avoid_runs["dp"], "--episodes", 1,
+                                    "--sampler", "ddpm", "--steps", 5, "--out", out,
+                                    "--no-progress")  # fmt: skip
+    assert code == 0, err
+    assert "point2d-avoid: return" in stdout and "collisions" in stdout
+    # 50 steps, Ta = 8: ceil(50 / 8) = 7 plans
+    assert len(json.loads(out.read_text())["planning_seconds"]) == 7
+
+
+def test_a_finished_baseline_run_is_reused_and_another_recipe_refused(avoid_runs):
+    from diffusio.control.chunk_baselines import train_chunk_baseline
+
+    run = avoid_runs["mse"]
+    data = run.parent / "avoid.npz"
+    assert train_chunk_baseline(data, run, "mse", steps=4, batch_size=8, hidden=16,
+                                progress=False) == run  # fmt: skip
+    with pytest.raises(FileExistsError, match="another recipe"):
+        train_chunk_baseline(data, run, "mse", steps=5, batch_size=8, hidden=16, progress=False)
