@@ -291,7 +291,7 @@ def _build_commands() -> tuple[Command, ...]:
             "when the run keeps its min-max scale (series.json), else min-max scaled.",
         ),
         command_from_function(
-            "make-dataset", "generate an offline control dataset (PointMaze, LunarLander, point2d)",
+            "make-dataset", "generate an offline control dataset (PointMaze, LunarLander, point2d, Push-T)",
             c.make_dataset, positional=("name",), metavars={"name": "NAME", "out": "FILE"},
         ),
         command_from_function(

@@ -615,8 +615,9 @@ def rollout(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run a trained policy (diffusio.control.load_policy) for N episodes and print its mean
-    return and normalised score with their standard errors, the success rate and the planning
-    time per decision; --out writes every episode's return, score, success and steps as JSON.
+    return and score with their standard errors (D4RL's normalised score, or the environment's
+    own, e.g. the Push-T score), the success rate and the planning time per decision; --out
+    writes every episode's return, score, success and steps as JSON.
 
     Args:
         run: the trained run directory
@@ -637,9 +638,17 @@ def rollout(
     result = evaluate(policy, name, episodes, seed, progress=progress)
     if out is not None:
         write_json_atomic(out, {"run": str(run), **result})
+    from diffusio.control.scores import EPISODE_SCORES
+
+    digits = 3 if name in EPISODE_SCORES else 1  # a [0, 1] score (e.g. Push-T's) or D4RL's 0-100
+    extra = ""
+    if "final_coverage_mean" in result:
+        extra += f", final coverage {result['final_coverage_mean']:.3f}"
+    if "collision_rate" in result:
+        extra += f", collisions {result['collision_rate']:.0%}"
     print(f"{name}: return {result['return_mean']:.2f} +/- {result['return_se']:.2f}, score "
-          f"{result['score_mean']:.1f} +/- {result['score_se']:.1f}, success "
-          f"{result['success_rate']:.0%} over {episodes} episodes; "
+          f"{result['score_mean']:.{digits}f} +/- {result['score_se']:.{digits}f}, success "
+          f"{result['success_rate']:.0%}{extra} over {episodes} episodes; "
           f"{result['seconds_per_decision'] * 1e3:.1f} ms per decision"
           + (f"; wrote {out}" if out else ""))  # fmt: skip
     return result
