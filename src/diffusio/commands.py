@@ -653,6 +653,7 @@ def rollout(
           + (f"; wrote {out}" if out else ""))  # fmt: skip
     return result
 
+
 def finetune(
     run: str,
     env: str | None = None,
