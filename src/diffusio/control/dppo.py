@@ -154,19 +154,12 @@ class PPOConfig:
 
 def pretrain_diffusion_policy(dataset: Any, out_dir: str | os.PathLike, **kw: Any) -> Any:
     """:func:`~diffusio.control.diffusion_policy.train_diffusion_policy` with DPPO's defaults
-    (``film-mlp``, K = 20 table steps, DDPM sampling). The U-Net's default ``net_options``
-    (``down_dims``...) are left out for the MLP while it trains (they would be merged in)."""
+    (``film-mlp``, K = 20 table steps, DDPM sampling)."""
     from . import diffusion_policy as dp
 
     kw = {"net": "film-mlp", "process_options": {"num_steps": 20}, "sampler": "ddpm",
           "sampler_steps": kw.get("process_options", {}).get("num_steps", 20), **kw}  # fmt: skip
-    saved = dp.DP_DEFAULTS["net_options"]
-    if kw["net"] == "film-mlp":
-        dp.DP_DEFAULTS["net_options"] = {}
-    try:
-        return dp.train_diffusion_policy(dataset, out_dir, **kw)
-    finally:
-        dp.DP_DEFAULTS["net_options"] = saved
+    return dp.train_diffusion_policy(dataset, out_dir, **kw)
 
 
 def _vector_env(env_name: str, n: int, to: int, ta: int) -> Any:

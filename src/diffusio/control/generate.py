@@ -291,9 +291,6 @@ def lunarlander_heuristic(seed: int, steps: int | None, episodes: int | None,
     ``behaviors`` (the index into ``HEURISTIC_NOISES``)."""
     from .controllers import LunarLanderHeuristic
     from .envs import make_env
-    from .scores import _ALIASES
-
-    _ALIASES.setdefault("lunarlander-heuristic", "lunarlander")  # scored as lunarlander
     env = make_env("lunarlander")
     policies = [LunarLanderHeuristic(n) for n in HEURISTIC_NOISES]
     rec = _Recorder("behaviors")

@@ -30,6 +30,7 @@ POLICY_KINDS = {
     "decision_diffuser.json": "Decision Diffuser or CondDiffuser (return / skill CFG, replanning)",
     "diffusion_policy.json": "Diffusion Policy (action chunks, receding horizon)",
     "chunk_baseline.json": "an MSE or Gaussian-mixture chunk policy (Diffusion Policy's baselines)",
+    "gaussian_policy.json": "a Gaussian chunk policy (DPPO's Gaussian-PPO baseline)",
 }
 
 

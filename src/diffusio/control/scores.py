@@ -38,7 +38,7 @@ REFERENCE_SCORES: dict[str, tuple[float, float]] = {
     "point2d-skills": (0.0, 0.9250027421188303),  # random: exactly 0, see measure_reference_scores
 }
 #: Dataset names whose references are another key's.
-_ALIASES = {"lunarlander-mixed": "lunarlander"}
+_ALIASES = {"lunarlander-mixed": "lunarlander", "lunarlander-heuristic": "lunarlander"}
 SKILL_CYCLE = ("+x", "+y", "-x", "-y")
 #: Environments scored per episode by their paper's own rule instead of a normalised return
 #: (the runner's ``score``): the rule's text. A row is one episode of
