@@ -81,10 +81,10 @@ class Settings:
     step_dim: int = 32
     batch_size: int = 128
     avoid_episodes: int = 200
-    avoid_steps: int = 3000
+    avoid_steps: int = 2000
     avoid_eval: int = 100
     pusht_episodes: int = 100
-    pusht_steps: int = 4000
+    pusht_steps: int = 5000
     pusht_eval: int = 50
     pusht_max_steps: int = 300
     baseline_steps: int = 3000
