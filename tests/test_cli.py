@@ -354,7 +354,7 @@ def test_each_command_passes_exactly_its_functions_parameters():
                  "reproduce": commands.reproduce, "impute": commands.impute,
                  "generate-series": commands.generate_series,
                  "make-dataset": commands.make_dataset,
-                 "rollout": commands.rollout}  # fmt: skip
+                 "rollout": commands.rollout, "finetune": commands.finetune}  # fmt: skip
     assert {c.name for c in cli.COMMANDS} == set(functions)
     for command in cli.COMMANDS:
         parser = argparse.ArgumentParser()
