@@ -105,6 +105,7 @@ class DPPO2024(Reproduction):
     # ------------------------------------------------------------------ experiments
     def _pretrain(self, env: str, dataset: str, episodes: int, steps: int) -> tuple[Any, Any]:
         from ..control.datasets import make_dataset
+        from ..control.diffusion_policy import DP_DEFAULTS, NET_DEFAULTS
         from ..control.dppo import pretrain_diffusion_policy
         from ..control.ppo import train_gaussian_policy
         from ..io import json_hash
@@ -114,7 +115,8 @@ class DPPO2024(Reproduction):
         h = dict(obs_horizon=s.obs_horizon, pred_horizon=s.pred_horizon,
                  action_horizon=s.action_horizon)  # fmt: skip
         key = json_hash({**h, "data": str(data), "steps": steps, "hidden": s.hidden,
-                         "depth": s.depth, "K": s.denoising_steps, "bs": s.batch_size})  # fmt: skip
+                         "depth": s.depth, "K": s.denoising_steps, "bs": s.batch_size,
+                         "defaults": [DP_DEFAULTS, NET_DEFAULTS["film-mlp"]]})  # fmt: skip
         dp_run = self.cache.root / f"dppo-dp-{dataset}-{key}"
         g_run = self.cache.root / f"dppo-gauss-{dataset}-{key}"
         self.log(f"pretraining on {dataset} ({steps} steps) in {dp_run}")
