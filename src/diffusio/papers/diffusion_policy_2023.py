@@ -119,7 +119,9 @@ class DiffusionPolicy2023(Reproduction):
 
     # ------------------------------------------------------------------ experiments
     def _run(self, label: str, key: Any) -> Any:
-        return self.cache.root / f"{label}-{json_hash(key)}"
+        from ..control.diffusion_policy import DP_DEFAULTS
+
+        return self.cache.root / f"{label}-{json_hash([key, DP_DEFAULTS])}"
 
     def _models(self, data: Any, task: str) -> dict[str, Any]:
         from ..control.chunk_baselines import chunk_baseline_policy, train_chunk_baseline
