@@ -163,19 +163,12 @@ class ChunkBaselinePolicy(RecedingHorizon):
     the policy's generator. ``action_horizon`` overrides the run's Ta."""
 
     def __init__(self, net: ChunkMLP, info: dict[str, Any], action_horizon: int | None = None):
-        self.net, self.info, self.env = net.eval(), info, info["env"]
-        self.obs_horizon, self.pred_horizon = int(info["obs_horizon"]), int(info["pred_horizon"])
-        self.action_horizon = int(action_horizon or info["action_horizon"])
-        _check_horizons(self.obs_horizon, self.pred_horizon, self.action_horizon)
-        self.obs_norm = LimitsNormalizer(**info["obs_norm"])
-        self.action_norm = LimitsNormalizer(**info["action_norm"])
-        self.planning_seconds: list[float] = []
-        self.reset(None)
+        self.net = net.eval()
+        self._setup(info, action_horizon)
 
     @torch.no_grad()
     def plan(self, obs_windows: Any) -> np.ndarray:
-        w = self._check_windows(obs_windows, self.info["obs_dim"])
-        x = torch.as_tensor(self.obs_norm(w).reshape(len(w), -1), dtype=torch.float32)
+        x = self._condition(obs_windows)
         if self.net.kind == "mse":
             y = self.net(x)
         else:
@@ -184,7 +177,7 @@ class ChunkBaselinePolicy(RecedingHorizon):
             rows = torch.arange(len(x))
             noise = torch.randn(means[rows, k].shape, generator=self.generator)
             y = means[rows, k] + log_stds[rows, k].exp() * noise
-        y = y.clamp(-1, 1).double().numpy().reshape(len(w), self.pred_horizon, -1)
+        y = y.clamp(-1, 1).double().numpy().reshape(len(x), self.pred_horizon, -1)
         return self.action_norm.inverse(y)
 
 

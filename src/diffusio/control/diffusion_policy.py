@@ -202,12 +202,26 @@ class RecedingHorizon:
     def plan(self, obs_windows: Any) -> np.ndarray:
         raise NotImplementedError
 
-    def _check_windows(self, obs_windows: Any, obs_dim: int) -> np.ndarray:
+    def _setup(self, info: dict[str, Any], action_horizon: int | None = None) -> None:
+        """Environment, horizons and normalisers from a run's ``info`` (``action_horizon``
+        overrides Ta), then :meth:`reset`."""
+        self.info, self.env = info, info["env"]
+        self.obs_horizon, self.pred_horizon = int(info["obs_horizon"]), int(info["pred_horizon"])
+        self.action_horizon = int(action_horizon or info["action_horizon"])
+        _check_horizons(self.obs_horizon, self.pred_horizon, self.action_horizon)
+        self.obs_norm = LimitsNormalizer(**info["obs_norm"])
+        self.action_norm = LimitsNormalizer(**info["action_norm"])
+        self.planning_seconds: list[float] = []
+        self.reset(None)
+
+    def _condition(self, obs_windows: Any, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Checked obs windows (B, To, O) in env units as the flat normalised condition."""
         w = np.asarray(obs_windows, dtype=np.float64)
+        obs_dim = self.info["obs_dim"]
         if w.ndim != 3 or w.shape[1:] != (self.obs_horizon, obs_dim):
             raise ValueError(f"obs windows must be (B, {self.obs_horizon}, {obs_dim}), got "
                              f"{w.shape}")  # fmt: skip
-        return w
+        return torch.as_tensor(self.obs_norm(w).reshape(len(w), -1), dtype=dtype)
 
     def reset(self, seed: int | None = None) -> None:
         self.generator = torch.Generator().manual_seed(int(seed) if seed is not None else 0)
@@ -250,20 +264,14 @@ class DiffusionPolicy(RecedingHorizon):
                  clip: bool = True) -> None:  # fmt: skip
         from ..core.samplers import SAMPLERS
 
-        self.model, self.info, self.env = model, info, info["env"]
-        self.obs_horizon, self.pred_horizon = int(info["obs_horizon"]), int(info["pred_horizon"])
-        self.action_horizon = int(action_horizon or info["action_horizon"])
-        _check_horizons(self.obs_horizon, self.pred_horizon, self.action_horizon)
+        self.model, self.clip = model, bool(clip)
         self.sampler = sampler or info.get("sampler", "ddim")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
         self.steps = steps if steps is not None else info.get("sampler_steps")
         if self.sampler == "ddpm" and steps is None:
             self.steps = None  # every step of the table
-        self.obs_norm = LimitsNormalizer(**info["obs_norm"])
-        self.action_norm = LimitsNormalizer(**info["action_norm"])
-        self.clip, self.planning_seconds = bool(clip), []
-        self.reset(None)
+        self._setup(info, action_horizon)
 
     @torch.no_grad()
     def plan(self, obs_windows: Any) -> np.ndarray:
@@ -271,10 +279,9 @@ class DiffusionPolicy(RecedingHorizon):
         from ..core.samplers import sample
         from ..core.steering import ClipX0
 
-        w = self._check_windows(obs_windows, self.info["obs_dim"])
-        cond = torch.as_tensor(self.obs_norm(w).reshape(len(w), -1), dtype=self.model.dtype)
+        cond = self._condition(obs_windows, self.model.dtype)
         seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
-        x = sample(self.model, (len(w), self.pred_horizon, self.info["action_dim"]), self.sampler,
+        x = sample(self.model, (len(cond), self.pred_horizon, self.info["action_dim"]), self.sampler,
                    self.steps, seed, cond={"obs": cond},
                    guidance=[ClipX0()] if self.clip else ())  # fmt: skip
         return self.action_norm.inverse(x.clamp(-1, 1).double().numpy())

@@ -391,18 +391,12 @@ class AgentPolicy(RecedingHorizon):
     evaluate`."""
 
     def __init__(self, agent: Any, info: dict[str, Any]) -> None:
-        self.agent, self.info, self.env = agent, info, info["env"]
-        self.obs_horizon, self.pred_horizon = int(info["obs_horizon"]), int(info["pred_horizon"])
-        self.action_horizon = int(info["action_horizon"])
-        self.obs_norm = LimitsNormalizer(**info["obs_norm"])
-        self.action_norm = LimitsNormalizer(**info["action_norm"])
-        self.planning_seconds: list[float] = []
-        self.reset(None)
+        self.agent = agent
+        self._setup(info)
 
     @torch.no_grad()
     def plan(self, obs_windows: Any) -> np.ndarray:
-        w = self._check_windows(obs_windows, self.info["obs_dim"])
-        obs = torch.as_tensor(self.obs_norm(w).reshape(len(w), -1), dtype=torch.float32)
+        obs = self._condition(obs_windows)
         return self.action_norm.inverse(self.agent.sample(obs, self.generator)[0].double().numpy())
 
 

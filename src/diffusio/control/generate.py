@@ -121,7 +121,9 @@ def pointmaze_stream(name: str, seed: int, steps: int | None, episodes: int | No
 def _episodes(make_policy: Any, make_env_for: Any, seed: int, steps: int | None,
               episodes: int | None, rec: Any, desc: str, progress: bool) -> None:  # fmt: skip
     """Whole episodes ``i = 0, 1, ...`` (seeds :func:`~diffusio.control.scores.episode_seed`)
-    until ``episodes`` episodes or at least ``steps`` steps."""
+    until ``episodes`` episodes or at least ``steps`` steps; ``make_policy(i)`` gives the
+    policy and the episode's label, or a callable read after the policy's reset (a label the
+    reset draws)."""
     from .scores import episode_seed
 
     bar = _bar(steps or episodes or 0, "step" if steps else "episode", desc, progress)
@@ -132,6 +134,7 @@ def _episodes(make_policy: Any, make_env_for: Any, seed: int, steps: int | None,
         env_seed, policy_seed = episode_seed(seed, i)
         obs, _ = env.reset(seed=env_seed)
         policy.reset(policy_seed)
+        label = label() if callable(label) else label
         done, before = False, len(rec)
         while not done:
             action = policy.act(obs)
@@ -198,27 +201,9 @@ def point2d_avoid(seed: int, steps: int | None, episodes: int | None,
 
     env = make_env("point2d-avoid")
     script = Point2DController.from_env(env, side="random", noise=AVOID_NOISE, margin=AVOID_MARGIN)
-    from .scores import episode_seed
-
-    policy, rec = script, _Recorder("sides")
-    bar = _bar(steps or episodes or 0, "step" if steps else "episode", "point2d-avoid", progress)
-
-    for i in itertools.count():
-        if (episodes is not None and i >= episodes) or (steps is not None and len(rec) >= steps):
-            break
-        env_seed, policy_seed = episode_seed(seed, i)
-        obs, _ = env.reset(seed=env_seed)
-        policy.reset(policy_seed)
-        done, before = False, len(rec)
-        while not done:
-            action = policy.act(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            done = terminated or truncated
-            rec.add(obs, action, reward, next_obs, terminated, truncated and not terminated,
-                    int(script.sign))  # fmt: skip
-            obs = next_obs
-        bar.update(len(rec) - before if steps else 1)
-    bar.close()
+    rec = _Recorder("sides")
+    _episodes(lambda i: (script, lambda: int(script.sign)), lambda i: env, seed, steps, episodes,
+              rec, "point2d-avoid", progress)  # fmt: skip
     env.close()
     return rec.arrays(), {
         "controller": {"name": "point2d-detour-script", "noise": AVOID_NOISE, "side": "random",

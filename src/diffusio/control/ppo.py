@@ -258,19 +258,13 @@ class GaussianPolicy(RecedingHorizon):
 
     def __init__(self, net: GaussianChunkNet, info: dict[str, Any], stochastic: bool = True,
                  min_std: float = 0.1) -> None:  # fmt: skip
-        self.net, self.info, self.env = net, info, info["env"]
-        self.obs_horizon, self.pred_horizon = int(info["obs_horizon"]), int(info["pred_horizon"])
-        self.action_horizon = int(info["action_horizon"])
+        self.net, self.stochastic = net, bool(stochastic)
+        self._setup(info)
         self.agent = GaussianAgent(net, self.obs_horizon, self.action_horizon, min_std=min_std)
-        self.stochastic, self.planning_seconds = bool(stochastic), []
-        self.obs_norm = LimitsNormalizer(**info["obs_norm"])
-        self.action_norm = LimitsNormalizer(**info["action_norm"])
-        self.reset(None)
 
     @torch.no_grad()
     def plan(self, obs_windows: Any) -> np.ndarray:
-        w = self._check_windows(obs_windows, self.info["obs_dim"])
-        obs = torch.as_tensor(self.obs_norm(w).reshape(len(w), -1), dtype=torch.float32)
+        obs = self._condition(obs_windows)
         x = self.agent.sample(obs, self.generator)[0] if self.stochastic else self.net(obs)
         return self.action_norm.inverse(x.clamp(-1, 1).double().numpy())
 
