@@ -208,3 +208,26 @@ def test_a_finished_baseline_run_is_reused_and_another_recipe_refused(avoid_runs
                                 progress=False) == run  # fmt: skip
     with pytest.raises(FileExistsError, match="another recipe"):
         train_chunk_baseline(data, run, "mse", steps=5, batch_size=8, hidden=16, progress=False)
+
+
+def test_point2d_avoid_demonstrations_pass_on_both_sides_with_clearance(tmp_path):
+    pytest.importorskip("gymnasium")
+    from diffusio.control.datasets import load_dataset, make_dataset
+    from diffusio.control.envs import AVOID_OBSTACLE, make_env
+
+    env = make_env("point2d-avoid")
+    np.testing.assert_array_equal(env.obstacles, [AVOID_OBSTACLE])
+    assert env.max_episode_steps == 50
+    ds = load_dataset(make_dataset("point2d-avoid", episodes=20, out=tmp_path / "a.npz",
+                                   progress=False))  # fmt: skip
+    pos = ds["observations"][:, :2].reshape(20, 50, 2)
+    sides = ds["sides"].reshape(20, 50)
+    assert (sides == sides[:, :1]).all()  # one side per episode
+    assert set(np.unique(sides)) == {-1, 1}
+    # the side label is where the path goes: +1 left (x < 0) of the line to the goal
+    beside = np.abs(pos[..., 1]) < AVOID_OBSTACLE[2]
+    mean_x = np.array([p[b, 0].mean() for p, b in zip(pos, beside, strict=True)])
+    np.testing.assert_array_equal(np.sign(mean_x), -sides[:, 0])
+    # clearance: never within 0.1 of the disc, and every demonstration reaches the goal
+    assert np.linalg.norm(pos, axis=-1).min() > AVOID_OBSTACLE[2] + 0.1
+    assert (ds["rewards"].reshape(20, 50) > 0).any(1).all()
