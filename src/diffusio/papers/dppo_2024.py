@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..metrics.stats import mean_se
+from ..metrics.stats import mean_se, paired_difference
 from .base import Reproduction, said, settings_hash
 from .report import PaperNumber, Report
 from .verdicts import NOT, PARTLY, REPRODUCED, claim_rule, compare, shown, win_verdict
@@ -68,7 +68,8 @@ class Settings:
     depth: int = 3
     pretrain_steps: int = 3000
     batch_size: int = 256
-    iterations: int = 12
+    iterations: int = 30
+    eval_episodes: int = 50
     n_envs: int = 8
     n_steps: int = 250
     update_epochs: int = 5
@@ -87,10 +88,11 @@ class DPPO2024(Reproduction):
                  "ICLR 2025, arXiv:2409.00588.")  # fmt: skip
     Settings = Settings
     QUICK = {"seeds": 2, "pretrain_steps": 1500, "iterations": 4, "n_envs": 6, "n_steps": 200,
-             "avoid_steps": 600, "avoid_episodes": 100}  # fmt: skip
+             "avoid_steps": 600, "avoid_episodes": 100, "eval_episodes": 10}  # fmt: skip
     SMOKE = {"seeds": 2, "data_episodes": 4, "pretrain_steps": 5, "hidden": 32, "depth": 1,
              "iterations": 1, "n_envs": 2, "n_steps": 8, "minibatch": 8, "last": 1,
-             "denoising_steps": 4, "ft_steps": 2, "avoid_episodes": 4, "avoid_steps": 5}  # fmt: skip
+             "denoising_steps": 4, "ft_steps": 2, "avoid_episodes": 4, "avoid_steps": 5,
+             "eval_episodes": 2}  # fmt: skip
     PAPER_NUMBERS = (
         PaperNumber("denoising steps K / fine-tuned K'", "20 / 10", "Gym configs", True, _WHERE),
         PaperNumber("exploration / log-prob std floor", "0.1 / 0.1", "Gym configs", True, _WHERE),
@@ -138,21 +140,33 @@ class DPPO2024(Reproduction):
         self.lap("pretraining")
         runs = self.cache.root / f"dppo-finetune-{settings_hash(s)}"  # resumable, off the report
         curves: dict[str, list] = {"DPPO": [], "Gaussian-PPO": []}
+        evals: dict[str, Any] = {"pretrained": {}, "DPPO": [], "Gaussian-PPO": []}
         opts = dict(n_steps=s.n_steps, update_epochs=s.update_epochs, minibatch=s.minibatch)
         for name, run in (("DPPO", dp_run), ("Gaussian-PPO", g_run)):
+            evals["pretrained"][name] = self._held_out(run)
             for k in range(s.seeds):
                 out = runs / f"{name.lower()}-seed{k}"
                 finetune(run, "lunarlander", s.iterations, out, seed=s.seed + k, envs=s.n_envs,
                          progress=self.progress, ft_steps=s.ft_steps, **opts)  # fmt: skip
                 curves[name].append(read_jsonl(out / "metrics.jsonl"))
-                last = curves[name][-1]
-                self.log(f"{name} seed {k}: {last[0]['return']} -> {last[-1]['return']}")
+                evals[name].append(self._held_out(out))
+                self.log(f"{name} seed {k}: held-out return {np.mean(evals['pretrained'][name]):.1f}"
+                         f" -> {np.mean(evals[name][-1]):.1f}")  # fmt: skip
             self.lap(f"fine-tuning {name}")
-        r: dict[str, Any] = {"curves": curves}
+        r: dict[str, Any] = {"curves": curves, "evals": evals}
         if s.avoid:
             r["avoid"] = self._avoid()
             self.lap("avoid exploration")
         return r
+
+    def _held_out(self, run: Any) -> list[float]:
+        """The returns of ``eval_episodes`` seeded LunarLander episodes of a run's policy
+        (``load_policy``: the run's own sampler), the same episodes for every run."""
+        from ..control.policies import evaluate_batched, load_policy
+
+        n = self.s.eval_episodes
+        r = evaluate_batched(load_policy(run), "lunarlander", n, self.s.seed + 2000, batch=n)
+        return [e["return"] for e in r["episodes"]]
 
     def _avoid(self) -> dict[str, Any]:
         """First-iteration (pretrained, exploring) trajectories on point2d-avoid."""
@@ -214,26 +228,47 @@ class DPPO2024(Reproduction):
                 "start": float(np.mean([p["start"] for p in per])),
                 "collapsed": int(sum(p["collapsed"] for p in per))}  # fmt: skip
 
+    def _held(self, r: dict[str, Any], name: str) -> dict[str, Any]:
+        """Held-out evaluation of ``name``: per seed the paired change over the same episodes
+        (fine-tuned minus pretrained), its mean over seeds with the larger of the seed spread
+        and the pooled episode error, and how many seeds end clearly below the start."""
+        base = np.asarray(r["evals"]["pretrained"][name], float)
+        per = [paired_difference(np.asarray(x, float), base) for x in r["evals"][name]]
+        diffs, ses = np.array([d for d, _ in per]), np.array([e for _, e in per])
+        seed_se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else math.nan
+        pooled = float(math.sqrt(np.sum(ses**2)) / len(ses))
+        return {"start": float(base.mean()), "start_se": mean_se(base)[1],
+                "end": float(np.mean([np.mean(x) for x in r["evals"][name]])),
+                "per_seed": [(float(d), float(e)) for d, e in per], "diff": float(diffs.mean()),
+                "se": max(seed_se, pooled) if math.isfinite(seed_se) else pooled,
+                "collapsed": int(sum(compare(d, e) < 0 for d, e in per))}  # fmt: skip
+
     def add_claims(self, report: Report, r: dict[str, Any]) -> None:
-        d, g = self._method(r, "DPPO"), self._method(r, "Gaussian-PPO")
-        n = self.s.seeds
+        d, g = self._held(r, "DPPO"), self._held(r, "Gaussian-PPO")
+        n, e = self.s.seeds, self.s.eval_episodes
         report.claim(*said(__name__, "improves"),
-                     f"DPPO {d['start']:.1f} -> {d['end']:.1f} ({n} seeds)",
+                     f"DPPO held-out return {d['start']:.1f} -> {d['end']:.1f} ({n} seeds x {e} "
+                     "episodes, paired)",
                      f"{d['diff']:+.1f} ± {d['se']:.1f}: {shown(d['diff'], d['se'])}",
                      improves(diff=d["diff"], se=d["se"]))  # fmt: skip
         report.claim(*said(__name__, "stable"),
                      f"DPPO: {d['collapsed']} of {n} seeds clearly below their start",
-                     "per-seed changes " + ", ".join(f"{p['diff']:+.0f}" for p in d["per_seed"]),
+                     "per-seed changes " + ", ".join(f"{x:+.0f} ± {y:.0f}" for x, y in d["per_seed"]),
                      stable(collapsed=d["collapsed"], seeds=n))  # fmt: skip
-        diff, se = d["end"] - g["end"], math.hypot(d["end_se"], g["end_se"])
+        pairs = [paired_difference(np.asarray(a, float), np.asarray(b, float))
+                 for a, b in zip(r["evals"]["DPPO"], r["evals"]["Gaussian-PPO"], strict=True)]
+        diff = float(np.mean([x for x, _ in pairs]))
+        se = float(math.sqrt(sum(y**2 for _, y in pairs)) / len(pairs))
+        if len(pairs) > 1:
+            se = max(se, float(np.std([x for x, _ in pairs], ddof=1) / math.sqrt(len(pairs))))
         report.claim(*said(__name__, "competitive"),
-                     f"final return DPPO {d['end']:.1f} vs Gaussian-PPO {g['end']:.1f}",
+                     f"fine-tuned held-out return DPPO {d['end']:.1f} vs Gaussian-PPO {g['end']:.1f}",
                      f"{diff:+.1f} ± {se:.1f}: {shown(diff, se)}",
                      competitive(diff=diff, se=se))  # fmt: skip
         report.claim(*said(__name__, "gaussian"),
-                     f"Gaussian-PPO {g['start']:.1f} -> {g['end']:.1f}; {g['collapsed']} of {n} "
-                     "seeds clearly below their start",
-                     "per-seed changes " + ", ".join(f"{p['diff']:+.0f}" for p in g["per_seed"]),
+                     f"Gaussian-PPO held-out {g['start']:.1f} -> {g['end']:.1f}; {g['collapsed']} "
+                     f"of {n} seeds clearly below their start",
+                     "per-seed changes " + ", ".join(f"{x:+.0f} ± {y:.0f}" for x, y in g["per_seed"]),
                      stable(collapsed=g["collapsed"], seeds=n), main=False)  # fmt: skip
 
     # ------------------------------------------------------------------ sections
@@ -306,8 +341,11 @@ class DPPO2024(Reproduction):
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
         d, g = self._method(r, "DPPO"), self._method(r, "Gaussian-PPO")
         steps = r["curves"]["DPPO"][0][-1]["env_steps"]
+        hd, hg = self._held(r, "DPPO"), self._held(r, "Gaussian-PPO")
         out = {"d": {k: f"{v:.1f}" for k, v in d.items() if isinstance(v, float)},
                "g": {k: f"{v:.1f}" for k, v in g.items() if isinstance(v, float)},
+               "hd": {k: f"{v:.1f}" for k, v in hd.items() if isinstance(v, float)},
+               "hg": {k: f"{v:.1f}" for k, v in hg.items() if isinstance(v, float)},
                "env_steps": steps, "decisions": self.s.n_envs * self.s.n_steps,
                "pretrain_s": f"{self.stage_seconds.get('pretraining', 0.0):.0f}"}  # fmt: skip
         if "avoid" in r:
@@ -330,9 +368,12 @@ class DPPO2024(Reproduction):
                          "per_seed": m["per_seed"],
                          "curves": [[{"env_steps": x["env_steps"], "return": x["return"]}
                                      for x in rows] for rows in r["curves"][name]]}  # fmt: skip
+            out[name]["held_out"] = self._held(r, name)
+            out[name]["held_out_returns"] = r["evals"][name]
+        extra = {"pretrained_held_out_returns": r["evals"]["pretrained"]}
         if "avoid" in r:
             out["avoid_returns"] = {k: v["returns"] for k, v in r["avoid"].items()}
-        return {"methods": out}
+        return {"methods": out, **extra}
 
 
 REPRODUCTION = DPPO2024
