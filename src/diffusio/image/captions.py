@@ -1,26 +1,20 @@
 """Captioned digits with controlled attributes, for text-to-image at MNIST scale.
 
 Latent diffusion (Rombach et al. 2022), DALL·E 2 (Ramesh et al. 2022) and Imagen (Saharia et
-al. 2022) train on web captions and judge samples with a learned CLIP score. Here the captions
-are generated from attributes we control, so every attribute a caption asks for can be
-re-measured in a sample (:mod:`diffusio.image.judge`):
+al. 2022) train on web captions and judge samples with a learned CLIP score. Here captions are
+generated from attributes we control, so each one a caption asks for can be re-measured in a
+sample (:mod:`diffusio.image.judge`): the ``digit`` (from ``digits`` or ``mnist-5k``);
+``thickness`` thin / normal / thick (grey-scale erosion or dilation by max-pooling to a target
+stroke width); ``slant`` left / upright / right (the digit deskewed by its second moments, as in
+MNIST deskewing, then sheared); ``size`` small / large and ``position`` centre or a quadrant (a
+large digit is always in the centre).
 
-* ``digit`` 0-9 (from ``digits`` or ``mnist-5k``, :mod:`diffusio.data.datasets`);
-* ``thickness`` thin / normal / thick -- grey-scale erosion or dilation (torch max-pooling) to a
-  target stroke width relative to the digit's height;
-* ``slant`` left / upright / right -- the digit is deskewed (its second-moment shear removed, as
-  in MNIST deskewing) and sheared by a controlled angle;
-* ``size`` small / large and ``position`` centre / top-left / top-right / bottom-left /
-  bottom-right -- the digit is scaled to a height and placed on the canvas; a large digit is
-  always in the centre.
-
-:func:`make_captioned` renders a :class:`CaptionedSet` (images, integer labels, captions and the
-attributes each caption asks for) deterministically from a seed. Captions come from templates
-with synonyms ("a thick seven in the top left", "the digit 7", "a small slanted 3 at the bottom
-right"); the *held-out paraphrase* vocabulary (``vocabulary="heldout"``) uses words that never
-occur in training captions ("bold", "upper left", "skinny", "italic", "center"...):
-:data:`TRAIN_WORDS`, :data:`HELDOUT_WORDS`. :func:`parse_caption` reads a typed caption back into
-the attributes it specifies.
+:func:`make_captioned` renders a :class:`CaptionedSet` (images, integer labels, captions, what
+each caption asks for) deterministically from a seed, captions from templates with synonyms
+("a thick seven in the top left", "the digit 7", "a small slanted 3 at the bottom right"). The
+*held-out paraphrase* vocabulary (``vocabulary="heldout"``) uses words no training caption
+contains ("bold", "upper left", "skinny", "italic", "center"...; :data:`TRAIN_WORDS`,
+:data:`HELDOUT_WORDS`). :func:`parse_caption` reads a typed caption back into attributes.
 """
 
 from __future__ import annotations
@@ -101,16 +95,10 @@ def tokenize(caption: str) -> list[str]:
 
 
 def _split_words(split: str) -> frozenset[str]:
-    words: set[str] = set()
-    texts = [f.format("") for f in _FRAMES[split]] + [
-        n.format(w=w, d=d) for n in _NOUNS[split] for d, w in enumerate(_WORDS)
-    ]
-    for values in _PHRASES.values():
-        for table in values.values():
-            texts += [*table[split][0], *table[split][1]]
-    for t in texts:
-        words.update(tokenize(t))
-    return frozenset(words)
+    texts = [f.format("") for f in _FRAMES[split]]
+    texts += [n.format(w=w, d=d) for n in _NOUNS[split] for d, w in enumerate(_WORDS)]
+    texts += [p for v in _PHRASES.values() for t in v.values() for part in t[split] for p in part]
+    return frozenset(w for t in texts for w in tokenize(t))
 
 
 TRAIN_WORDS: frozenset[str] = _split_words("train") | {"an"}
@@ -136,8 +124,7 @@ def value_index(attribute: str, value: object) -> int:
     """The integer label of ``value`` of ``attribute`` (its index in :data:`VALUES`)."""
     if attribute not in VALUES:
         raise ValueError(f"unknown attribute {attribute!r}; valid: {', '.join(ATTRIBUTES)}")
-    if attribute == "digit" and isinstance(value, str) and value.isdigit():
-        value = int(value)
+    value = int(value) if attribute == "digit" and str(value).isdigit() else value
     if value not in VALUES[attribute]:
         raise ValueError(f"unknown {attribute} {value!r}; valid: {VALUES[attribute]}")
     return VALUES[attribute].index(value)
@@ -210,14 +197,10 @@ def _shear(u: Tensor, k: Tensor) -> Tensor:
 
 
 def render_digits(
-    base: Tensor,
-    shear: Tensor | Sequence[float],
-    stroke: Tensor | Sequence[float],
-    height: Tensor | Sequence[float],
-    centre: Tensor | Sequence[Sequence[float]],
-    canvas: int = 28,
-    work: int | None = None,
-) -> Tensor:
+    base: Tensor, shear: Tensor | Sequence[float], stroke: Tensor | Sequence[float],
+    height: Tensor | Sequence[float], centre: Tensor | Sequence[Sequence[float]],
+    canvas: int = 28, work: int | None = None,
+) -> Tensor:  # fmt: skip
     """Render digits ``base`` (N, 1, h, w) in [-1, 1] onto a ``canvas`` x ``canvas`` black
     canvas, in [-1, 1].
 
@@ -318,14 +301,9 @@ class CaptionedSet:
         return len(self.captions)
 
 
-def _article(np_text: str) -> str:
-    first = np_text.split()[0]
-    return "an" if (first[0] in "aeiou" and first != "one") or first == "8" else "a"
-
-
 def _caption(rng: np.random.Generator, vocabulary: str, digit: int, say: dict[str, str]) -> str:
     pre: list[str] = []
-    post: list[str] = []
+    post: list[str] = []  # phrases before and after the digit
     for attr in ("size", "thickness", "slant", "position"):
         if attr in say:
             adj, phrases = _PHRASES[attr][say[attr]][vocabulary]
@@ -334,24 +312,18 @@ def _caption(rng: np.random.Generator, vocabulary: str, digit: int, say: dict[st
             (pre if before else post).append(phrase)
     nouns = _NOUNS["train"] + (_NOUNS["heldout"] if vocabulary == "heldout" else ())
     noun = nouns[rng.integers(len(nouns))].format(w=_WORDS[digit], d=digit)
-    np_text = " ".join([*pre, noun, *post])
+    text = " ".join([*pre, noun, *post])
+    first = text.split()[0]
+    article = "an" if (first[0] in "aeiou" and first != "one") or first == "8" else "a"
     frame = _FRAMES[vocabulary][rng.integers(len(_FRAMES[vocabulary]))]
-    if frame.startswith("a {}"):
-        return f"{_article(np_text)} {np_text}"
-    return frame.replace("a {}", f"{_article(np_text)} {{}}").format(np_text)
+    return frame.replace("a {}", f"{article} {{}}").format(text)
 
 
 def make_captioned(
-    source: str = "mnist-5k",
-    n: int = 1000,
-    seed: int = 0,
-    *,
-    split: str = "train",
+    source: str = "mnist-5k", n: int = 1000, seed: int = 0, *, split: str = "train",
     attributes: Sequence[str] = ("thickness", "slant", "position", "size"),
-    vocabulary: str = "train",
-    mention: float = 0.6,
-    canvas: int | None = None,
-) -> CaptionedSet:
+    vocabulary: str = "train", mention: float = 0.6, canvas: int | None = None,
+) -> CaptionedSet:  # fmt: skip
     """``n`` captioned digits rendered from ``split`` of ``source`` (``digits`` or
     ``mnist-5k``), deterministic given ``seed``.
 
@@ -399,7 +371,6 @@ def make_captioned(
             swap = swap[natural[order[swap]] > np.quantile(natural[in_class], q)]
             order[swap] = ok[rng.integers(len(ok), size=len(swap))]
     names = {a: np.array(VALUES[a], dtype=object)[labels[a]] for a in ATTRIBUTES[1:]}
-    c = (canvas - 1) / 2
     offsets = {"centre": (0, 0), "top-left": (-1, -1), "top-right": (1, -1),
                "bottom-left": (-1, 1), "bottom-right": (1, 1)}  # fmt: skip
     jitter = rng.uniform(-1, 1, size=(n, 5))
@@ -408,8 +379,8 @@ def make_captioned(
     stroke = np.array([STROKE[t] for t in names["thickness"]]) * (1 + 0.1 * jitter[:, 1])
     stroke *= np.where(names["size"] == "small", SMALL_PEN, 1.0)
     height = np.array([HEIGHT[s] for s in names["size"]]) * canvas * (1 + 0.06 * jitter[:, 2])
-    centre = np.array([offsets[p] for p in names["position"]], dtype=np.float64) * canvas / 4 + c
-    centre += 0.03 * canvas * jitter[:, 3:5]
+    centre = np.array([offsets[p] for p in names["position"]], dtype=np.float64) * canvas / 4
+    centre += (canvas - 1) / 2 + 0.03 * canvas * jitter[:, 3:5]
     images = render_digits(x[torch.as_tensor(order)], shear, stroke, height, centre, canvas)
     asked = {a: np.full(n, -1, dtype=np.int64) for a in ATTRIBUTES}
     asked["digit"] = labels["digit"].copy()
@@ -418,8 +389,7 @@ def make_captioned(
     for i in range(n):
         say = {a: names[a][i] for a in varying if rng.random() < mention}
         if vocabulary == "heldout" and not say and varying:
-            a = varying[rng.integers(len(varying))]
-            say[a] = names[a][i]
+            say = {(a := varying[rng.integers(len(varying))]): names[a][i]}
         for a in say:
             asked[a][i] = labels[a][i]
         captions.append(_caption(rng, vocabulary, int(labels["digit"][i]), say))

@@ -33,17 +33,9 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "AttributeJudge",
-    "crop_to_ink",
-    "ink",
-    "ink_bbox",
-    "ink_centroid",
-    "ink_moments",
-    "measure",
-    "slant_angle",
-    "stroke_width",
-    "train_judge_classifier",
-]
+    "AttributeJudge", "crop_to_ink", "ink", "ink_bbox", "ink_centroid", "ink_moments", "measure",
+    "slant_angle", "stroke_width", "train_judge_classifier",
+]  # fmt: skip
 
 Classifier = Callable[[Tensor], Tensor]
 
@@ -283,8 +275,7 @@ class AttributeJudge:
 
         x = _images(x)
         n = x.shape[0]
-        if isinstance(asked, (str, ParsedCaption)):
-            asked = [asked] * n
+        asked = [asked] * n if isinstance(asked, (str, ParsedCaption)) else asked
         if isinstance(asked, Sequence):
             if len(asked) != n:
                 raise ValueError(f"got {len(asked)} captions for {n} images")
@@ -309,9 +300,7 @@ class AttributeJudge:
         else:
             raise ValueError(f"asked must be captions or a mapping, got {type(asked).__name__}")
         pred = self.predict(x)
-        correct = np.ones(n, dtype=bool)
-        accuracy: dict[str, float | None] = {}
-        counts: dict[str, int] = {}
+        correct, accuracy, counts = np.ones(n, dtype=bool), {}, {}
         for a in ATTRIBUTES:
             want = table.get(a, np.full(n, -1))
             on = want >= 0
