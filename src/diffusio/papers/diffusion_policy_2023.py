@@ -254,9 +254,14 @@ class DiffusionPolicy2023(Reproduction):
         d, dse = paired_difference(self._score(p, "Diffusion Policy"),
                                    [e["score"] for e in ddpm["result"]["episodes"]])  # fmt: skip
         speed = ddpm["latency"] / sm["DDIM-10"]["latency"]
+        dpm = sm["DPM-Solver++-10"]
+        d2, se2 = paired_difference([e["score"] for e in dpm["result"]["episodes"]],
+                                    [e["score"] for e in ddpm["result"]["episodes"]])  # fmt: skip
         report.claim(*said(__name__, "inference"),
                      f"DDIM-10 {p['Diffusion Policy']['score_mean']:.3f} vs DDPM-100 "
-                     f"{ddpm['result']['score_mean']:.3f}; {speed:.1f}x faster per chunk",
+                     f"{ddpm['result']['score_mean']:.3f}; {speed:.1f}x faster per chunk "
+                     f"(DPM-Solver++-10: {dpm['result']['score_mean']:.3f}, "
+                     f"{ddpm['latency'] / dpm['latency']:.1f}x faster, {d2:+.3f} ± {se2:.3f})",
                      f"{d:+.3f} ± {dse:.3f}", fast_and_equal(diff=d, se=dse, speedup=speed))  # fmt: skip
         s1 = dp["modes"]["switch"] - a["Diffusion Policy, Ta = 1"]["modes"]["switch"]
         n = self.s.avoid_eval
@@ -289,6 +294,8 @@ class DiffusionPolicy2023(Reproduction):
                          f"{x['success_rate']:.0%}", f"{x['final_coverage_mean']:.3f}"])  # fmt: skip
         report.table(["policy", "Push-T score (mean max reward)", "success (coverage > 0.95)",
                       "final coverage"], rows)  # fmt: skip
+        if not self.quick:  # the reading is of the default run's numbers
+            report.text(self.prose("reading", r))
         if r["strip"]:
             from ..control.pusht import frame_strip
 
@@ -336,6 +343,9 @@ class DiffusionPolicy2023(Reproduction):
                 "ps": {k: f"{p[v]['success_rate']:.0%}" for k, v in short.items()},
                 "expert": _f(r["expert"]["score_mean"]),
                 "lat": {k: f"{x['latency'] * 1e3:.0f}" for k, x in r["samplers"].items()},
+                "smp": {k: f"{(x['result'] or p['Diffusion Policy'])['score_mean']:.3f}"
+                        for k, x in r["samplers"].items()},
+                "fc": {k: f"{p[v]['final_coverage_mean']:.2f}" for k, v in short.items()},
                 "train_s": f"{self.stage_seconds.get('training', 0.0):.0f}"}  # fmt: skip
 
     def record_metrics(self, r: dict[str, Any]) -> dict[str, Any]:
