@@ -35,6 +35,28 @@ where the width changes, else the identity. Attention (``scaled_dot_product_atte
 of width ``C / num_heads``) follows the residual blocks of every level whose feature-map size
 ``image_size // 2**i`` is in ``attention_resolutions``, and always sits in the middle.
 
+Text and cascade conditioning (all optional; with none of them the network, its parameters
+and its outputs are exactly those above):
+
+* ``context_dim``: latent diffusion's cross-attention (Rombach et al. 2022, Sec. 3.3): a
+  :class:`~diffusio.nets.spatial_transformer.SpatialTransformer` (``transformer_depth``
+  blocks) after every self-attention (attention levels and the middle), reading
+  ``net(x, t, context=tokens, context_mask=mask)``, tokens (N, L, context_dim) and mask (N, L)
+  as :class:`~diffusio.nets.text_encoders.TextEncoding` holds them. No context, or a row whose
+  mask is all False, is the null caption: the blocks leave h unchanged. For classifier-free
+  guidance on the caption, null the mask: ``ClassifierFreeGuidance(w, 0.0, key="context_mask")``.
+* ``pooled_dim``: Imagen's pooled text embedding (Saharia et al. 2022, Sec. 2.1 and App. F):
+  ``emb += Linear(SiLU(Linear(pooled)))``, ``net(..., pooled=p)`` with p (N, pooled_dim).
+  A guidance null that drops the pooled vector too names both keys
+  (:class:`~diffusio.core.steering.ComposedGuidance` with ``null={"context_mask": 0.0,
+  "pooled": 0.0}``: a zero pooled vector, which is what mean pooling gives an empty caption).
+* ``concat_channels``: channels concatenated to x before the first conv (LDM's concat
+  conditioning; the cascade's up-sampled low-resolution image, :mod:`diffusio.core.cascade`),
+  ``net(..., concat=c)`` with c (N, concat_channels, H, W).
+* ``level_conditioning``: the noise-augmentation level of ``concat`` (the conditioning
+  augmentation of Ho et al. 2022, "Cascaded Diffusion Models"; Imagen Sec. 2.4), embedded as t
+  is and added to the time embedding: ``net(..., aug_level=level)``.
+
 Presets (:data:`UNET_PRESETS`, :func:`unet_preset`; trainable parameters by
 :func:`~diffusio.nets.mlp.count_parameters`):
 
@@ -57,8 +79,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import interpolate, scaled_dot_product_attention, silu
 
-from .embeddings import ClassConditional, check_num_classes, write_known
+from .embeddings import ClassConditional, check_num_classes, time_embedding, write_known
 from .mlp import EMBEDDINGS, _choice
+from .spatial_transformer import SpatialTransformer, context_mask
 
 __all__ = ["UNET_PRESETS", "UNet", "unet_preset"]
 
@@ -110,6 +133,9 @@ def _norm(num_channels: int, groups: int) -> nn.GroupNorm:
     """GroupNorm with the largest group count <= ``groups`` that divides ``num_channels``."""
     g = max(d for d in range(1, min(groups, num_channels) + 1) if num_channels % d == 0)
     return nn.GroupNorm(g, num_channels)
+
+
+_Context = tuple[Tensor, Tensor] | None  # (context tokens (N, L, D), mask (N, L) bool) or none
 
 
 def _zero(module: nn.Conv2d) -> nn.Conv2d:
@@ -172,15 +198,19 @@ class _Attention(nn.Module):
 
 
 class _Step(nn.Module):
-    """One residual block, optionally followed by attention."""
+    """One residual block, optionally followed by attention (and then, with text conditioning,
+    by a :class:`~diffusio.nets.spatial_transformer.SpatialTransformer`)."""
 
-    def __init__(self, res: _ResBlock, attn: _Attention | None):
+    def __init__(
+        self, res: _ResBlock, attn: _Attention | None, xattn: SpatialTransformer | None = None
+    ):
         super().__init__()
-        self.res, self.attn = res, attn
+        self.res, self.attn, self.xattn = res, attn, xattn  # None adds no state_dict keys
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor, ctx: _Context = None) -> Tensor:
         x = self.res(x, emb)
-        return x if self.attn is None else self.attn(x)
+        x = x if self.attn is None else self.attn(x)
+        return x if self.xattn is None else self.xattn(x, *(ctx or (None, None)))
 
 
 class _Downsample(nn.Module):
@@ -188,7 +218,7 @@ class _Downsample(nn.Module):
         super().__init__()
         self.op = nn.Conv2d(ch, ch, 3, stride=2, padding=1) if with_conv else nn.AvgPool2d(2)
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None, ctx: _Context = None) -> Tensor:
         return self.op(x)
 
 
@@ -197,7 +227,7 @@ class _Upsample(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(ch, ch, 3, padding=1) if with_conv else None
 
-    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, emb: Tensor | None = None, ctx: _Context = None) -> Tensor:
         x = interpolate(x, scale_factor=2.0, mode="nearest")
         return x if self.conv is None else self.conv(x)
 
@@ -226,6 +256,11 @@ class UNet(ClassConditional, nn.Module):
         embedding: time embedding, ``sinusoidal`` (DDPM) or ``fourier``.
         resample_with_conv: strided conv3x3 down / conv3x3 after nearest up-sampling (True) or
             average pooling / plain nearest up-sampling (False).
+        context_dim: token width of the cross-attention context (None: no cross-attention).
+        transformer_depth: transformer blocks per SpatialTransformer.
+        pooled_dim: width of a pooled vector added to the time embedding (None: none).
+        concat_channels: channels of ``concat`` appended to the input (0: none).
+        level_conditioning: embed the augmentation level ``aug_level`` into the time embedding.
     """
 
     def __init__(
@@ -244,6 +279,11 @@ class UNet(ClassConditional, nn.Module):
         groups: int = 32,
         embedding: str = "sinusoidal",
         resample_with_conv: bool = True,
+        context_dim: int | None = None,
+        transformer_depth: int = 1,
+        pooled_dim: int | None = None,
+        concat_channels: int = 0,
+        level_conditioning: bool = False,
     ):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -257,6 +297,10 @@ class UNet(ClassConditional, nn.Module):
             ("num_res_blocks", num_res_blocks, 1),
             ("num_heads", num_heads, 1),
             ("groups", groups, 1),
+            ("transformer_depth", transformer_depth, 1),
+            ("concat_channels", concat_channels, 0),
+            *((name, v, 1) for name, v in (("context_dim", context_dim),
+                                           ("pooled_dim", pooled_dim)) if v is not None),
             *((f"channel_mults[{i}]", m, 1) for i, m in enumerate(mults)),
             *((f"attention_resolutions[{i}]", r, 1) for i, r in enumerate(attn_res)),
         )
@@ -300,11 +344,19 @@ class UNet(ClassConditional, nn.Module):
         emb_dim = 4 * channels
         self._init_conditioning(embed_cls(channels), emb_dim, nn.SiLU, num_classes)
 
+        def xattn(ch: int) -> SpatialTransformer | None:
+            if context_dim is None:
+                return None
+            return SpatialTransformer(ch, context_dim, num_heads, depth=transformer_depth,
+                                      dropout=dropout, groups=groups)  # fmt: skip
+
         def step(cin: int, cout: int, size: int) -> _Step:
             res = _ResBlock(cin, cout, emb_dim, dropout, self.scale_shift, groups)
-            return _Step(res, _Attention(cout, num_heads, groups) if size in attn_res else None)
+            if size not in attn_res:
+                return _Step(res, None)
+            return _Step(res, _Attention(cout, num_heads, groups), xattn(cout))
 
-        self.input = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.input = nn.Conv2d(in_channels + concat_channels, channels, 3, padding=1)
         self.down = nn.ModuleList()
         skips, ch = [channels], channels
         for i, (mult, size) in enumerate(zip(mults, sizes, strict=True)):
@@ -319,6 +371,7 @@ class UNet(ClassConditional, nn.Module):
             [
                 _ResBlock(ch, ch, emb_dim, dropout, self.scale_shift, groups),
                 _Attention(ch, num_heads, groups),
+                *([] if context_dim is None else [xattn(ch)]),
                 _ResBlock(ch, ch, emb_dim, dropout, self.scale_shift, groups),
             ]
         )
@@ -332,12 +385,33 @@ class UNet(ClassConditional, nn.Module):
         self.out_norm = _norm(ch, groups)
         self.output = _zero(nn.Conv2d(ch, self.out_channels, 3, padding=1))
 
+        # Text / cascade conditioning, built last (none of it exists with the defaults).
+        self.context_dim = None if context_dim is None else int(context_dim)
+        self.pooled_dim = None if pooled_dim is None else int(pooled_dim)
+        self.concat_channels, self.level_conditioning = int(concat_channels), bool(level_conditioning)
+        self.pooled_embed = None if pooled_dim is None else nn.Sequential(
+            nn.Linear(pooled_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
+        )  # fmt: skip
+        self.level_embed = (
+            time_embedding(embed_cls(channels), emb_dim, nn.SiLU) if level_conditioning else None
+        )
+
     def forward(
         self, x: Tensor, t: Tensor | float, y: Tensor | int | None = None,
-        known: Tensor | None = None,
+        known: Tensor | None = None, *, context: Tensor | None = None,
+        context_mask: Tensor | None = None, pooled: Tensor | None = None,
+        concat: Tensor | None = None, aug_level: Tensor | float | None = None,
     ) -> Tensor:
         """``known`` (x's shape, NaN where unknown): clean values written into the input
-        first (conditioning on known entries, e.g. DiffPhyCon's initial and target states)."""
+        first (conditioning on known entries, e.g. DiffPhyCon's initial and target states).
+
+        With the matching constructor options: ``context`` (N, L, context_dim) tokens and
+        ``context_mask`` (N, L; True / non-zero = a real token; default all real) for the
+        cross-attention (``context=None`` or an all-False row: the null caption, no update);
+        ``pooled`` (N, pooled_dim), projected and added to the time embedding; ``concat``
+        (N, concat_channels, H, W) concatenated to x before the first conv; ``aug_level`` (a
+        scalar or (N,), a time of the process) the noise-augmentation level of ``concat``,
+        embedded like t and added to the time embedding (Imagen's cascade)."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"UNet expected input of shape (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
@@ -350,20 +424,70 @@ class UNet(ClassConditional, nn.Module):
             )
         x = write_known(x, known, "UNet")
         # shared by every block's projection (DDPM's temb_proj(swish(temb)))
-        emb = silu(self._conditioning(x, t, y))
+        emb = self._conditioning(x, t, y)
+        emb, x_in, ctx = self._extra_conditioning(emb, x, context, context_mask, pooled, concat,
+                                                  aug_level)  # fmt: skip
+        emb = silu(emb)
 
-        h = self.input(x)
+        h = self.input(x_in)
         hs = [h]
         for module in self.down:
-            h = module(h, emb)
+            h = module(h, emb, ctx)
             hs.append(h)
         for module in self.middle:
-            h = module(h, emb)
+            if isinstance(module, SpatialTransformer):
+                h = module(h, *(ctx or (None, None)))
+            else:
+                h = module(h, emb)
         for module in self.up:
             if isinstance(module, _Step):
                 h = torch.cat([h, hs.pop()], dim=1)
-            h = module(h, emb)
+            h = module(h, emb, ctx)
         return self.output(silu(self.out_norm(h)))
+
+    def _extra_conditioning(
+        self, emb: Tensor, x: Tensor, context: Tensor | None, mask: Tensor | None,
+        pooled: Tensor | None, concat: Tensor | None, aug_level: Tensor | float | None,
+    ) -> tuple[Tensor, Tensor, _Context]:
+        """The time embedding plus the pooled vector and the level embedding, the input with
+        ``concat`` appended, and the cross-attention context (each checked)."""
+        n, _, height, width = x.shape
+        given = {"context": context, "context_mask": mask, "pooled": pooled, "concat": concat,
+                 "aug_level": aug_level}  # fmt: skip
+        enabled = {"context": self.context_dim is not None, "context_mask": self.context_dim
+                   is not None, "pooled": self.pooled_dim is not None,
+                   "concat": self.concat_channels > 0, "aug_level": self.level_conditioning}  # fmt: skip
+        for key, value in given.items():
+            if value is not None and not enabled[key]:
+                raise ValueError(f"this UNet takes no {key} (see its constructor options)")
+        ctx: _Context = None
+        if context is not None:
+            if context.dim() != 3 or context.shape[0] != n or context.shape[2] != self.context_dim:
+                raise ValueError(f"context must be (N, L, {self.context_dim}) with N = {n}, "
+                                 f"got {tuple(context.shape)}")  # fmt: skip
+            ctx = (context.to(x.dtype), context_mask(context, mask))
+        elif mask is not None:
+            raise ValueError("UNet got a context_mask without a context")
+        if self.pooled_embed is not None and pooled is not None:
+            if pooled.shape != (n, self.pooled_dim):
+                raise ValueError(f"pooled must be (N, {self.pooled_dim}) = ({n}, "
+                                 f"{self.pooled_dim}), got {tuple(pooled.shape)}")  # fmt: skip
+            emb = emb + self.pooled_embed(pooled.to(emb.dtype))
+        if self.level_embed is not None:
+            if aug_level is None:
+                raise ValueError("this UNet is told the augmentation level: pass aug_level")
+            level = torch.as_tensor(aug_level, dtype=x.dtype, device=x.device)
+            level = level.expand(n) if level.dim() == 0 else level
+            if level.shape != (n,):
+                raise ValueError(f"aug_level must be a scalar or ({n},), got {tuple(level.shape)}")
+            emb = emb + self.level_embed(level)
+        if self.concat_channels:
+            if concat is None or concat.shape != (n, self.concat_channels, height, width):
+                got = None if concat is None else tuple(concat.shape)
+                raise ValueError(f"concat must be (N, {self.concat_channels}, H, W) = "
+                                 f"{(n, self.concat_channels, height, width)}, got {got}")  # fmt: skip
+            x = torch.cat([x, concat.to(x)], dim=1)
+        return emb, x, ctx
 
     def extra_repr(self) -> str:
         return (
@@ -372,4 +496,7 @@ class UNet(ClassConditional, nn.Module):
             f"channel_mults={self.channel_mults}, num_res_blocks={self.num_res_blocks}, "
             f"attention_resolutions={self.attention_resolutions}, num_heads={self.num_heads}, "
             f"num_classes={self.num_classes}, scale_shift={self.scale_shift}"
-        )
+            + "".join(f", {k}={v}" for k, v in (("context_dim", self.context_dim),
+                      ("pooled_dim", self.pooled_dim), ("concat_channels", self.concat_channels),
+                      ("level_conditioning", self.level_conditioning)) if v)
+        )  # fmt: skip
