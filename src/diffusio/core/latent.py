@@ -43,7 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from .model import DiffusionModel
+from .model import DiffusionModel, model_dtype
 
 __all__ = ["SPACES", "Autoencoder", "LatentModel", "LinearAutoencoder", "latent_scale"]
 
@@ -133,13 +133,25 @@ class LatentModel(DiffusionModel):
         return self.model.predict_with_coefficients(x, t, alpha, sigma, cond)
 
     # ------------------------------------------------------------------ the autoencoder
+    def _autoencoder_dtype(self) -> torch.dtype | None:
+        ae = self.autoencoder
+        if isinstance(ae, nn.Module) and next(ae.parameters(), None) is not None:
+            return model_dtype(ae)
+        return None
+
     def encode(self, x: Tensor, **options: Any) -> Tensor:
-        """Scaled latents ``scale * autoencoder.encode(x, **options)`` of images ``x``."""
-        return self.scale * self.autoencoder.encode(x, **options)
+        """Scaled latents ``scale * autoencoder.encode(x, **options)`` of images ``x``, in the
+        diffusion model's dtype (``x`` is cast to a module autoencoder's parameter dtype)."""
+        dtype = self._autoencoder_dtype()
+        z = self.autoencoder.encode(x if dtype is None else x.to(dtype), **options)
+        return (self.scale * z).to(self.dtype)
 
     def decode(self, z: Tensor) -> Tensor:
-        """Images ``autoencoder.decode(z / scale)`` of scaled latents ``z``."""
-        return self.autoencoder.decode(z / self.scale)
+        """Images ``autoencoder.decode(z / scale)`` of scaled latents ``z`` (cast to a module
+        autoencoder's parameter dtype)."""
+        dtype = self._autoencoder_dtype()
+        z = z / self.scale
+        return self.autoencoder.decode(z if dtype is None else z.to(dtype))
 
     def latent_shape(self, image_shape: Sequence[int]) -> tuple[int, ...]:
         """The shape (without batch) of the latent of one image of ``image_shape`` (without
