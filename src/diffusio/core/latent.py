@@ -158,7 +158,7 @@ class LatentModel(DiffusionModel):
         batch), found by encoding one blank image."""
         x = torch.zeros((1, *(int(s) for s in image_shape)), dtype=self.dtype, device=self.device)
         with torch.no_grad():
-            return tuple(self.autoencoder.encode(x).shape[1:])
+            return tuple(self.encode(x).shape[1:])
 
     def sample_images(
         self,
