@@ -252,3 +252,19 @@ def test_gradients_reach_every_new_parameter():
     out.square().sum().backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.any()]
     assert missing == []
+
+
+def test_a_text_encoding_conditions_the_unet_and_the_empty_caption_is_the_null():
+    from diffusio.nets.text_encoders import ScratchTextEncoder
+
+    encoder = _build(ScratchTextEncoder.from_captions, captions=["a thick seven", "a thin two"],
+                     dim=16, heads=2)  # fmt: skip
+    net = _text_unet(context_dim=16, pooled_dim=16)
+    text = encoder.encode(["a thick seven", "", "a thin two in the top left"])  # unknown words ok
+    x, t = _batch()[:2]
+    out = net(x, t, context=text.tokens, context_mask=text.mask, pooled=text.pooled)
+    out.square().sum().backward()  # trained jointly: gradients reach the encoder
+    assert encoder.token_embedding.weight.grad.any()
+    # the empty caption (mask all False, pooled 0) is exactly the null of both keys
+    null = net(x[1:2], t[1:2], pooled=torch.zeros(1, 16))
+    torch.testing.assert_close(out[1:2], null, atol=1e-5, rtol=0)  # batch 3 vs batch 1
