@@ -352,7 +352,7 @@ def test_each_command_passes_exactly_its_functions_parameters():
                  "oracle-demo": commands.oracle_demo, "sample": commands.sample_run,
                  "eval": commands.eval_run, "nll": commands.nll_run,
                  "reproduce": commands.reproduce, "impute": commands.impute,
-                 "generate-series": commands.generate_series,
+                 "generate-series": commands.generate_series, "txt2img": commands.txt2img,
                  "make-dataset": commands.make_dataset,
                  "rollout": commands.rollout, "finetune": commands.finetune}  # fmt: skip
     assert {c.name for c in cli.COMMANDS} == set(functions)

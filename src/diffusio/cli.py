@@ -291,6 +291,15 @@ def _build_commands() -> tuple[Command, ...]:
             "when the run keeps its min-max scale (series.json), else min-max scaled.",
         ),
         command_from_function(
+            "txt2img", "draw images for a caption from a text-to-image run",
+            c.txt2img, positional=("run", "caption"),
+            metavars={"run": "RUN", "caption": "CAPTION", "out": "FILE"},
+            description="Draw --n images for CAPTION (several separated by |) from a run written "
+            "by diffusio.image.text2image.train_text2image, with classifier-free guidance of "
+            "scale --guidance s (1 = none) and --threshold dynamic|static|none, and write FILE: "
+            ".png (an image grid) or .npz (array 'samples' (N, C, H, W) in [-1, 1], 'captions').",
+        ),
+        command_from_function(
             "make-dataset", "generate an offline control dataset (PointMaze, LunarLander, point2d, Push-T)",
             c.make_dataset, positional=("name",), metavars={"name": "NAME", "out": "FILE"},
         ),
