@@ -24,6 +24,7 @@ def test_unknown_environment_lists_the_valid_names():
         make_env("maze")
     assert ENV_NAMES == (
         "pointmaze-umaze", "pointmaze-medium", "pointmaze-large", "lunarlander", "point2d",
+        "point2d-avoid", "pusht", "pusht-state",
     )  # fmt: skip
 
 
