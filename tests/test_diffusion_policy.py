@@ -231,3 +231,16 @@ def test_point2d_avoid_demonstrations_pass_on_both_sides_with_clearance(tmp_path
     # clearance: never within 0.1 of the disc, and every demonstration reaches the goal
     assert np.linalg.norm(pos, axis=-1).min() > AVOID_OBSTACLE[2] + 0.1
     assert (ds["rewards"].reshape(20, 50) > 0).any(1).all()
+
+
+def test_run_descriptions_are_checked(tmp_path):
+    from diffusio.control.diffusion_policy import load_diffusion_policy_run
+
+    with pytest.raises(FileNotFoundError, match="not a Diffusion Policy run"):
+        load_diffusion_policy_run(tmp_path)
+    (tmp_path / "diffusion_policy.json").write_text('{"format": "something-else"}')
+    with pytest.raises(ValueError, match="not a diffusio Diffusion Policy run description"):
+        load_diffusion_policy_run(tmp_path)
+    (tmp_path / "diffusion_policy.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt JSON"):
+        load_diffusion_policy_run(tmp_path)

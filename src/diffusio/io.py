@@ -35,6 +35,7 @@ __all__ = [
     "fsync_dir",
     "read_json",
     "read_jsonl",
+    "read_run_description",
     "read_safetensors",
     "tensor_digest",
     "write_bytes_atomic",
@@ -151,6 +152,20 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: corrupt JSON ({err})") from None
+
+
+def read_run_description(run_dir: str | os.PathLike, filename: str, fmt: str,
+                         what: str) -> dict[str, Any]:  # fmt: skip
+    """The JSON description ``run_dir/filename`` of a run of kind ``what`` (e.g. "Diffusion
+    Policy"), checked to be an object whose ``format`` is ``fmt``: a missing file raises
+    FileNotFoundError ("not a <what> run"), another content ValueError, both naming the path."""
+    path = Path(run_dir) / filename
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a {what} run (no {filename})")
+    info = read_json(path)
+    if not isinstance(info, dict) or info.get("format") != fmt:
+        raise ValueError(f"{path}: not a diffusio {what} run description")
+    return info
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -184,16 +184,12 @@ class ChunkBaselinePolicy(RecedingHorizon):
 def chunk_baseline_policy(run_dir: str | os.PathLike, weights: str = "ema",
                           action_horizon: int | None = None) -> ChunkBaselinePolicy:  # fmt: skip
     """The :class:`ChunkBaselinePolicy` of a run (``weights``: ``"ema"`` or ``"model"``)."""
-    from ..io import apply_tensors, read_json, read_safetensors
+    from ..io import apply_tensors, read_run_description, read_safetensors
 
     run = Path(run_dir)
-    if not (run / CB_FILE).is_file():
-        raise FileNotFoundError(f"{run}: not a chunk-baseline run (no {CB_FILE})")
     if weights not in ("ema", "model"):
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
-    info = read_json(run / CB_FILE)
-    if not isinstance(info, dict) or info.get("format") != CB_FORMAT:
-        raise ValueError(f"{run / CB_FILE}: not a diffusio chunk-baseline run description")
+    info = read_run_description(run, CB_FILE, CB_FORMAT, "chunk-baseline")
     rec = info["recipe"]
     net = ChunkMLP(info["obs_horizon"] * info["obs_dim"], info["pred_horizon"] * info["action_dim"],
                    rec["kind"], rec["components"], rec["hidden"], rec["depth"])  # fmt: skip

@@ -175,15 +175,10 @@ def train_diffusion_policy(
 
 def load_diffusion_policy_run(run_dir: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     """``(EMA model, info)`` of a run of :func:`train_diffusion_policy`."""
-    from ..io import read_json
+    from ..io import read_run_description
     from ..train.runs import load_run
 
-    path = Path(run_dir) / DP_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a Diffusion Policy run (no {DP_FILE})")
-    info = read_json(path)
-    if not isinstance(info, dict) or info.get("format") != DP_FORMAT:
-        raise ValueError(f"{path}: not a diffusio Diffusion Policy run description")
+    info = read_run_description(run_dir, DP_FILE, DP_FORMAT, "Diffusion Policy")
     model, _, _ = load_run(run_dir)
     return model.eval(), info
 

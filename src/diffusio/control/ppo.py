@@ -237,14 +237,9 @@ def train_gaussian_policy(dataset: Any, out_dir: str | os.PathLike, *, obs_horiz
 
 def load_gaussian_run(run_dir: str | os.PathLike) -> tuple[GaussianChunkNet, dict[str, Any]]:
     """``(net, info)`` of a run of :func:`train_gaussian_policy` (or its PPO fine-tuning)."""
-    from ..io import read_json, read_safetensors
+    from ..io import read_run_description, read_safetensors
 
-    path = Path(run_dir) / GAUSSIAN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: not a Gaussian policy run (no {GAUSSIAN_FILE})")
-    info = read_json(path)
-    if not isinstance(info, dict) or info.get("format") != GAUSSIAN_FORMAT:
-        raise ValueError(f"{path}: not a diffusio Gaussian policy run description")
+    info = read_run_description(run_dir, GAUSSIAN_FILE, GAUSSIAN_FORMAT, "Gaussian policy")
     net = GaussianChunkNet(info["obs_dim"] * info["obs_horizon"], info["action_dim"],
                            info["pred_horizon"], info["hidden"], info["depth"])  # fmt: skip
     tensors, _ = read_safetensors(Path(run_dir) / "model.safetensors")
