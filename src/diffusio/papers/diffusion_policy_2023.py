@@ -98,8 +98,8 @@ class DiffusionPolicy2023(Reproduction):
     REFERENCE = ("Cheng Chi, Zhenjia Xu, Siyuan Feng, Eric Cousineau, Yilun Du, Benjamin "
                  "Burchfiel, Russ Tedrake and Shuran Song. RSS 2023, arXiv:2303.04137.")  # fmt: skip
     Settings = Settings
-    QUICK = {"avoid_episodes": 100, "avoid_steps": 1000, "avoid_eval": 40, "pusht_episodes": 10,
-             "pusht_steps": 800, "pusht_eval": 10, "baseline_steps": 1000, "latency_plans": 5}  # fmt: skip
+    QUICK = {"avoid_episodes": 100, "avoid_steps": 700, "avoid_eval": 40, "pusht_episodes": 10,
+             "pusht_steps": 600, "pusht_eval": 10, "baseline_steps": 600, "latency_plans": 5}  # fmt: skip
     SMOKE = {"avoid_episodes": 4, "avoid_steps": 4, "avoid_eval": 4, "pusht_episodes": 1,
              "pusht_steps": 4, "pusht_eval": 2, "pusht_max_steps": 16, "baseline_steps": 4,
              "latency_plans": 1, "batch_size": 8, "down_dims": (8, 16, 32), "step_dim": 8,
