@@ -33,8 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .diffuser import LimitsNormalizer
-from .diffusion_policy import RecedingHorizon, _check_horizons, policy_windows
+from .diffusion_policy import RecedingHorizon, _check_horizons, chunk_training_data
 
 __all__ = ["CB_FILE", "KINDS", "ChunkBaselinePolicy", "ChunkMLP", "chunk_baseline_policy",
            "gmm_nll", "train_chunk_baseline"]  # fmt: skip
@@ -92,13 +91,11 @@ def train_chunk_baseline(
     from ..io import read_json, write_json_atomic, write_safetensors
     from ..train.trainer import EMA
     from .baselines import _load
-    from .datasets import episode_bounds
 
     _check_horizons(obs_horizon, pred_horizon, action_horizon)
     if kind not in KINDS:
         raise ValueError(f"unknown baseline kind {kind!r}; valid: {', '.join(KINDS)}")
     ds = _load(dataset, progress)
-    env = env or ds.manifest.get("env")
     recipe = {"kind": kind, "obs_horizon": obs_horizon, "pred_horizon": pred_horizon,
               "action_horizon": action_horizon, "steps": steps, "batch_size": batch_size,
               "lr": lr, "components": components, "hidden": hidden, "depth": depth,
@@ -108,12 +105,8 @@ def train_chunk_baseline(
         if read_json(out / CB_FILE).get("recipe") == recipe:
             return out
         raise FileExistsError(f"{out} holds a baseline run of another recipe; use another directory")
-    obs, act = np.asarray(ds["observations"]), np.asarray(ds["actions"])
-    bounds = episode_bounds(ds["terminals"], ds["timeouts"])
-    obs_w, act_w = policy_windows(obs, act, bounds, obs_horizon, pred_horizon, action_horizon)
-    obs_norm, act_norm = LimitsNormalizer.fit(obs), LimitsNormalizer.fit(act)
-    x = torch.as_tensor(obs_norm(obs_w).reshape(len(obs_w), -1), dtype=torch.float32)
-    y = torch.as_tensor(act_norm(act_w).reshape(len(act_w), -1), dtype=torch.float32)
+    data = chunk_training_data(ds, obs_horizon, pred_horizon, action_horizon, env, progress)
+    x, y = data.cond, data.chunks.flatten(1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = ChunkMLP(x.shape[1], y.shape[1], kind, components, hidden, depth)
@@ -147,10 +140,10 @@ def train_chunk_baseline(
     write_safetensors(out / "model.safetensors", net.state_dict(), meta)
     write_safetensors(out / "ema.safetensors", ema.state_dict(), meta)
     info = {
-        "format": CB_FORMAT, "version": CB_VERSION, "env": env, "recipe": recipe,
+        "format": CB_FORMAT, "version": CB_VERSION, "env": data.env, "recipe": recipe,
         "obs_horizon": obs_horizon, "pred_horizon": pred_horizon, "action_horizon": action_horizon,
-        "obs_dim": int(obs.shape[1]), "action_dim": int(act.shape[1]),
-        "obs_norm": obs_norm.state_dict(), "action_norm": act_norm.state_dict(),
+        "obs_dim": data.obs_dim, "action_dim": data.action_dim,
+        "obs_norm": data.obs_norm.state_dict(), "action_norm": data.action_norm.state_dict(),
         "final_loss": last, "seconds": round(time.perf_counter() - start, 3),
     }  # fmt: skip
     write_json_atomic(out / CB_FILE, info, strict=True)

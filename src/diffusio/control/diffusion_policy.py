@@ -34,6 +34,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,8 @@ from .diffuser import LimitsNormalizer
 
 __all__ = [
     "DP_DEFAULTS", "DP_FILE", "NET_DEFAULTS", "DiffusionPolicy", "RecedingHorizon", "diffusion_policy",
-    "load_diffusion_policy_run", "policy_config", "policy_windows", "train_diffusion_policy",
+    "ChunkData", "chunk_training_data", "load_diffusion_policy_run", "policy_config",
+    "policy_windows", "train_diffusion_policy",
 ]  # fmt: skip
 
 DP_FORMAT, DP_VERSION, DP_FILE = "diffusio-diffusion-policy", 1, "diffusion_policy.json"
@@ -82,6 +84,44 @@ def policy_windows(
     if not obs_w:
         raise ValueError("no training windows: the episodes are empty")
     return np.stack(obs_w), np.stack(act_w)
+
+
+@dataclass(frozen=True)
+class ChunkData:
+    """A dataset as chunk-policy training rows: ``chunks`` (N, Tp, A) and the flat observation
+    condition ``cond`` (N, To x O), both float32 in [-1, 1] by the data limits ``obs_norm`` /
+    ``action_norm``; ``ds`` the source (its ``manifest``, ``path``) and ``env`` its environment."""
+
+    ds: Any
+    env: str | None
+    chunks: torch.Tensor
+    cond: torch.Tensor
+    obs_norm: LimitsNormalizer
+    action_norm: LimitsNormalizer
+    obs_dim: int
+    action_dim: int
+
+
+def chunk_training_data(dataset: Any, obs_horizon: int, pred_horizon: int, action_horizon: int,
+                        env: str | None = None, progress: bool = True) -> ChunkData:  # fmt: skip
+    """The :class:`ChunkData` of ``dataset`` (an :class:`~diffusio.control.datasets.
+    OfflineDataset`, an ``.npz`` path or a dataset name): :func:`policy_windows` over its
+    episodes, scaled by the limits of all its observations and actions. What Diffusion Policy,
+    its chunk baselines and the Gaussian policy all train on."""
+    from .baselines import _load
+    from .datasets import episode_bounds
+
+    _check_horizons(obs_horizon, pred_horizon, action_horizon)
+    ds = _load(dataset, progress)
+    obs, act = np.asarray(ds["observations"]), np.asarray(ds["actions"])
+    bounds = episode_bounds(ds["terminals"], ds["timeouts"])
+    obs_w, act_w = policy_windows(obs, act, bounds, obs_horizon, pred_horizon, action_horizon)
+    obs_norm, act_norm = LimitsNormalizer.fit(obs), LimitsNormalizer.fit(act)
+    return ChunkData(
+        ds, env or ds.manifest.get("env"), torch.as_tensor(act_norm(act_w), dtype=torch.float32),
+        torch.as_tensor(obs_norm(obs_w).reshape(len(obs_w), -1), dtype=torch.float32),
+        obs_norm, act_norm, int(obs.shape[1]), int(act.shape[1]),
+    )  # fmt: skip
 
 
 def _check_horizons(obs_horizon: int, pred_horizon: int, action_horizon: int) -> None:
@@ -130,29 +170,20 @@ def train_diffusion_policy(
     from ..data.batch import TrainingSet
     from ..io import write_json_atomic
     from ..train.trainer import Trainer
-    from .baselines import _load
-    from .datasets import episode_bounds
     from .envs import ENV_NAMES
 
-    _check_horizons(obs_horizon, pred_horizon, action_horizon)
-    ds = _load(dataset, progress)
-    env = env or ds.manifest.get("env")
+    rows = chunk_training_data(dataset, obs_horizon, pred_horizon, action_horizon, env, progress)
+    ds, env, x0, cond = rows.ds, rows.env, rows.chunks, rows.cond
     if env not in ENV_NAMES:
         raise ValueError(f"name the environment (env=...; valid: {', '.join(ENV_NAMES)}); the "
                          f"dataset's manifest gives {env!r}")  # fmt: skip
-    obs, act = np.asarray(ds["observations"]), np.asarray(ds["actions"])
-    bounds = episode_bounds(ds["terminals"], ds["timeouts"])
-    obs_w, act_w = policy_windows(obs, act, bounds, obs_horizon, pred_horizon, action_horizon)
-    obs_norm, act_norm = LimitsNormalizer.fit(obs), LimitsNormalizer.fit(act)
-    x0 = torch.as_tensor(act_norm(act_w), dtype=torch.float32)
-    cond = torch.as_tensor(obs_norm(obs_w).reshape(len(obs_w), -1), dtype=torch.float32)
     net = overrides.get("net", DP_DEFAULTS["net"])
-    net_options = {"action_dim": int(act.shape[1]), "obs_dim": int(cond.shape[1])}
+    net_options = {"action_dim": rows.action_dim, "obs_dim": int(cond.shape[1])}
     if net == "film-mlp":
         net_options["horizon"] = int(pred_horizon)
     tag = ds.manifest.get("name") or Path(ds.path).name
     description = (f"diffusion-policy To={obs_horizon} Tp={pred_horizon} Ta={action_horizon} "
-                   f"data={tag}:seed{ds.manifest.get('seed')}:{len(obs)}steps")  # fmt: skip
+                   f"data={tag}:seed{ds.manifest.get('seed')}:{len(ds)}steps")  # fmt: skip
     config = policy_config(steps, description, **overrides)
     data = TrainingSet(x0, cond={"obs": cond}, net_options=net_options)
     trainer = Trainer(config, Path(out_dir), data=data, progress=progress)
@@ -161,8 +192,8 @@ def train_diffusion_policy(
     info = {
         "format": DP_FORMAT, "version": DP_VERSION, "env": env, "obs_horizon": int(obs_horizon),
         "pred_horizon": int(pred_horizon), "action_horizon": int(action_horizon),
-        "obs_dim": int(obs.shape[1]), "action_dim": int(act.shape[1]),
-        "obs_norm": obs_norm.state_dict(), "action_norm": act_norm.state_dict(),
+        "obs_dim": rows.obs_dim, "action_dim": rows.action_dim,
+        "obs_norm": rows.obs_norm.state_dict(), "action_norm": rows.action_norm.state_dict(),
         "sampler": sampler, "sampler_steps": int(sampler_steps), "train_windows": len(x0),
         "dataset": {"path": str(ds.path), "name": ds.manifest.get("name"),
                     "seed": ds.manifest.get("seed")},

@@ -26,8 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .diffuser import LimitsNormalizer
-from .diffusion_policy import RecedingHorizon, _check_horizons
+from .diffusion_policy import RecedingHorizon
 
 __all__ = [
     "GAUSSIAN_FILE", "GaussianAgent", "GaussianChunkNet", "GaussianPolicy",
@@ -193,24 +192,16 @@ def train_gaussian_policy(dataset: Any, out_dir: str | os.PathLike, *, obs_horiz
     from tqdm.auto import tqdm
 
     from ..io import read_json, write_json_atomic, write_safetensors
-    from .baselines import _load
-    from .datasets import episode_bounds
-    from .diffusion_policy import policy_windows
+    from .diffusion_policy import chunk_training_data
 
     out = Path(out_dir)
     if (out / GAUSSIAN_FILE).is_file():
         return load_gaussian_run(out)
-    _check_horizons(obs_horizon, pred_horizon, action_horizon)
-    ds = _load(dataset, progress)
-    env = env or ds.manifest.get("env")
-    obs, act = np.asarray(ds["observations"]), np.asarray(ds["actions"])
-    bounds = episode_bounds(ds["terminals"], ds["timeouts"])
-    obs_w, act_w = policy_windows(obs, act, bounds, obs_horizon, pred_horizon, action_horizon)
-    obs_norm, act_norm = LimitsNormalizer.fit(obs), LimitsNormalizer.fit(act)
-    x = torch.as_tensor(act_norm(act_w), dtype=torch.float32)
-    c = torch.as_tensor(obs_norm(obs_w).reshape(len(obs_w), -1), dtype=torch.float32)
-    torch.manual_seed(seed)
-    net = GaussianChunkNet(c.shape[1], act.shape[1], pred_horizon, hidden, depth)
+    data = chunk_training_data(dataset, obs_horizon, pred_horizon, action_horizon, env, progress)
+    x, c = data.chunks, data.cond
+    with torch.random.fork_rng(devices=[]):  # seeded initial weights; the caller's RNG untouched
+        torch.manual_seed(seed)
+        net = GaussianChunkNet(c.shape[1], data.action_dim, pred_horizon, hidden, depth)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
     g = torch.Generator().manual_seed(seed)
@@ -222,12 +213,13 @@ def train_gaussian_policy(dataset: Any, out_dir: str | os.PathLike, *, obs_horiz
         opt.step()
         sched.step()
     info = {
-        "format": GAUSSIAN_FORMAT, "env": env, "obs_horizon": obs_horizon,
+        "format": GAUSSIAN_FORMAT, "env": data.env, "obs_horizon": obs_horizon,
         "pred_horizon": pred_horizon, "action_horizon": action_horizon,
-        "obs_dim": int(obs.shape[1]), "action_dim": int(act.shape[1]), "hidden": hidden,
-        "depth": depth, "obs_norm": obs_norm.state_dict(), "action_norm": act_norm.state_dict(),
+        "obs_dim": data.obs_dim, "action_dim": data.action_dim, "hidden": hidden,
+        "depth": depth, "obs_norm": data.obs_norm.state_dict(),
+        "action_norm": data.action_norm.state_dict(),
         "train": {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
-                  "dataset": str(ds.path), "windows": len(x)},
+                  "dataset": str(data.ds.path), "windows": len(x)},
     }  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     write_safetensors(out / "model.safetensors", net.state_dict())
