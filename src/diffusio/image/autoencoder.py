@@ -47,6 +47,7 @@ from torch.nn.functional import interpolate, leaky_relu, pad, relu, silu
 from .. import io as _io
 from ..core.latent import LatentModel, latent_scale
 from ..core.model import DiffusionModel
+from ..core.vlb import normal_kl
 
 __all__ = ["AutoencoderKL", "PatchDiscriminator", "kl_divergence", "load_autoencoder",
            "perceptual_distance", "psnr", "train_autoencoder"]  # fmt: skip
@@ -193,7 +194,8 @@ class AutoencoderKL(nn.Module):
 def kl_divergence(mean: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) per example, summed over the latent (closed form for
     diagonal Gaussians: 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2); Kingma & Welling 2014, App. B)."""
-    return 0.5 * (mean**2 + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
+    zero = torch.zeros_like(mean)
+    return normal_kl(mean, logvar, zero, zero).flatten(1).sum(1)
 
 
 def perceptual_distance(feature_fn: FeatureFn, x: Tensor, y: Tensor) -> Tensor:
