@@ -155,7 +155,8 @@ def evaluate(
         obs, info = env.reset(seed=env_seed)
         policy.reset(policy_seed)
         total, steps, success, done = 0.0, 0, False, False
-        best, collision, seen = -math.inf, False, [np.asarray(obs).tolist()]
+        best, collision = -math.inf, False
+        seen = [np.asarray(obs).tolist()] if keep_observations else []
         while not done:
             if frames and i == 0 and steps % frames == 0:
                 images.append(env.render())
@@ -207,7 +208,7 @@ def rollout_batch(policy: Any, env_name: str, env_seeds: Sequence[int], policy_s
     obs = [env.reset(seed=int(s))[0] for env, s in zip(envs, env_seeds, strict=True)]
     rows = [{"return": 0.0, "steps": 0, "success": False, "max_reward": -math.inf,
              "start": np.asarray(o, dtype=np.float64)[:2].tolist()} for o in obs]  # fmt: skip
-    seen = [[np.asarray(o).tolist()] for o in obs]
+    seen = [[np.asarray(o).tolist()] if keep_observations else [] for o in obs]
     policy.reset(int(policy_seed))
     alive = list(range(len(envs)))
     shape = envs[0].action_space.shape
