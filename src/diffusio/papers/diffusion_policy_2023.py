@@ -184,19 +184,21 @@ class DiffusionPolicy2023(Reproduction):
         options = {"max_episode_steps": s.pusht_max_steps}
         r_pusht = self._evaluate(m_pusht, "pusht", s.pusht_eval, options)
         self.lap("eval: pusht")
-        return {"avoid": r_avoid, "pusht": r_pusht, "samplers": self._samplers(m_pusht, options),
+        samplers = self._samplers(m_pusht, options, r_pusht["Diffusion Policy"])
+        return {"avoid": r_avoid, "pusht": r_pusht, "samplers": samplers,
                 "strip": self._strip(m_pusht, options),
                 "expert": {k: pusht.manifest.get(k) for k in
                            ("score_mean", "success_rate", "final_coverage_mean")},
                 "dp_runs": {"point2d-avoid": m_avoid["dp"][2], "pusht": m_pusht["dp"][2]}}  # fmt: skip
 
-    def _samplers(self, models: dict, options: dict) -> dict[str, Any]:
-        """Per-chunk latency (one environment, batch 1) and the Push-T score of each sampler."""
+    def _samplers(self, models: dict, options: dict, main: dict) -> dict[str, Any]:
+        """Per-chunk latency (one environment, batch 1) and the Push-T score of each sampler
+        (``main``, the main evaluation, for the run's own sampler: the same policy)."""
         import time
 
         from ..control.policies import evaluate_batched
 
-        s, out = self.s, {}
+        s, out, info = self.s, {}, models["dp"][1]
         window = np.zeros((1, s.obs_horizon, models["dp"][1]["obs_dim"])) + 256.0
         for label, sampler, steps in SAMPLERS:
             pol = self._policy(models, "dp", None, sampler=sampler, steps=steps)
@@ -205,8 +207,8 @@ class DiffusionPolicy2023(Reproduction):
             for _ in range(s.latency_plans):
                 pol.plan(window)
             latency = (time.perf_counter() - t0) / s.latency_plans
-            if label == "DDIM-10":  # the same policy as the main evaluation
-                r = None
+            if (sampler, steps) == (info["sampler"], info["sampler_steps"]):
+                r = main
             else:
                 r = evaluate_batched(pol, "pusht", s.pusht_eval, s.seed + 1000, batch=s.pusht_eval,
                                      env_options=options)  # fmt: skip
@@ -251,14 +253,16 @@ class DiffusionPolicy2023(Reproduction):
                          f"{d:+.3f} ± {dse:.3f} (paired): {shown(d, dse)}", wins(diff=d, se=dse))  # fmt: skip
         sm = r["samplers"]
         ddpm = sm["DDPM-100"]
-        d, dse = paired_difference(self._score(p, "Diffusion Policy"),
-                                   [e["score"] for e in ddpm["result"]["episodes"]])  # fmt: skip
-        speed = ddpm["latency"] / sm["DDIM-10"]["latency"]
-        dpm = sm["DPM-Solver++-10"]
-        d2, se2 = paired_difference([e["score"] for e in dpm["result"]["episodes"]],
-                                    [e["score"] for e in ddpm["result"]["episodes"]])  # fmt: skip
+        ddim, dpm = sm["DDIM-10"], sm["DPM-Solver++-10"]
+
+        def scores(x: dict) -> list[float]:
+            return [e["score"] for e in x["result"]["episodes"]]
+
+        d, dse = paired_difference(scores(ddim), scores(ddpm))
+        d2, se2 = paired_difference(scores(dpm), scores(ddpm))
+        speed = ddpm["latency"] / ddim["latency"]
         report.claim(*said(__name__, "inference"),
-                     f"DDIM-10 {p['Diffusion Policy']['score_mean']:.3f} vs DDPM-100 "
+                     f"DDIM-10 {ddim['result']['score_mean']:.3f} vs DDPM-100 "
                      f"{ddpm['result']['score_mean']:.3f}; {speed:.1f}x faster per chunk "
                      f"(DPM-Solver++-10: {dpm['result']['score_mean']:.3f}, "
                      f"{ddpm['latency'] / dpm['latency']:.1f}x faster, {d2:+.3f} ± {se2:.3f})",
@@ -304,7 +308,7 @@ class DiffusionPolicy2023(Reproduction):
         report.section("Inference: samplers and latency", self.prose("samplers", r))
         rows = []
         for label, x in r["samplers"].items():
-            res = x["result"] or r["pusht"]["Diffusion Policy"]
+            res = x["result"]
             rows.append([label, f"{x['latency'] * 1e3:.1f}", f"{res['score_mean']:.3f} ± "
                          f"{res['score_se']:.3f}", f"{res['success_rate']:.0%}"])  # fmt: skip
         report.table(["sampler", "ms per chunk (batch 1)", "Push-T score", "success"], rows)
@@ -340,7 +344,7 @@ class DiffusionPolicy2023(Reproduction):
                 "ps": {k: f"{p[v]['success_rate']:.0%}" for k, v in short.items()},
                 "expert": _f(r["expert"]["score_mean"]),
                 "lat": {k: f"{x['latency'] * 1e3:.0f}" for k, x in r["samplers"].items()},
-                "smp": {k: f"{(x['result'] or p['Diffusion Policy'])['score_mean']:.3f}"
+                "smp": {k: f"{x['result']['score_mean']:.3f}"
                         for k, x in r["samplers"].items()},
                 "fc": {k: f"{p[v]['final_coverage_mean']:.2f}" for k, v in short.items()},
                 "train_s": f"{self.stage_seconds.get('training', 0.0):.0f}"}  # fmt: skip
@@ -353,8 +357,7 @@ class DiffusionPolicy2023(Reproduction):
         return {"avoid": {n: {**brief(x), **{k: v for k, v in x["modes"].items() if k != "paths"}}
                           for n, x in r["avoid"].items()},
                 "pusht": {n: brief(x) for n, x in r["pusht"].items()}, "expert": r["expert"],
-                "samplers": {k: {"latency_s": x["latency"],
-                                 **(brief(x["result"]) if x["result"] else {"same_as": "pusht"})}
+                "samplers": {k: {"latency_s": x["latency"], **brief(x["result"])}
                              for k, x in r["samplers"].items()},
                 "runs": r["dp_runs"]}  # fmt: skip
 
