@@ -294,7 +294,13 @@ TIMELINE: tuple[Entry, ...] = (
         short="latent diffusion",
         title="High-Resolution Image Synthesis with Latent Diffusion Models",
         reproduction="ldm-2022",
-        notes=("Autoencoder and latent-space training are not written yet."),
+        core=("diffusio.core.latent", "diffusio.image.autoencoder",
+              "diffusio.image.latent_diffusion", "diffusio.nets.spatial_transformer"),
+        notes=(
+            "KL autoencoders at f = 2, 4, 8 (perceptual loss from a network trained here, "
+            "PatchGAN), the computed latent scale, LatentModel; class- and caption-conditional "
+            "latent vs pixel U-Nets against training time and counted FLOPs."
+        ),
     ),
     Entry(
         year=2022,

@@ -47,6 +47,7 @@ frozen scratch encoder in ``text_encoder.safetensors`` still load.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -269,6 +270,7 @@ def train_text2image(
     attributes: Sequence[str] = ("thickness", "slant", "position", "size"),
     encoder_options: dict[str, Any] | None = None,
     net_options: dict[str, Any] | None = None,
+    autoencoder: str | os.PathLike | None = None,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
     **overrides: Any,
@@ -278,8 +280,11 @@ def train_text2image(
     :class:`~diffusio.train.trainer.Trainer` into ``out_dir`` (a finished run is reused, an
     interrupted one resumed) and write ``text2image.json``. ``encoder="minilm"``: on the cached
     frozen MiniLM embeddings; ``"scratch"``: the U-Net and the scratch encoder trained jointly
-    (a :class:`JointTextToImage`). ``overrides`` go to the TrainConfig (``batch_size``, ``lr``,
-    ``save_every``...), ``callbacks`` to the trainer. Returns the loaded run."""
+    (a :class:`JointTextToImage`). ``autoencoder``: the directory of a trained
+    :func:`~diffusio.image.autoencoder.train_autoencoder` run -- the U-Net is then trained on
+    its scaled latents (latent diffusion, Rombach et al. 2022) and samples are decoded.
+    ``overrides`` go to the TrainConfig (``batch_size``, ``lr``, ``save_every``...),
+    ``callbacks`` to the trainer. Returns the loaded run."""
     from ..image.captions import make_captioned
     from ..io import write_json_atomic
     from ..train.models import model_spec
@@ -298,6 +303,15 @@ def train_text2image(
         data = caption_ids_training_set(cset, enc, p_uncond)
     else:
         data = captioned_training_set(cset, enc, out / "caption-cache", p_uncond)
+    image_shape = [int(s) for s in data.x0.shape[1:]]
+    ae_info = None
+    if autoencoder is not None:
+        from .autoencoder import load_autoencoder
+        from .latent_diffusion import encode_images
+
+        ae, meta = load_autoencoder(autoencoder)
+        data = dataclasses.replace(data, x0=encode_images(ae, data.x0))
+        ae_info = {"path": str(Path(autoencoder).resolve()), "recipe_hash": meta["recipe_hash"]}
     shape = [int(s) for s in data.x0.shape[1:]]
     mults = list((net_options or {}).get("channel_mults", [1, 2]))
     lowest = shape[-1] // 2 ** (len(mults) - 1)
@@ -305,7 +319,8 @@ def train_text2image(
                "attention_resolutions": [lowest], "num_heads": 4, "groups": 8,
                "dropout": 0.0, **dict(net_options or {})}  # fmt: skip
     how = "encoder trained jointly" if joint else "frozen encoder"
-    description = (f"text2image {encoder} {source} n={n} seed={seed} canvas={shape[-1]} "
+    description = (f"text2image {encoder} {source} n={n} seed={seed} canvas={image_shape[-1]} "
+                   f"{'latent ' + str(shape) + ' ' if ae_info else ''}"
                    f"p_uncond={p_uncond} (caption dropped as a unit; {how})")  # fmt: skip
     config = image_config("digits-ddpm", steps, net_options=options, description=description,
                           seed=seed, **overrides)  # fmt: skip
@@ -328,8 +343,10 @@ def train_text2image(
         "encoder_training": "joint" if joint else "frozen",
         "vocabulary": list(enc.vocab) if joint else None,
         "source": source, "n": int(n), "seed": int(seed), "attributes": list(attributes),
-        "image_shape": shape, "context_dim": int(data.net_options["context_dim"]),
-        "null": dict(NULL), "p_uncond": float(p_uncond), "sampling": dict(SAMPLING_DEFAULTS),
+        "image_shape": image_shape, "latent_shape": shape if ae_info else None,
+        "autoencoder": ae_info, "context_dim": int(data.net_options["context_dim"]),
+        "null": dict(NULL), "p_uncond": float(p_uncond),
+        "sampling": {**SAMPLING_DEFAULTS, **({"threshold": "none"} if ae_info else {})},
         "train": {"step": summary.get("step"), "seconds": summary.get("seconds")},
     }  # fmt: skip
     if trainer.is_main:
@@ -403,10 +420,27 @@ def load_text2image(run_dir: str | os.PathLike) -> TextToImageRun:
             encoder.requires_grad_(False).eval()
         else:
             encoder = make_encoder(str(kind), **options)
+    if info.get("autoencoder"):
+        model = _latent(model, info["autoencoder"], path)
     if encoder.identity != info.get("encoder_identity"):
         raise ValueError(f"{path}: the text encoder ({encoder.identity}) is not the one the run "
                          f"was trained with ({info.get('encoder_identity')})")  # fmt: skip
     return TextToImageRun(model, encoder, info, path)
+
+
+def _latent(model: Any, ae_info: dict[str, Any], path: Path) -> Any:
+    """The run's latent U-Net wrapped with its autoencoder (a
+    :class:`~diffusio.core.latent.LatentModel` that decodes)."""
+    from ..core.latent import LatentModel
+    from .autoencoder import load_autoencoder
+
+    where = Path(ae_info["path"])
+    if not (where / "autoencoder.json").is_file():
+        raise FileNotFoundError(f"{path}: its autoencoder {where} is missing")
+    ae, meta = load_autoencoder(where)
+    if meta.get("recipe_hash") != ae_info.get("recipe_hash"):
+        raise ValueError(f"{path}: the autoencoder in {where} is not the one it was trained on")
+    return LatentModel(model, ae.eval().requires_grad_(False), float(ae.scale_factor))
 
 
 def _caption_cond(encoder: Any, captions: Sequence[str]) -> dict[str, Tensor]:
@@ -483,9 +517,15 @@ def generate(
     elif threshold == "static":
         modifiers.append(ClipX0(-1.0, 1.0))
     model = run.model
+    latent = run.info.get("latent_shape")
+    if latent and threshold != "none":
+        raise ValueError(f"thresholding clips pixels, but {run.path} samples autoencoder latents: "
+                         "use threshold 'none'")  # fmt: skip
     with torch.no_grad():
-        x = sample(model, (int(n), *run.image_shape), sampler, steps, seed=int(seed),
+        x = sample(model, (int(n), *(latent or run.image_shape)), sampler, steps, seed=int(seed),
                    guidance=modifiers, cond=sampler_cond, progress=progress)  # fmt: skip
+        if latent:
+            x = model.decode(x)
     x = x.detach().cpu().float()
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{run.path}: the model produced non-finite values")
