@@ -123,11 +123,11 @@ def step_flops(model: Any, batch: Any, generator_seed: int = 0) -> int:
     """FLOPs of one training step of ``model`` on ``batch`` (a :class:`~diffusio.data.batch.
     Batch`): the forward and backward pass of the simple eps loss, counted by
     :class:`~torch.utils.flop_counter.FlopCounterMode` (matmuls and convolutions)."""
+    import copy
+
     from torch.utils.flop_counter import FlopCounterMode
 
     from ..core.losses import diffusion_loss
-
-    import copy
 
     model = copy.deepcopy(model).train().requires_grad_(True)  # an EMA copy may be frozen
     gen = torch.Generator().manual_seed(int(generator_seed))
