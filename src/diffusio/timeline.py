@@ -309,7 +309,13 @@ TIMELINE: tuple[Entry, ...] = (
         short="DALL·E 2",
         title="Hierarchical Text-Conditional Image Generation with CLIP Latents",
         reproduction="dalle2-2022",
-        notes=("Prior over embeddings and the embedding-conditioned decoder are not written yet."),
+        core=("diffusio.image.unclip", "diffusio.nets.clip", "diffusio.nets.unclip_prior",
+              "diffusio.nets.unclip_decoder"),
+        notes=(
+            "A tiny CLIP trained here, the diffusion prior (best of two) and a regression "
+            "prior, the embedding-conditioned decoder (time embedding + 4 context tokens), "
+            "image variations; priors and diversity judged by re-measured caption attributes."
+        ),
     ),
     Entry(
         year=2022,

@@ -59,7 +59,8 @@ __all__ = [
 #: Every registered reproduction, in timeline order (module = name with ``-`` -> ``_``).
 PAPERS: tuple[str, ...] = (
     "sohl-dickstein-2015", "ncsn-2019", "ddpm-2020", "score-sde-2021", "ddim-2021",
-    "iddpm-2021", "guided-diffusion-2021", "cfg-2021", "ldm-2022", "imagen-2022", "text-2020",
+    "iddpm-2021", "guided-diffusion-2021", "cfg-2021", "ldm-2022", "dalle2-2022", "imagen-2022",
+    "text-2020",
     "csdi-2021", "tsgm-2023",
     "diffuser-2022",
     "lgd-2023",

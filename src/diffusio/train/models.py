@@ -45,6 +45,7 @@ NETS: dict[str, str | type[nn.Module]] = {
     "temporal-value": "diffusio.nets.temporal.ValueNetwork",
     "film-unet1d": "diffusio.nets.film.FiLMUNet1D",
     "film-mlp": "diffusio.nets.film.FiLMMLP",
+    "unclip-decoder": "diffusio.nets.unclip_decoder.UnCLIPDecoder",
 }
 """Network names a config may use -> import path under ``diffusio.nets.`` or a registered class
 (:func:`register_net`). A run's ``config.json`` may also name any class under
