@@ -27,3 +27,22 @@ def test_smoke_report(smoke_run):
     assert 0 <= m["clip"]["zero_shot"] <= 1 and 0 <= m["clip"]["recall_at_5"] <= 1
     assert 0 <= m["variations_digit_kept"] <= 1
     assert (out / "diversity.png").is_file() and (out / "variations.png").is_file()
+
+
+def test_txt2img_samples_the_unclip_run(smoke_run, capsys, tmp_path):
+    import numpy as np
+    import pytest
+    from cli_helpers import one_line_error, run_command
+
+    out, _ = smoke_run("dalle2-2022")
+    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    run = m["runs"]["unclip"]
+    npz = tmp_path / "s.npz"
+    with pytest.warns(UserWarning, match="never seen the words"):
+        code, _, err = run_command(capsys, "txt2img", run, "a zebra seven", "--n", 3,
+                                   "--steps", 2, "--out", npz)  # fmt: skip
+    assert code == 0, err
+    with np.load(npz) as f:
+        assert f["samples"].shape == (3, 1, 8, 8)
+    assert "dynamic thresholding" in one_line_error(capsys, "txt2img", run, "a seven", "--threshold",
+                                                    "static", "--out", npz)  # fmt: skip

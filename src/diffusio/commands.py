@@ -700,10 +700,13 @@ def txt2img(
 ) -> Path:
     """Draw images for one or more captions from a text-to-image run (diffusio.image.text2image:
     a frozen MiniLM or scratch text encoder, cross-attention and a pooled embedding, Imagen-style;
-    Saharia et al. 2022) with classifier-free guidance and thresholding, and write them to FILE.
+    Saharia et al. 2022; in pixels or, for a latent run, an autoencoder's latents, Rombach et
+    al. 2022; or an unCLIP run of diffusio.image.unclip, Ramesh et al. 2022: prior then decoder)
+    with classifier-free guidance and thresholding, and write them to FILE.
 
     Args:
-        run: a run directory written by diffusio.image.text2image.train_text2image
+        run: a run directory written by diffusio.image.text2image.train_text2image (or an
+            unCLIP decoder run with its unclip.json)
         caption: the caption, e.g. "a thick seven in the top left"; several separated by "|"
             ("a seven | a two") are cycled over the images
         out: output .png (image grid) or .npz (array 'samples' (N, C, H, W) in [-1, 1] and
@@ -730,8 +733,15 @@ def txt2img(
         raise ValueError(f"empty caption in {caption!r}; give one or more captions separated by |")
     if n < 1:
         raise ValueError(f"--n must be positive, got {n}")
-    x = generate(load_text2image(run), captions, n, guidance, sampler, steps, seed, threshold,
-                 progress=progress)  # fmt: skip
+    from diffusio.image import unclip
+
+    if unclip.is_unclip_run(run):  # DALL-E 2's prior + decoder (its own dynamic thresholding)
+        if threshold not in (None, "dynamic"):
+            raise ValueError("an unCLIP run's decoder always uses dynamic thresholding")
+        x = unclip.generate(run, captions, n, guidance, sampler, steps, seed)
+    else:
+        x = generate(load_text2image(run), captions, n, guidance, sampler, steps, seed, threshold,
+                     progress=progress)  # fmt: skip
     if out_path.suffix.lower() == ".npz":
         rows = np.array([captions[i % len(captions)] for i in range(n)])
         with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:

@@ -15,6 +15,9 @@ the caption). Here:
   dropped 10% and the caption (``text_tokens`` / ``text_mask``) 50%, each as a unit (App. C);
   the decoder itself is the :class:`~diffusio.nets.unclip_decoder.UnCLIPDecoder` trained by the
   common trainer (:func:`train_decoder`);
+* :func:`save_unclip` / :func:`generate` -- a trained decoder run made a text-to-image run: its
+  ``unclip.json`` and safetensors hold the CLIP (with its vocabulary) and the prior, so
+  ``diffusio txt2img RUN "caption"`` draws prior embeddings and decodes them;
 * :func:`decode` -- images from embeddings (and captions) with classifier-free guidance of
   paper scale s over all of the decoder's conditions; image *variations* are ``decode`` of a
   real image's own CLIP embedding with different seeds (Sec. 3.1).
@@ -32,8 +35,11 @@ from torch import Tensor
 
 from ..data.batch import TrainingSet
 
-__all__ = ["clip_features", "decode", "decoder_training_set", "sample_prior", "train_decoder",
-           "train_prior", "train_regression_prior"]  # fmt: skip
+__all__ = ["UNCLIP_FILE", "clip_features", "decode", "decoder_training_set", "generate",
+           "is_unclip_run", "sample_prior", "save_unclip", "train_decoder", "train_prior",
+           "train_regression_prior"]  # fmt: skip
+
+UNCLIP_FILE, UNCLIP_FORMAT = "unclip.json", "diffusio-unclip-1"
 
 EMB_KEYS = ("image_emb",)
 TEXT_KEYS = ("text_tokens", "text_mask")
@@ -214,3 +220,93 @@ def decode(model: Any, cond: dict[str, Tensor], guidance: float = 1.0, sampler: 
         x = sample(model, (n, channels, size, size), sampler, steps, seed=int(seed),
                    guidance=modifiers, cond=sampler_cond)  # fmt: skip
     return x.detach().cpu().float().clamp(-1.0, 1.0)
+
+
+def save_unclip(run_dir: str | os.PathLike, clip: Any, prior: Any,
+                sampling: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """Write the CLIP and the diffusion ``prior`` next to a trained decoder run (``clip.
+    safetensors``, ``prior.safetensors``, then ``unclip.json`` last, atomically)."""
+    from pathlib import Path
+
+    from ..io import write_json_atomic, write_safetensors
+
+    path = Path(run_dir)
+    enc, net = clip.text_encoder, prior.net
+    info = {"format": UNCLIP_FORMAT,
+            "clip": {"vocab": list(enc.vocab), "text_width": int(enc.dim),
+                     "text_layers": len(enc.layers.layers), "dim": int(clip.dim),
+                     "channels": int(clip.image_encoder.features[0].in_channels),
+                     "width": int(clip.image_encoder.features[0].out_channels)},
+            "prior": {"emb_dim": net.emb_dim, "text_dim": net.text_dim, "width": net.width,
+                      "layers": len(net.transformer.layers), "max_text_len": net.max_text_len,
+                      "process": prior.process.name},
+            "sampling": {"guidance": 3.0, "sampler": "ddim", "steps": 25,
+                         **dict(sampling or {})}}  # fmt: skip
+    write_safetensors(path / "clip.safetensors", clip.state_dict())
+    write_safetensors(path / "prior.safetensors", net.state_dict())
+    write_json_atomic(path / UNCLIP_FILE, info)
+
+
+def is_unclip_run(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds an unCLIP text-to-image run (:func:`save_unclip`)."""
+    from pathlib import Path
+
+    return (Path(run_dir) / UNCLIP_FILE).is_file()
+
+
+def load_unclip(run_dir: str | os.PathLike) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """``(decoder, clip, prior, info)`` of an unCLIP run (errors name the file)."""
+    from pathlib import Path
+
+    from ..core.model import DiffusionModel
+    from ..core.processes import make_process
+    from ..io import apply_tensors, read_json, read_safetensors
+    from ..nets.clip import CLIP
+    from ..nets.text_encoders import ScratchTextEncoder
+    from ..nets.unclip_prior import DiffusionPrior
+    from ..train.runs import load_run
+
+    path = Path(run_dir)
+    info = read_json(path / UNCLIP_FILE)
+    if not isinstance(info, dict) or info.get("format") != UNCLIP_FORMAT:
+        raise ValueError(f"{path / UNCLIP_FILE}: not a diffusio unCLIP run ({UNCLIP_FORMAT!r})")
+    c, p = info["clip"], info["prior"]
+    encoder = ScratchTextEncoder(c["vocab"], dim=c["text_width"], layers=c["text_layers"])
+    clip = CLIP(encoder, dim=c["dim"], channels=c["channels"], width=c["width"])
+    apply_tensors(clip, read_safetensors(path / "clip.safetensors")[0], path / "clip.safetensors")
+    net = DiffusionPrior(p["emb_dim"], p["text_dim"], width=p["width"], layers=p["layers"],
+                         max_text_len=p["max_text_len"])  # fmt: skip
+    apply_tensors(net, read_safetensors(path / "prior.safetensors")[0], path / "prior.safetensors")
+    prior = DiffusionModel(net.eval().requires_grad_(False), make_process(p["process"]), "x0")
+    decoder, _, _ = load_run(path)
+    return decoder, clip.eval().requires_grad_(False), prior, info
+
+
+def generate(run_dir: str | os.PathLike, captions: Sequence[str], n: int = 16,
+             guidance: float | None = None, sampler: str | None = None, steps: int | None = None,
+             seed: int = 0, unknown: str = "warn") -> Tensor:  # fmt: skip
+    """``n`` images for ``captions`` (cycled) from an unCLIP run: the prior's best-of-two image
+    embedding for each, then the decoder with the caption, guidance scale s (default the run's)
+    and dynamic thresholding. Words CLIP's text encoder never saw are named in a warning
+    (``unknown="warn"``) or a ValueError (``"error"``)."""
+    import warnings
+
+    decoder, clip, prior, info = load_unclip(run_dir)
+    captions = [captions] if isinstance(captions, str) else list(captions)
+    if not captions or int(n) < 1:
+        raise ValueError("give at least one caption and n >= 1")
+    words = clip.text_encoder.unknown_words(captions)
+    if words and unknown != "ignore":
+        message = f"CLIP's text encoder has never seen the words {words} (read as [UNK])"
+        if unknown == "error":
+            raise ValueError(message)
+        warnings.warn(message, stacklevel=2)
+    d = info["sampling"]
+    rows = [captions[i % len(captions)] for i in range(int(n))]
+    f = clip_features(clip, None, rows)
+    sampler, steps = sampler or d["sampler"], int(steps or d["steps"])
+    z = sample_prior(prior, f["text_emb"], f["text_tokens"], f["text_mask"], sampler=sampler,
+                     steps=steps, seed=seed)  # fmt: skip
+    cond = {"image_emb": z, "text_tokens": f["text_tokens"], "text_mask": f["text_mask"]}
+    scale = float(d["guidance"] if guidance is None else guidance)
+    return decode(decoder, cond, scale, sampler, steps, seed)

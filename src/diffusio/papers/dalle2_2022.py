@@ -179,7 +179,7 @@ class DALLE22022(Reproduction):
 
     def _experiments(self, pool: Any) -> dict[str, Any]:
         from ..image.captions import make_captioned
-        from ..image.unclip import clip_features, train_prior, train_regression_prior
+        from ..image.unclip import clip_features, save_unclip, train_prior, train_regression_prior
 
         s = self.s
         cset = make_captioned(s.source, s.n_train, s.seed, canvas=s.canvas, attributes=s.attributes)
@@ -201,6 +201,7 @@ class DALLE22022(Reproduction):
         self.lap("priors")
         seconds = [f.result() for f in pending] if pending else [_decoder_job(*j) for j in jobs]
         r: dict[str, Any] = {"runs": dirs, "train_seconds": dict(zip(conds, seconds, strict=True))}
+        save_unclip(dirs["unclip"], clip, prior, {"guidance": s.guidance, "steps": s.steps})
         self.lap("decoders")
         r.update(self.evaluate(clip, prior, regression, dirs))
         return r
