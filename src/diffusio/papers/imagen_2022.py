@@ -98,9 +98,11 @@ class Settings:
     varying, ``train_steps`` at ``batch_size``; U-Net width ``channels`` (``wide_channels`` for
     the wider arm). Cascade: ``canvas`` -> ``2 canvas``, ``sr_steps``, augmentation levels
     U(0, ``sr_max_level``) in training, ``sr_levels`` swept at sampling, ``sr_level`` the one
-    the claim uses (fixed in advance). Evaluation: ``n_eval`` test prompts per vocabulary,
-    ``sampler`` with ``steps``; the encoder comparison at guidance ``guidance`` with dynamic
-    thresholding; the sweep over ``scales`` (the paper's s) x none / static / dynamic."""
+    the claim uses (fixed in advance), sampled with ``sr_sampler`` in ``sr_sample_steps``.
+    Evaluation: ``n_eval`` test prompts per vocabulary, ``sampler`` with ``steps``; the encoder
+    comparison first at guidance ``guidance`` with dynamic thresholding (fixed in advance), then
+    at the setting the sweep (``scales`` x none / static / dynamic, frozen-encoder run) selects
+    on its prompts, on fresh prompts."""
 
     source: str = "mnist-5k"
     canvas: int = 16
@@ -115,6 +117,8 @@ class Settings:
     sr_max_level: float = 0.5
     sr_levels: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5)
     sr_level: float = 0.25
+    sr_sampler: str = "ddpm"
+    sr_sample_steps: int = 100
     n_eval: int = 200
     sampler: str = "ddim"
     steps: int = 25
@@ -158,6 +162,23 @@ def _sample_job(run_dir: str, captions: list[str], options: dict[str, Any]) -> A
     return generate(run_dir, captions, n=len(captions), unknown="ignore", **options)
 
 
+def _sr_job(run_dir: str, low: Any, size: int, level: float, options: dict[str, Any]) -> Any:
+    """Super-resolved samples of one SR run at one level (a worker job)."""
+    import torch
+
+    torch.set_num_threads(1)
+    from ..image.super_resolution import super_resolve
+    from ..train.runs import load_run
+
+    model, _, _ = load_run(run_dir)
+    return super_resolve(model, low, size, level, **options)
+
+
+def best_setting(sweep: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sweep row with the best mean of attribute and digit accuracy (ties: lower FID)."""
+    return max(sweep, key=lambda x: ((x["attributes"] + x["digit"]) / 2, -x["fid"]))
+
+
 class Imagen2022(Reproduction):
     NAME = "imagen-2022"
     TITLE = ("Photorealistic Text-to-Image Diffusion Models with Deep Language Understanding "
@@ -168,10 +189,11 @@ class Imagen2022(Reproduction):
     DEPENDS = ()
     Settings = Settings
     QUICK = {"n_train": 1000, "train_steps": 200, "sr_steps": 120, "n_eval": 60, "steps": 12,
+             "sr_sample_steps": 40,
              "scales": (1.0, 3.0, 7.0), "sr_levels": (0.0, 0.25), "judge_steps": 300,
              "bootstrap": 10, "batch_size": 32}  # fmt: skip
     SMOKE = {"source": "digits", "canvas": 8, "n_train": 64, "train_steps": 3, "sr_steps": 3,
-             "n_eval": 12, "steps": 2,
+             "n_eval": 12, "steps": 2, "sr_sample_steps": 2,
              "scales": (1.0, 5.0), "sr_levels": (0.0, 0.25), "judge_steps": 5, "bootstrap": 3,
              "batch_size": 8, "channels": 8, "wide_channels": 16, "workers": 1}  # fmt: skip
     PAPER_NUMBERS = (
@@ -263,10 +285,37 @@ class Imagen2022(Reproduction):
         self.lap("encoder comparison")
         r["sweep"] = self.guidance_sweep(pool, dirs["minilm"], bench, prompts["train"])
         self.lap("guidance sweep")
-        r["cascade"] = self.cascade(dirs, kept[("minilm", "train")], prompts["train"])
+        best = best_setting(r["sweep"])
+        r["selected"] = {"guidance": best["scale"], "threshold": best["threshold"]}
+        fresh = {v: bench.prompts(s.n_eval, v, seed=5) for v in ("train", "heldout")}
+        opts = {**opts, **r["selected"]}
+        jobs = [(dirs[a], list(fresh[v].captions), opts) for a in ARMS for v in fresh]
+        chosen = {}
+        for (a, v), x in zip([(a, v) for a in ARMS for v in fresh], self._map(pool, _sample_job, jobs),
+                             strict=True):  # fmt: skip
+            chosen.setdefault(a, {})[v] = bench.evaluate(x, fresh[v], s.bootstrap)
+            kept[(a, v, "selected")] = x
+        r["encoders_selected"] = chosen
+        self.lap("encoder comparison at the selected setting")
+        r["cascade"] = self.cascade(pool, dirs, kept[("minilm", "train", "selected")], fresh["train"])
         self.lap("cascade")
-        r["txt2img"] = {v: self._public(enc["minilm"][v]) for v in prompts}
+        r["txt2img"] = {v: self._public(chosen["minilm"][v]) for v in fresh}
+        self.write_sampling(dirs["minilm"], r["selected"])
         return r
+
+    def write_sampling(self, run_dir: str, selected: dict[str, Any]) -> None:
+        """Record the selected sampling setting as the frozen-encoder run's default (what
+        ``diffusio txt2img`` uses without flags)."""
+        from pathlib import Path
+
+        from ..image.text2image import T2I_FILE
+        from ..io import read_json, write_json_atomic
+
+        path = Path(run_dir) / T2I_FILE
+        info = read_json(path)
+        info["sampling"] = {**info.get("sampling", {}), **selected,
+                            "selected_by": f"{self.NAME} (best caption accuracy of its sweep)"}  # fmt: skip
+        write_json_atomic(path, info)
 
     @staticmethod
     def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +340,7 @@ class Imagen2022(Reproduction):
             rows.append({"scale": g, "threshold": t, **row})
         return rows
 
-    def cascade(self, dirs: dict[str, str], base_samples: Any, prompts: Any) -> dict[str, Any]:
+    def cascade(self, pool: Any, dirs: dict[str, str], base_samples: Any, prompts: Any) -> dict:
         """FID at 2x the canvas of the base samples super-resolved by the two SR models (the
         levels swept), and of the real low-resolution images (the SR models' ceiling)."""
         import torch
@@ -299,12 +348,11 @@ class Imagen2022(Reproduction):
         from ..core.cascade import downsample
         from ..image.caption_bench import fid_bootstrap
         from ..image.captions import make_captioned
-        from ..image.super_resolution import super_resolve
         from ..metrics.fid import load_classifier
-        from ..train.runs import load_run
 
         s, size = self.s, 2 * self.s.canvas
-        hi = make_captioned(s.source, len(prompts), seed=1000, split="test", canvas=size,
+        seed = int(prompts.info["seed"])
+        hi = make_captioned(s.source, len(prompts), seed=seed, split="test", canvas=size,
                             attributes=s.attributes)  # fmt: skip
         assert hi.captions == prompts.captions  # the same prompts, rendered at 2x
         features = load_classifier(s.source, size=size)
@@ -317,29 +365,29 @@ class Imagen2022(Reproduction):
             return fid_bootstrap(f, ref, s.bootstrap)
 
         real_low = downsample(hi.images, 2)
+        grid = [(arm, level, source, low) for arm in ("sr-aug", "sr-clean")
+                for level in (s.sr_levels if arm == "sr-aug" else (0.0,))
+                for source, low in (("base samples", base_samples), ("real low-res", real_low))]  # fmt: skip
+        options = {"sampler": s.sr_sampler, "steps": s.sr_sample_steps, "seed": s.seed}
+        outs = self._map(pool, _sr_job, [(dirs[a], low, size, lev, options) for a, lev, _, low in grid])
         rows = []
-        for arm in ("sr-aug", "sr-clean"):
-            model, _, _ = load_run(dirs[arm])
-            levels = s.sr_levels if arm == "sr-aug" else (0.0,)
-            for level in levels:
-                for source, low in (("base samples", base_samples), ("real low-res", real_low)):
-                    x = super_resolve(model, low, size, level, s.sampler, s.steps, seed=s.seed)
-                    f, se = fid(x)
-                    rows.append({"model": arm, "level": level, "input": source, "fid": f,
-                                 "fid_se": se})  # fmt: skip
+        for (arm, level, source, _), x in zip(grid, outs, strict=True):
+            f, se = fid(x)
+            rows.append({"model": arm, "level": level, "input": source, "fid": f, "fid_se": se})
         up = torch.nn.functional.interpolate(base_samples, size=size, mode="bilinear")
         f, se = fid(up.clamp(-1, 1))
         rows.append({"model": "bilinear", "level": 0.0, "input": "base samples", "fid": f,
                      "fid_se": se})  # fmt: skip
-        other = make_captioned(s.source, len(prompts), seed=1001, split="test", canvas=size,
+        other = make_captioned(s.source, len(prompts), seed=seed + 1, split="test", canvas=size,
                                attributes=s.attributes)  # fmt: skip
         return {"rows": rows, "floor": fid(other.images)[0]}
 
     # ------------------------------------------------------------------ claims
-    def _gain(self, r: dict[str, Any], a: str, b: str, vocab: str) -> tuple[float, float]:
-        """Paired per-image accuracy gain of arm ``a`` over ``b`` on ``vocab`` prompts."""
-        return paired_difference(r["encoders"][a][vocab]["per_image"],
-                                 r["encoders"][b][vocab]["per_image"])  # fmt: skip
+    def _gain(self, r: dict[str, Any], a: str, b: str, vocab: str,
+              key: str = "encoders_selected") -> tuple[float, float]:  # fmt: skip
+        """Paired per-image accuracy gain of arm ``a`` over ``b`` on ``vocab`` prompts (at the
+        selected sampling setting, on the fresh prompts, unless ``key`` says otherwise)."""
+        return paired_difference(r[key][a][vocab]["per_image"], r[key][b][vocab]["per_image"])
 
     def _cascade_row(self, r: dict[str, Any], model: str, level: float) -> dict[str, Any]:
         return next(x for x in r["cascade"]["rows"] if x["model"] == model
@@ -388,18 +436,24 @@ class Imagen2022(Reproduction):
     # ------------------------------------------------------------------ sections
     def add_sections(self, report: Report, r: dict[str, Any]) -> None:
         report.section("Text encoders", self.prose("encoders", r))
-        rows = [["real images (judge ceiling)", "-", "-",
-                 *[fmt(r["real"][v][k]) for v in ("train", "heldout") for k in ("attributes", "digit")],
-                 fmt(r["real"]["train"]["fid"], 2)]]  # fmt: skip
-        for a in ARMS:
-            e, p = r["encoders"][a], r["params"][a]
-            how = " (trained)" if p["encoder_trained"] else " (frozen)"
-            rows.append([LABELS[a], f"{p['unet'] / 1e6:.2f}M", f"{p['encoder'] / 1e6:.2f}M{how}",
-                         *[fmt(e[v][k]) for v in ("train", "heldout") for k in ("attributes", "digit")],
-                         f"{e['train']['fid']:.2f} ± {e['train']['fid_se']:.2f}"])  # fmt: skip
-        report.table(["model", "U-Net params", "encoder params", "attributes (vocab)",
-                      "digit (vocab)", "attributes (paraphrase)", "digit (paraphrase)",
-                      "FID (vocab)"], rows)  # fmt: skip
+        real = [fmt(r["real"][v][k]) for v in ("train", "heldout") for k in ("attributes", "digit")]
+        header = ["model", "U-Net params", "encoder params", "attributes (vocab)", "digit (vocab)",
+                  "attributes (paraphrase)", "digit (paraphrase)", "FID (vocab)"]  # fmt: skip
+        for key in ("encoders_selected", "encoders"):
+            rows = [["real images (judge ceiling)", "-", "-", *real,
+                     fmt(r["real"]["train"]["fid"], 2)]]  # fmt: skip
+            for a in ARMS:
+                e, p = r[key][a], r["params"][a]
+                how = " (trained)" if p["encoder_trained"] else " (frozen)"
+                rows.append([LABELS[a], f"{p['unet'] / 1e6:.2f}M", f"{p['encoder'] / 1e6:.2f}M{how}",
+                             *[fmt(e[v][k]) for v in ("train", "heldout") for k in ("attributes", "digit")],
+                             f"{e['train']['fid']:.2f} ± {e['train']['fid_se']:.2f}"])  # fmt: skip
+            g = r["selected"] if key == "encoders_selected" else {"guidance": self.s.guidance,
+                                                                  "threshold": "dynamic"}  # fmt: skip
+            which = ("selected setting, fresh prompts (the claims)" if key == "encoders_selected"
+                     else "setting fixed in advance, sweep prompts")  # fmt: skip
+            report.text(f"**s = {g['guidance']:g}, {g['threshold']} thresholding** ({which}):")
+            report.table(header, rows)
         report.figure(self.grid_figure(r), "paraphrases.png",
                       "Samples for held-out paraphrase captions (columns), one row per model.")
         report.section("Guidance and thresholding", self.prose("sweep", r))
@@ -451,12 +505,16 @@ class Imagen2022(Reproduction):
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
         sec = r["train_seconds"]
         return {"runs": r["runs"], "minutes": {k: f"{v / 60:.1f}" for k, v in sec.items()},
-                "floor": f"{r['floor']:.2f}", "cfloor": f"{r['cascade']['floor']:.2f}"}  # fmt: skip
+                "floor": f"{r['floor']:.2f}", "cfloor": f"{r['cascade']['floor']:.2f}",
+                "sel": r["selected"]}  # fmt: skip
 
     def record_metrics(self, r: dict[str, Any]) -> dict[str, Any]:
         enc = {a: {v: self._public(x) for v, x in e.items()} for a, e in r["encoders"].items()}
+        sel = {a: {v: self._public(x) for v, x in e.items()}
+               for a, e in r["encoders_selected"].items()}  # fmt: skip
         return {"runs": r["runs"], "train_seconds": r["train_seconds"], "bench": r["bench"],
                 "real": r["real"], "floor": r["floor"], "params": r["params"], "encoders": enc,
+                "selected": r["selected"], "encoders_selected": sel,
                 "sweep": r["sweep"], "cascade": r["cascade"], "txt2img": r["txt2img"]}  # fmt: skip
 
 

@@ -101,8 +101,8 @@ class Settings:
     ae_channels: int = 16
     latent_channels: int = 4
     disc_from: float = 0.6
-    pixel_steps: int = 700
-    latent_steps: tuple[int, ...] = (900, 2400, 3000)
+    pixel_steps: int = 330
+    latent_steps: tuple[int, ...] = (850, 2500, 4000)
     batch_size: int = 32
     snapshots: int = 4
     caption_factor: int = 4
