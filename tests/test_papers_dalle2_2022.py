@@ -44,5 +44,5 @@ def test_txt2img_samples_the_unclip_run(smoke_run, capsys, tmp_path):
     assert code == 0, err
     with np.load(npz) as f:
         assert f["samples"].shape == (3, 1, 8, 8)
-    assert "dynamic thresholding" in one_line_error(capsys, "txt2img", run, "a seven", "--threshold",
-                                                    "static", "--out", npz)  # fmt: skip
+    assert "unknown threshold" in one_line_error(capsys, "txt2img", run, "a seven", "--threshold",
+                                                 "soft", "--out", npz)  # fmt: skip

@@ -735,10 +735,8 @@ def txt2img(
         raise ValueError(f"--n must be positive, got {n}")
     from diffusio.image import unclip
 
-    if unclip.is_unclip_run(run):  # DALL-E 2's prior + decoder (its own dynamic thresholding)
-        if threshold not in (None, "dynamic"):
-            raise ValueError("an unCLIP run's decoder always uses dynamic thresholding")
-        x = unclip.generate(run, captions, n, guidance, sampler, steps, seed)
+    if unclip.is_unclip_run(run):  # DALL-E 2's prior + decoder
+        x = unclip.generate(run, captions, n, guidance, sampler, steps, seed, threshold=threshold)
     else:
         x = generate(load_text2image(run), captions, n, guidance, sampler, steps, seed, threshold,
                      progress=progress)  # fmt: skip

@@ -200,16 +200,21 @@ def train_decoder(out_dir: str | os.PathLike, data: TrainingSet, *, steps: int,
 
 
 def decode(model: Any, cond: dict[str, Tensor], guidance: float = 1.0, sampler: str = "ddim",
-           steps: int = 25, seed: int = 0) -> Tensor:  # fmt: skip
+           steps: int = 25, seed: int = 0, threshold: str = "static") -> Tensor:  # fmt: skip
     """Images (N, C, H, W) in [-1, 1] from the decoder ``model`` given ``cond`` (``image_emb``
     and / or ``text_tokens`` / ``text_mask``, N rows), with classifier-free guidance of paper
     scale ``guidance`` s over all conditions together (``eps(null) + s (eps(c) - eps(null))``)
-    and dynamic thresholding (the decoder samples pixels, as Imagen's and GLIDE's)."""
+    and x0 ``threshold`` ``"static"`` (clip to [-1, 1]; the default: on digits, whose
+    background is saturated by nature, Imagen's dynamic thresholding greys the images --
+    measured in imagen-2022), ``"dynamic"`` or ``"none"``."""
     from ..core.samplers import sample
-    from ..core.steering import ComposedGuidance, DynamicThreshold
+    from ..core.steering import ClipX0, ComposedGuidance, DynamicThreshold
 
     n = next(iter(cond.values())).shape[0]
-    modifiers: list[Any] = [DynamicThreshold(0.995)]
+    modes = {"static": [ClipX0(-1.0, 1.0)], "dynamic": [DynamicThreshold(0.995)], "none": []}
+    if threshold not in modes:
+        raise ValueError(f"unknown threshold {threshold!r}; valid: {', '.join(modes)}")
+    modifiers: list[Any] = list(modes[threshold])
     sampler_cond = cond
     if guidance != 1.0:
         sampler_cond = {k: torch.zeros_like(v) for k, v in cond.items()}
@@ -240,7 +245,7 @@ def save_unclip(run_dir: str | os.PathLike, clip: Any, prior: Any,
             "prior": {"emb_dim": net.emb_dim, "text_dim": net.text_dim, "width": net.width,
                       "layers": len(net.transformer.layers), "max_text_len": net.max_text_len,
                       "process": prior.process.name},
-            "sampling": {"guidance": 3.0, "sampler": "ddim", "steps": 25,
+            "sampling": {"guidance": 3.0, "sampler": "ddim", "steps": 25, "threshold": "static",
                          **dict(sampling or {})}}  # fmt: skip
     write_safetensors(path / "clip.safetensors", clip.state_dict())
     write_safetensors(path / "prior.safetensors", net.state_dict())
@@ -284,11 +289,12 @@ def load_unclip(run_dir: str | os.PathLike) -> tuple[Any, Any, Any, dict[str, An
 
 def generate(run_dir: str | os.PathLike, captions: Sequence[str], n: int = 16,
              guidance: float | None = None, sampler: str | None = None, steps: int | None = None,
-             seed: int = 0, unknown: str = "warn") -> Tensor:  # fmt: skip
+             seed: int = 0, unknown: str = "warn", threshold: str | None = None) -> Tensor:  # fmt: skip
     """``n`` images for ``captions`` (cycled) from an unCLIP run: the prior's best-of-two image
     embedding for each, then the decoder with the caption, guidance scale s (default the run's)
     and dynamic thresholding. Words CLIP's text encoder never saw are named in a warning
-    (``unknown="warn"``) or a ValueError (``"error"``)."""
+    (``unknown="warn"``) or a ValueError (``"error"``); ``threshold`` as :func:`decode`'s
+    (default: the run's)."""
     import warnings
 
     decoder, clip, prior, info = load_unclip(run_dir)
@@ -309,4 +315,4 @@ def generate(run_dir: str | os.PathLike, captions: Sequence[str], n: int = 16,
                      steps=steps, seed=seed)  # fmt: skip
     cond = {"image_emb": z, "text_tokens": f["text_tokens"], "text_mask": f["text_mask"]}
     scale = float(d["guidance"] if guidance is None else guidance)
-    return decode(decoder, cond, scale, sampler, steps, seed)
+    return decode(decoder, cond, scale, sampler, steps, seed, threshold or d.get("threshold", "static"))

@@ -114,6 +114,19 @@ def _decoder_job(out_dir: str, images: Any, cond: dict[str, Any], options: dict[
     return float(summary.get("seconds") or 0.0)
 
 
+def _decode_job(run_dir: str, cond: dict[str, Any], guidance: float,
+                options: dict[str, Any]) -> Any:  # fmt: skip
+    """Decoded images of one decoder run (a worker job, one thread)."""
+    import torch
+
+    from ..image.unclip import decode
+    from ..train.runs import load_run
+
+    torch.set_num_threads(1)
+    model, _, _ = load_run(run_dir)
+    return decode(model, cond, guidance, **options)
+
+
 class DALLE22022(Reproduction):
     NAME = "dalle2-2022"
     TITLE = "Hierarchical Text-Conditional Image Generation with CLIP Latents (Ramesh et al., 2022)"
@@ -203,8 +216,15 @@ class DALLE22022(Reproduction):
         r: dict[str, Any] = {"runs": dirs, "train_seconds": dict(zip(conds, seconds, strict=True))}
         save_unclip(dirs["unclip"], clip, prior, {"guidance": s.guidance, "steps": s.steps})
         self.lap("decoders")
+        self._pool = pool
         r.update(self.evaluate(clip, prior, regression, dirs))
         return r
+
+    def _map(self, fn: Any, jobs: list[tuple]) -> list[Any]:
+        pool = getattr(self, "_pool", None)
+        if pool is None:
+            return [fn(*job) for job in jobs]
+        return [f.result() for f in [pool.submit(fn, *job) for job in jobs]]
 
     def evaluate(self, clip: Any, prior: Any, regression: Any, dirs: dict[str, str]) -> dict:
         import torch
@@ -228,7 +248,6 @@ class DALLE22022(Reproduction):
             "recall_at_1": retrieval_recall(f["image_emb"], f["text_emb"], 1),
             "recall_at_5": retrieval_recall(f["image_emb"], f["text_emb"], 5)}}  # fmt: skip
         unclip, _, _ = load_run(dirs["unclip"])
-        direct, _, _ = load_run(dirs["direct"])
         text = {"text_tokens": f["text_tokens"], "text_mask": f["text_mask"]}
         embs = {
             "no prior (text embedding)": f["text_emb"],
@@ -237,12 +256,17 @@ class DALLE22022(Reproduction):
                                             sampler=s.sampler, steps=s.steps, seed=s.seed),
         }  # fmt: skip
         real = feature_statistics(f["image_emb"].double())
-        rows = {}
+        options = {"sampler": s.sampler, "steps": s.steps, "seed": s.seed}
+        conds = {}
         for arm in ARMS:
-            cond = dict(text) if arm == "caption only" else {"image_emb": embs[arm], **text}
             if arm == "caption only":
-                cond["image_emb"] = torch.zeros_like(f["image_emb"])
-            x = decode(unclip, cond, s.guidance, s.sampler, s.steps, s.seed)
+                conds[arm] = {"image_emb": torch.zeros_like(f["image_emb"]), **text}
+            else:
+                conds[arm] = {"image_emb": embs[arm], **text}
+        decoded = self._map(_decode_job, [(dirs["unclip"], conds[a], s.guidance, options)
+                                          for a in ARMS])  # fmt: skip
+        rows = {}
+        for arm, x in zip(ARMS, decoded, strict=True):
             e = bench.evaluate(x, prompts, s.bootstrap)
             if arm in embs:
                 z = embs[arm].double()
@@ -252,14 +276,14 @@ class DALLE22022(Reproduction):
             rows[arm] = e
         out["priors"] = rows
         self.lap("prior comparison")
-        out["diversity"] = self.diversity(bench, unclip, direct, prior, clip)
+        out["diversity"] = self.diversity(bench, dirs, prior, clip)
         self.lap("diversity sweep")
         var = prompts.images[: s.variations]
         emb = clip_features(clip, var, prompts.captions[: s.variations])["image_emb"]
         reps = emb.repeat_interleave(4, 0)
-        x = decode(unclip, {"image_emb": reps, "text_tokens": torch.zeros(len(reps), 1,
-                   f["text_tokens"].shape[-1]), "text_mask": torch.zeros(len(reps), 1)},
-                   s.guidance, s.sampler, s.steps, s.seed)  # fmt: skip
+        blank = {"text_tokens": torch.zeros(len(reps), 1, f["text_tokens"].shape[-1]),
+                 "text_mask": torch.zeros(len(reps), 1)}
+        x = decode(unclip, {"image_emb": reps, **blank}, s.guidance, s.sampler, s.steps, s.seed)
         digit = bench.judge.predict(x)["digit"]
         same = digit == np.repeat(prompts.labels["digit"][: s.variations], 4)
         out["variations"] = {"sources": var.tolist(), "samples": x.tolist(),
@@ -276,12 +300,12 @@ class DALLE22022(Reproduction):
 
         return fid_bootstrap(z, real, self.s.bootstrap, self.s.seed)[1]
 
-    def diversity(self, bench: Any, unclip: Any, direct: Any, prior: Any, clip: Any) -> list:
+    def diversity(self, bench: Any, dirs: dict[str, str], prior: Any, clip: Any) -> list:
         """Per-caption diversity (mean pairwise distance of the FID features of the k samples
         of one caption, over the real images' mean distance) and FID, per scale and model."""
         import torch
 
-        from ..image.unclip import clip_features, decode, sample_prior
+        from ..image.unclip import clip_features, sample_prior
 
         s = self.s
         prompts = bench.prompts(s.n_captions, seed=2)
@@ -291,18 +315,19 @@ class DALLE22022(Reproduction):
         reference = bench.prompts(len(caps), seed=3).images
         feats_ref = bench._features(reference)
         scale_ref = float(torch.cdist(feats_ref, feats_ref).mean())
+        z = sample_prior(prior, f["text_emb"], f["text_tokens"], f["text_mask"],
+                         sampler=s.sampler, steps=s.steps, seed=s.seed + 1)  # fmt: skip
+        grid = [(g, name) for g in s.scales for name in ("unCLIP", "direct")]
+        options = {"sampler": s.sampler, "steps": s.steps, "seed": s.seed + 1}
+        jobs = [(dirs["unclip"], {"image_emb": z, **text}, g, options) if name == "unCLIP"
+                else (dirs["direct"], dict(text), g, options) for g, name in grid]  # fmt: skip
         rows = []
-        for g in s.scales:
-            z = sample_prior(prior, f["text_emb"], f["text_tokens"], f["text_mask"],
-                             sampler=s.sampler, steps=s.steps, seed=s.seed + 1)  # fmt: skip
-            for name, model, cond in (("unCLIP", unclip, {"image_emb": z, **text}),
-                                      ("direct", direct, dict(text))):  # fmt: skip
-                x = decode(model, cond, g, s.sampler, s.steps, s.seed + 1)
-                feats = bench._features(x).reshape(s.n_captions, s.k, -1)
-                per = [float(torch.cdist(c, c).sum() / (s.k * (s.k - 1))) / scale_ref for c in feats]
-                fid, fid_se = bench.fid(x, reference, s.bootstrap)
-                rows.append({"scale": g, "model": name, "diversity": float(np.mean(per)),
-                             "per_caption": per, "fid": fid, "fid_se": fid_se})  # fmt: skip
+        for (g, name), x in zip(grid, self._map(_decode_job, jobs), strict=True):
+            feats = bench._features(x).reshape(s.n_captions, s.k, -1)
+            per = [float(torch.cdist(c, c).sum() / (s.k * (s.k - 1))) / scale_ref for c in feats]
+            fid, fid_se = bench.fid(x, reference, s.bootstrap)
+            rows.append({"scale": g, "model": name, "diversity": float(np.mean(per)),
+                         "per_caption": per, "fid": fid, "fid_se": fid_se})  # fmt: skip
         return rows
 
     # ------------------------------------------------------------------ claims
