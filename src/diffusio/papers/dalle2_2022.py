@@ -84,14 +84,14 @@ class Settings:
     clip_batch: int = 128
     clip_dim: int = 64
     prior_steps: int = 3000
-    decoder_steps: int = 1500
+    decoder_steps: int = 1200
     batch_size: int = 48
     channels: int = 32
-    n_eval: int = 200
+    n_eval: int = 150
     sampler: str = "ddim"
     steps: int = 25
     guidance: float = 3.0
-    scales: tuple[float, ...] = (1.0, 3.0, 5.0, 8.0)
+    scales: tuple[float, ...] = (1.0, 3.0, 8.0)
     n_captions: int = 40
     k: int = 5
     variations: int = 8

@@ -188,7 +188,7 @@ class Imagen2022(Reproduction):
                  "2022, arXiv:2205.11487.")  # fmt: skip
     DEPENDS = ()
     Settings = Settings
-    QUICK = {"n_train": 1000, "train_steps": 200, "sr_steps": 120, "n_eval": 60, "steps": 12,
+    QUICK = {"n_train": 1000, "train_steps": 150, "sr_steps": 100, "n_eval": 50, "steps": 12,
              "sr_sample_steps": 40,
              "scales": (1.0, 3.0, 7.0), "sr_levels": (0.0, 0.25), "judge_steps": 300,
              "bootstrap": 10, "batch_size": 32}  # fmt: skip
