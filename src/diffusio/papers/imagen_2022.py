@@ -132,24 +132,26 @@ class Settings:
 
 # --------------------------------------------------------------------------- worker jobs
 def _train_job(kind: str, out_dir: str, options: dict[str, Any]) -> float:
-    """Train one model (in a worker process, one thread); returns its training seconds."""
+    """Train one model (in a worker process, one thread); returns its training seconds (the
+    run's logged total, also when it came from the model cache)."""
     import torch
+
+    from .runs import logged_train_seconds
 
     torch.set_num_threads(1)
     if kind == "t2i":
         from ..image.text2image import train_text2image
 
-        run = train_text2image(out_dir, progress=False, save_every=500, **options)
-        return float(run.info["train"]["seconds"] or 0.0)
+        train_text2image(out_dir, progress=False, save_every=500, **options)
+        return logged_train_seconds(out_dir)
     from ..image.captions import make_captioned
     from ..image.super_resolution import train_super_resolution
 
     data = options.pop("data")
     hi = make_captioned(data["source"], data["n"], data["seed"], canvas=data["canvas"],
                         attributes=tuple(data["attributes"]))  # fmt: skip
-    _, summary = train_super_resolution(out_dir, hi.images, progress=False, save_every=500,
-                                        **options)  # fmt: skip
-    return float(summary.get("seconds") or 0.0)
+    train_super_resolution(out_dir, hi.images, progress=False, save_every=500, **options)
+    return logged_train_seconds(out_dir)
 
 
 def _sample_job(run_dir: str, captions: list[str], options: dict[str, Any]) -> Any:
