@@ -106,12 +106,13 @@ def _decoder_job(out_dir: str, images: Any, cond: dict[str, Any], options: dict[
     import torch
 
     from ..image.unclip import decoder_training_set, train_decoder
+    from .runs import logged_train_seconds
 
     torch.set_num_threads(1)
     data = decoder_training_set(images, cond.get("image_emb"), cond.get("text_tokens"),
                                 cond.get("text_mask"))  # fmt: skip
-    _, summary = train_decoder(out_dir, data, progress=False, save_every=500, **options)
-    return float(summary.get("seconds") or 0.0)
+    train_decoder(out_dir, data, progress=False, save_every=500, **options)
+    return logged_train_seconds(out_dir)
 
 
 def _decode_job(run_dir: str, cond: dict[str, Any], guidance: float,
