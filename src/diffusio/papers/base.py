@@ -35,6 +35,7 @@ train the same recipe share one model, and an interrupted training resumes exact
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -42,7 +43,7 @@ import os
 import time
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -297,6 +298,31 @@ class Reproduction:
         """Train ``config`` or reuse it from the model cache: ``(ema_model, normalizer,
         summary)`` (see :meth:`ModelCache.train`)."""
         return self.cache.train(config, label, progress=self.progress, **kwargs)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def worker_pool(workers: int) -> Iterator[Any]:
+        """A ``ProcessPoolExecutor`` of ``workers`` spawned processes for the block (None when
+        ``workers`` <= 1: :meth:`map_jobs` then runs the jobs here), shut down afterwards."""
+        if int(workers) <= 1:
+            yield None
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(int(workers), mp_context=multiprocessing.get_context("spawn"))
+        try:
+            yield pool
+        finally:
+            pool.shutdown()
+
+    @staticmethod
+    def map_jobs(pool: Any, fn: Any, jobs: Sequence[tuple]) -> list[Any]:
+        """``[fn(*job) for job in jobs]``, in ``pool``'s processes when there is one (``fn``
+        must then be a module-level function), results in the jobs' order."""
+        if pool is None:
+            return [fn(*job) for job in jobs]
+        return [f.result() for f in [pool.submit(fn, *job) for job in jobs]]
 
     def lap(self, stage: str) -> float:
         """Record and log the seconds since the previous lap under ``stage``."""

@@ -157,18 +157,8 @@ class DALLE22022(Reproduction):
 
     # ------------------------------------------------------------------ experiments
     def run_experiments(self) -> dict[str, Any]:
-        pool = None
-        if self.s.workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            pool = ProcessPoolExecutor(self.s.workers,
-                                       mp_context=multiprocessing.get_context("spawn"))  # fmt: skip
-        try:
+        with self.worker_pool(self.s.workers) as pool:
             return self._experiments(pool)
-        finally:
-            if pool is not None:
-                pool.shutdown()
 
     def _clip(self, cset: Any) -> Any:
         """Train (or reload) the CLIP of this run."""
@@ -222,10 +212,7 @@ class DALLE22022(Reproduction):
         return r
 
     def _map(self, fn: Any, jobs: list[tuple]) -> list[Any]:
-        pool = getattr(self, "_pool", None)
-        if pool is None:
-            return [fn(*job) for job in jobs]
-        return [f.result() for f in [pool.submit(fn, *job) for job in jobs]]
+        return self.map_jobs(getattr(self, "_pool", None), fn, jobs)
 
     def evaluate(self, clip: Any, prior: Any, regression: Any, dirs: dict[str, str]) -> dict:
         import torch

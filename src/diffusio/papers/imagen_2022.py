@@ -232,27 +232,10 @@ class Imagen2022(Reproduction):
     def run_dir(self, arm: str, recipe: Any) -> str:
         return str(self.cache.root / f"imagen-{arm}-{json_hash(recipe)}")
 
-    def _pool(self) -> Any:
-        if self.s.workers <= 1:
-            return None
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        return ProcessPoolExecutor(self.s.workers, mp_context=multiprocessing.get_context("spawn"))
-
-    def _map(self, pool: Any, fn: Any, jobs: list[tuple]) -> list[Any]:
-        if pool is None:
-            return [fn(*job) for job in jobs]
-        return [f.result() for f in [pool.submit(fn, *job) for job in jobs]]
-
     # ------------------------------------------------------------------ experiments
     def run_experiments(self) -> dict[str, Any]:
-        pool = self._pool()
-        try:
+        with self.worker_pool(self.s.workers) as pool:
             return self._experiments(pool)
-        finally:
-            if pool is not None:
-                pool.shutdown()
 
     def _experiments(self, pool: Any) -> dict[str, Any]:
         from ..image.caption_bench import CaptionBench
@@ -261,7 +244,7 @@ class Imagen2022(Reproduction):
         s = self.s
         recipes = self.recipes()
         dirs = {arm: self.run_dir(arm, r) for arm, r in recipes.items()}
-        seconds = self._map(pool, _train_job, [(k, dirs[a], dict(o)) for a, (k, o) in recipes.items()])
+        seconds = self.map_jobs(pool, _train_job, [(k, dirs[a], dict(o)) for a, (k, o) in recipes.items()])
         r: dict[str, Any] = {"runs": dirs, "train_seconds": dict(zip(recipes, seconds, strict=True))}
         self.lap("training (5 models)")
         bench = CaptionBench.build(s.source, s.canvas, s.attributes, seed=s.seed,
@@ -276,7 +259,7 @@ class Imagen2022(Reproduction):
         opts = {"guidance": s.guidance, "sampler": s.sampler, "steps": s.steps, "seed": s.seed,
                 "threshold": "dynamic"}  # fmt: skip
         jobs = [(dirs[a], list(prompts[v].captions), opts) for a in ARMS for v in prompts]
-        samples = self._map(pool, _sample_job, jobs)
+        samples = self.map_jobs(pool, _sample_job, jobs)
         enc, kept = {}, {}
         for (a, v), x in zip([(a, v) for a in ARMS for v in prompts], samples, strict=True):
             enc.setdefault(a, {})[v] = bench.evaluate(x, prompts[v], s.bootstrap)
@@ -293,7 +276,7 @@ class Imagen2022(Reproduction):
         opts = {**opts, **r["selected"]}
         jobs = [(dirs[a], list(fresh[v].captions), opts) for a in ARMS for v in fresh]
         chosen = {}
-        for (a, v), x in zip([(a, v) for a in ARMS for v in fresh], self._map(pool, _sample_job, jobs),
+        for (a, v), x in zip([(a, v) for a in ARMS for v in fresh], self.map_jobs(pool, _sample_job, jobs),
                              strict=True):  # fmt: skip
             chosen.setdefault(a, {})[v] = bench.evaluate(x, fresh[v], s.bootstrap)
             kept[(a, v, "selected")] = x
@@ -337,7 +320,7 @@ class Imagen2022(Reproduction):
                  {"guidance": g, "threshold": t, "sampler": s.sampler, "steps": s.steps,
                   "seed": s.seed}) for g, t in grid]  # fmt: skip
         rows = []
-        for (g, t), x in zip(grid, self._map(pool, _sample_job, jobs), strict=True):
+        for (g, t), x in zip(grid, self.map_jobs(pool, _sample_job, jobs), strict=True):
             row = self._public(bench.evaluate(x, prompts, s.bootstrap))
             rows.append({"scale": g, "threshold": t, **row})
         return rows
@@ -371,7 +354,7 @@ class Imagen2022(Reproduction):
                 for level in (s.sr_levels if arm == "sr-aug" else (0.0,))
                 for source, low in (("base samples", base_samples), ("real low-res", real_low))]  # fmt: skip
         options = {"sampler": s.sr_sampler, "steps": s.sr_sample_steps, "seed": s.seed}
-        outs = self._map(pool, _sr_job, [(dirs[a], low, size, lev, options) for a, lev, _, low in grid])
+        outs = self.map_jobs(pool, _sr_job, [(dirs[a], low, size, lev, options) for a, lev, _, low in grid])
         rows = []
         for (arm, level, source, _), x in zip(grid, outs, strict=True):
             f, se = fid(x)

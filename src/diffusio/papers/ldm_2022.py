@@ -259,25 +259,10 @@ class LDM2022(Reproduction):
         return {"steps": steps, "snapshot_every": max(1, steps // s.snapshots), "seed": s.seed,
                 "batch_size": s.batch_size, "net_options": net}  # fmt: skip
 
-    def _map(self, pool: Any, fn: Any, jobs: list[tuple]) -> list[Any]:
-        if pool is None:
-            return [fn(*job) for job in jobs]
-        return [f.result() for f in [pool.submit(fn, *job) for job in jobs]]
-
     # ------------------------------------------------------------------ experiments
     def run_experiments(self) -> dict[str, Any]:
-        pool = None
-        if self.s.workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            pool = ProcessPoolExecutor(self.s.workers,
-                                       mp_context=multiprocessing.get_context("spawn"))  # fmt: skip
-        try:
+        with self.worker_pool(self.s.workers) as pool:
             return self._experiments(pool)
-        finally:
-            if pool is not None:
-                pool.shutdown()
 
     def perceptual(self) -> str:
         """Train (or reuse) the perceptual network; returns its file stem."""
@@ -301,7 +286,7 @@ class LDM2022(Reproduction):
         stem = self.perceptual()
         self.lap("perceptual network")
         ae_dirs = {f: self._dir(f"ae-f{f}", [self.ae_options(f), stem]) for f in s.factors}
-        ae = self._map(pool, _ae_job, [(ae_dirs[f], data, stem, self.ae_options(f)) for f in s.factors])
+        ae = self.map_jobs(pool, _ae_job, [(ae_dirs[f], data, stem, self.ae_options(f)) for f in s.factors])
         r: dict[str, Any] = {"autoencoders": {f: a for f, a in zip(s.factors, ae, strict=True)}}
         self.lap("autoencoders")
         arms = {"pixel": None, **{f"latent f={f}": f for f in s.factors}}
@@ -315,7 +300,7 @@ class LDM2022(Reproduction):
         cap_dir = self._dir("caption", cap)
         jobs = [(dirs[a], data, ae_dirs.get(f), self.diffusion_options(f)) for a, f in arms.items()]
         futures = (pool.submit(_caption_job, cap_dir, cap) if pool else None)
-        seconds = self._map(pool, _diffusion_job, jobs)
+        seconds = self.map_jobs(pool, _diffusion_job, jobs)
         cap_seconds = futures.result() if futures else _caption_job(cap_dir, cap)
         r["runs"] = {**dirs, "caption": cap_dir, **{f"ae f={f}": d for f, d in ae_dirs.items()}}
         r["train_seconds"] = {**dict(zip(arms, seconds, strict=True)), "caption": cap_seconds}
@@ -359,7 +344,7 @@ class LDM2022(Reproduction):
         snaps = {a: snapshot_times(dirs[a]) for a in arms}
         jobs = [(dirs[a], ae_dirs.get(f), step, labels, dict(options))
                 for a, f in arms.items() for step, _ in snaps[a]]  # fmt: skip
-        results = iter(self._map(pool, _sample_job, jobs))
+        results = iter(self.map_jobs(pool, _sample_job, jobs))
         curves: dict[str, list[dict[str, Any]]] = {}
         for a, f in arms.items():
             model, _, _ = load_run(dirs[a])
