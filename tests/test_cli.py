@@ -266,7 +266,6 @@ def test_nll_prints_nats_in_data_units(tiny_run, capsys):
         (["train"], "a config"),
         (["sample", "/nonexistent/run"], "run directory not found"),
         (["nll", "/nonexistent/run", "--data", "8gaussians"], "run directory not found"),
-        (["reproduce", "ldm-2022"], "no reproduction of 'ldm-2022' yet"),
         (["reproduce", "nope-1999"], "unknown reproduction 'nope-1999'"),
     ],
 )
@@ -274,6 +273,16 @@ def test_command_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("diffusio: error:") and message in err and "\n" not in err
+
+
+def test_reproduce_without_a_reproduction_is_one_line(monkeypatch, capsys):
+    from diffusio import timeline
+
+    entry = timeline.find_entry("ldm-2022")  # every entry has one now: pretend this one has not
+    monkeypatch.setattr(type(entry), "has_reproduction", lambda self: False)
+    assert main(["reproduce", "ldm-2022"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("diffusio: error:") and "no reproduction of 'ldm-2022' yet" in err
 
 
 def test_sample_and_nll_reject_bad_files(tiny_run, tmp_path, capsys):
