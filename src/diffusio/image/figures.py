@@ -109,3 +109,26 @@ def classifier_figure(rows: Sequence[dict[str, float]], chance: float) -> Figure
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def image_rows_figure(rows: dict[str, Any], titles: Sequence[str] = (), size: float = 0.9) -> Figure:
+    """A grid of single-channel images in [-1, 1]: one row per entry of ``rows`` (label ->
+    (K, 1, H, W) images), the label on the left, ``titles`` over the first row's columns."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    arrays = {k: np.asarray(v) for k, v in rows.items()}
+    cols = max(len(v) for v in arrays.values())
+    fig, axes = plt.subplots(len(arrays), cols, figsize=(size * cols + 0.6, size * len(arrays)),
+                             squeeze=False)  # fmt: skip
+    for i, (label, images) in enumerate(arrays.items()):
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            if j < len(images):
+                ax.imshow(images[j][0], cmap="gray", vmin=-1, vmax=1)
+            if i == 0 and j < len(titles):
+                ax.set_title(titles[j], fontsize=5)
+        axes[i, 0].set_ylabel(label, fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -31,7 +31,7 @@ from torch import Tensor
 from ..data.batch import TrainingSet
 
 __all__ = ["Snapshots", "class_token", "class_token_training_set", "encode_images",
-           "load_snapshot", "sampling_flops", "snapshot_times", "step_flops",
+           "load_snapshot", "sample_snapshot_job", "sampling_flops", "snapshot_times", "step_flops",
            "train_diffusion"]  # fmt: skip
 
 SNAPSHOT_DIR = "snapshots"
@@ -168,3 +168,32 @@ def train_diffusion(
                       callbacks=[Snapshots(out_dir, snapshot_every)])  # fmt: skip
     summary = trainer.fit(resume=True)
     return trainer.ema.module.to("cpu").eval(), summary
+
+
+def sample_snapshot_job(run_dir: str, ae_dir: str | None, step: int, labels: list[int],
+                        options: dict[str, Any]) -> tuple[Tensor, float]:  # fmt: skip
+    """Class-conditional samples of the snapshot at ``step`` of a class-token run (decoded by
+    the autoencoder in ``ae_dir`` for a latent run), clamped to [-1, 1], and the seconds the
+    sampling took; one torch thread -- a picklable job for a worker process. ``options``:
+    ``image_shape`` and :func:`~diffusio.core.samplers.sample`'s ``sampler``, ``steps``,
+    ``seed``."""
+    import time
+
+    from ..core.latent import LatentModel
+    from ..core.samplers import sample
+    from .autoencoder import load_autoencoder
+
+    torch.set_num_threads(1)
+    options = dict(options)
+    model = load_snapshot(run_dir, step)
+    shape = tuple(options.pop("image_shape"))
+    if ae_dir is not None:
+        ae = load_autoencoder(ae_dir)[0]
+        model = LatentModel(model, ae, float(ae.scale_factor))
+        shape = model.latent_shape(shape)
+    start = time.perf_counter()
+    with torch.no_grad():
+        x = sample(model, (len(labels), *shape), cond=class_token(torch.tensor(labels)), **options)
+        if ae_dir is not None:
+            x = model.decode(x)
+    return x.clamp(-1, 1).cpu(), time.perf_counter() - start

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from ..data.batch import Batch, TrainingSet
 
-__all__ = ["AugmentLowRes", "super_resolution_training_set", "super_resolve",
+__all__ = ["AugmentLowRes", "super_resolution_training_set", "super_resolve", "super_resolve_job",
            "train_super_resolution"]
 
 
@@ -147,3 +147,14 @@ def train_super_resolution(
     trainer = Trainer(config, out_dir, data=data, progress=progress)
     summary = trainer.fit(resume=True)
     return trainer.ema.module.to("cpu").eval(), summary
+
+
+def super_resolve_job(run_dir: str, low: Tensor, size: int, level: float,
+                      options: dict[str, Any]) -> Tensor:  # fmt: skip
+    """:func:`super_resolve` with the run in ``run_dir`` on one torch thread: a picklable job
+    for a worker process (``options``: super_resolve's)."""
+    from ..train.runs import load_run
+
+    torch.set_num_threads(1)
+    model, _, _ = load_run(run_dir)
+    return super_resolve(model, low, size, level, **options)

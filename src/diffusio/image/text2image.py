@@ -63,7 +63,7 @@ from ..data.batch import Batch, TrainingSet
 __all__ = [
     "ENCODERS", "SOURCES", "T2I_FILE", "THRESHOLDS", "DropCaption", "JointTextToImage",
     "TextToImageRun", "caption_ids_training_set", "captioned_training_set", "generate",
-    "load_text2image", "make_encoder", "train_text2image",
+    "generate_job", "load_text2image", "make_encoder", "train_text2image",
 ]  # fmt: skip
 
 T2I_FORMAT, T2I_VERSION, T2I_FILE = "diffusio-text2image", 1, "text2image.json"
@@ -530,3 +530,10 @@ def generate(
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{run.path}: the model produced non-finite values")
     return x.clamp(-1.0, 1.0)
+
+
+def generate_job(run_dir: str, captions: list[str], options: dict[str, Any]) -> Tensor:
+    """:func:`generate` of one image per caption from the run in ``run_dir`` on one torch thread,
+    unknown words ignored: a picklable job for a worker process (``options``: generate's)."""
+    torch.set_num_threads(1)
+    return generate(run_dir, captions, n=len(captions), unknown="ignore", **options)

@@ -385,17 +385,12 @@ class DALLE22022(Reproduction):
         return fig
 
     def variation_figure(self, r: dict[str, Any]) -> Any:
-        import matplotlib.pyplot as plt
+        from ..image.figures import image_rows_figure
 
         src = np.asarray(r["variations"]["sources"])
         var = np.asarray(r["variations"]["samples"]).reshape(len(src), 4, *src.shape[1:])
-        fig, axes = plt.subplots(len(src), 5, figsize=(5 * 0.9, len(src) * 0.9), squeeze=False)
-        for i in range(len(src)):
-            for j, img in enumerate([src[i], *var[i]]):
-                axes[i, j].imshow(img[0], cmap="gray", vmin=-1, vmax=1)
-                axes[i, j].set_xticks([]), axes[i, j].set_yticks([])
-        fig.tight_layout()
-        return fig
+        rows = {f"digit {i + 1}": np.concatenate([src[i : i + 1], var[i]]) for i in range(len(src))}
+        return image_rows_figure(rows, ["source", "variations", "", "", ""])
 
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
         c = r["clip"]

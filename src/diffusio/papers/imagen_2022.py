@@ -26,8 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from ..image.super_resolution import super_resolve_job
+from ..image.text2image import generate_job
 from ..io import json_hash
 from ..metrics.stats import difference_se, paired_difference
 from .base import Reproduction, said
@@ -154,28 +154,6 @@ def _train_job(kind: str, out_dir: str, options: dict[str, Any]) -> float:
     return logged_train_seconds(out_dir)
 
 
-def _sample_job(run_dir: str, captions: list[str], options: dict[str, Any]) -> Any:
-    """Text-to-image samples of one run for ``captions`` (a worker job)."""
-    import torch
-
-    torch.set_num_threads(1)
-    from ..image.text2image import generate
-
-    return generate(run_dir, captions, n=len(captions), unknown="ignore", **options)
-
-
-def _sr_job(run_dir: str, low: Any, size: int, level: float, options: dict[str, Any]) -> Any:
-    """Super-resolved samples of one SR run at one level (a worker job)."""
-    import torch
-
-    torch.set_num_threads(1)
-    from ..image.super_resolution import super_resolve
-    from ..train.runs import load_run
-
-    model, _, _ = load_run(run_dir)
-    return super_resolve(model, low, size, level, **options)
-
-
 def best_setting(sweep: list[dict[str, Any]]) -> dict[str, Any]:
     """The sweep row with the best mean of attribute and digit accuracy (ties: lower FID)."""
     return max(sweep, key=lambda x: ((x["attributes"] + x["digit"]) / 2, -x["fid"]))
@@ -259,7 +237,7 @@ class Imagen2022(Reproduction):
         opts = {"guidance": s.guidance, "sampler": s.sampler, "steps": s.steps, "seed": s.seed,
                 "threshold": "dynamic"}  # fmt: skip
         jobs = [(dirs[a], list(prompts[v].captions), opts) for a in ARMS for v in prompts]
-        samples = self.map_jobs(pool, _sample_job, jobs)
+        samples = self.map_jobs(pool, generate_job, jobs)
         enc, kept = {}, {}
         for (a, v), x in zip([(a, v) for a in ARMS for v in prompts], samples, strict=True):
             enc.setdefault(a, {})[v] = bench.evaluate(x, prompts[v], s.bootstrap)
@@ -276,7 +254,7 @@ class Imagen2022(Reproduction):
         opts = {**opts, **r["selected"]}
         jobs = [(dirs[a], list(fresh[v].captions), opts) for a in ARMS for v in fresh]
         chosen = {}
-        for (a, v), x in zip([(a, v) for a in ARMS for v in fresh], self.map_jobs(pool, _sample_job, jobs),
+        for (a, v), x in zip([(a, v) for a in ARMS for v in fresh], self.map_jobs(pool, generate_job, jobs),
                              strict=True):  # fmt: skip
             chosen.setdefault(a, {})[v] = bench.evaluate(x, fresh[v], s.bootstrap)
             kept[(a, v, "selected")] = x
@@ -320,7 +298,7 @@ class Imagen2022(Reproduction):
                  {"guidance": g, "threshold": t, "sampler": s.sampler, "steps": s.steps,
                   "seed": s.seed}) for g, t in grid]  # fmt: skip
         rows = []
-        for (g, t), x in zip(grid, self.map_jobs(pool, _sample_job, jobs), strict=True):
+        for (g, t), x in zip(grid, self.map_jobs(pool, generate_job, jobs), strict=True):
             row = self._public(bench.evaluate(x, prompts, s.bootstrap))
             rows.append({"scale": g, "threshold": t, **row})
         return rows
@@ -354,7 +332,8 @@ class Imagen2022(Reproduction):
                 for level in (s.sr_levels if arm == "sr-aug" else (0.0,))
                 for source, low in (("base samples", base_samples), ("real low-res", real_low))]  # fmt: skip
         options = {"sampler": s.sr_sampler, "steps": s.sr_sample_steps, "seed": s.seed}
-        outs = self.map_jobs(pool, _sr_job, [(dirs[a], low, size, lev, options) for a, lev, _, low in grid])
+        jobs = [(dirs[a], low, size, lev, options) for a, lev, _, low in grid]
+        outs = self.map_jobs(pool, super_resolve_job, jobs)
         rows = []
         for (arm, level, source, _), x in zip(grid, outs, strict=True):
             f, se = fid(x)
@@ -455,21 +434,9 @@ class Imagen2022(Reproduction):
                       for x in r["cascade"]["rows"]])  # fmt: skip
 
     def grid_figure(self, r: dict[str, Any]) -> Any:
-        import matplotlib.pyplot as plt
+        from ..image.figures import image_rows_figure
 
-        caps = r["grid_captions"]
-        fig, axes = plt.subplots(len(ARMS), len(caps), figsize=(1.1 * len(caps), 1.3 * len(ARMS)),
-                                 squeeze=False)  # fmt: skip
-        for i, a in enumerate(ARMS):
-            for j, img in enumerate(np.asarray(r["grid"][a])):
-                ax = axes[i, j]
-                ax.imshow(img[0], cmap="gray", vmin=-1, vmax=1)
-                ax.set_xticks([]), ax.set_yticks([])
-                if i == 0:
-                    ax.set_title(caps[j], fontsize=5)
-            axes[i, 0].set_ylabel(LABELS[a], fontsize=6)
-        fig.tight_layout()
-        return fig
+        return image_rows_figure({LABELS[a]: r["grid"][a] for a in ARMS}, r["grid_captions"])
 
     def sweep_figure(self, r: dict[str, Any]) -> Any:
         import matplotlib.pyplot as plt

@@ -22,11 +22,11 @@ Models train in ``workers`` processes (one thread each) into the model cache.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..image.latent_diffusion import sample_snapshot_job
 from ..io import json_hash
 from ..metrics.stats import binomial_se, difference_se, mean_se
 from .base import Reproduction, said
@@ -183,30 +183,6 @@ def _caption_job(out_dir: str, options: dict[str, Any]) -> float:
     return float(run.info["train"]["seconds"] or 0.0)
 
 
-def _sample_job(run_dir: str, ae_dir: str | None, step: int, labels: list[int],
-                options: dict[str, Any]) -> tuple[Any, float]:  # fmt: skip
-    """Class-conditional samples of one snapshot, decoded; and the seconds it took."""
-    import torch
-
-    from ..core.latent import LatentModel
-    from ..core.samplers import sample
-    from ..image.autoencoder import load_autoencoder
-    from ..image.latent_diffusion import class_token, load_snapshot
-
-    torch.set_num_threads(1)
-    model = load_snapshot(run_dir, step)
-    if ae_dir is not None:
-        ae = load_autoencoder(ae_dir)[0]
-        model = LatentModel(model, ae, float(ae.scale_factor))
-    shape = model.latent_shape(options.pop("image_shape")) if ae_dir else options.pop("image_shape")
-    start = time.perf_counter()
-    with torch.no_grad():
-        x = sample(model, (len(labels), *shape), cond=class_token(torch.tensor(labels)), **options)
-        if ae_dir is not None:
-            x = model.decode(x)
-    return x.clamp(-1, 1).cpu(), time.perf_counter() - start
-
-
 class LDM2022(Reproduction):
     NAME = "ldm-2022"
     TITLE = "High-Resolution Image Synthesis with Latent Diffusion Models (Rombach et al., 2022)"
@@ -344,7 +320,7 @@ class LDM2022(Reproduction):
         snaps = {a: snapshot_times(dirs[a]) for a in arms}
         jobs = [(dirs[a], ae_dirs.get(f), step, labels, dict(options))
                 for a, f in arms.items() for step, _ in snaps[a]]  # fmt: skip
-        results = iter(self.map_jobs(pool, _sample_job, jobs))
+        results = iter(self.map_jobs(pool, sample_snapshot_job, jobs))
         curves: dict[str, list[dict[str, Any]]] = {}
         for a, f in arms.items():
             model, _, _ = load_run(dirs[a])
