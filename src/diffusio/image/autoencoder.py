@@ -50,7 +50,7 @@ from ..core.model import DiffusionModel
 from ..core.vlb import normal_kl
 
 __all__ = ["AutoencoderKL", "PatchDiscriminator", "kl_divergence", "load_autoencoder",
-           "perceptual_distance", "psnr", "train_autoencoder"]  # fmt: skip
+           "perceptual_distance", "psnr", "reconstruction_quality", "train_autoencoder"]  # fmt: skip
 
 FACTORS = (1, 2, 4, 8)
 _FORMAT = "diffusio-autoencoder-kl-1"
@@ -391,3 +391,16 @@ def train_autoencoder(
     _io.write_safetensors(weights, ae.state_dict(), meta)
     _io.write_json_atomic(meta_path, info)
     return ae, {**info, "resumed": False}
+
+
+def reconstruction_quality(ae: AutoencoderKL, images: Tensor, bench: Any,
+                           bootstrap: int = 0) -> dict[str, Any]:  # fmt: skip
+    """Reconstructions of ``images`` (clamped to [-1, 1]) scored against them: per-image
+    ``psnr_test`` (dB), ``rfid`` and its bootstrap error ``rfid_se`` in ``bench``'s FID features
+    (a :class:`~diffusio.image.caption_bench.CaptionBench`), and the ``latent_shape``."""
+    with torch.no_grad():
+        z = ae.encode(images)
+        rec = ae.decode(z).clamp(-1, 1)
+    fid, se = bench.fid(rec, images, bootstrap)
+    return {"psnr_test": psnr(rec, images).tolist(), "rfid": fid, "rfid_se": se,
+            "latent_shape": list(z.shape[1:])}

@@ -132,3 +132,24 @@ def image_rows_figure(rows: dict[str, Any], titles: Sequence[str] = (), size: fl
         axes[i, 0].set_ylabel(label, fontsize=6)
     fig.tight_layout()
     return fig
+
+
+def curves_figure(groups: dict[str, Sequence[dict[str, Any]]], panels: Sequence[dict[str, Any]],
+                  width: float = 7.2) -> Figure:  # fmt: skip
+    """Side-by-side panels of one curve per group (label -> rows of numbers). Each panel is
+    ``{"x": key, "y": key, "err": key or None, "xlabel": ..., "ylabel": ..., "xlog": bool,
+    "ylog": bool}``; with ``err`` the curve has error bars. The legend is on the first panel."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 3.0), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for label, rows in groups.items():
+            xs, ys = [r[panel["x"]] for r in rows], [r[panel["y"]] for r in rows]
+            errs = [r[panel["err"]] for r in rows] if panel.get("err") else None
+            ax.errorbar(xs, ys, errs, marker="o", label=label, capsize=2)
+        ax.set_xlabel(panel.get("xlabel", panel["x"])), ax.set_ylabel(panel.get("ylabel", panel["y"]))
+        ax.set_xscale("log" if panel.get("xlog") else "linear")
+        ax.set_yscale("log" if panel.get("ylog") else "linear")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -63,7 +63,7 @@ from ..data.batch import Batch, TrainingSet
 __all__ = [
     "ENCODERS", "SOURCES", "T2I_FILE", "THRESHOLDS", "DropCaption", "JointTextToImage",
     "TextToImageRun", "caption_ids_training_set", "captioned_training_set", "generate",
-    "generate_job", "load_text2image", "make_encoder", "train_text2image",
+    "generate_job", "load_text2image", "make_encoder", "set_sampling_defaults", "train_text2image",
 ]  # fmt: skip
 
 T2I_FORMAT, T2I_VERSION, T2I_FILE = "diffusio-text2image", 1, "text2image.json"
@@ -537,3 +537,14 @@ def generate_job(run_dir: str, captions: list[str], options: dict[str, Any]) -> 
     unknown words ignored: a picklable job for a worker process (``options``: generate's)."""
     torch.set_num_threads(1)
     return generate(run_dir, captions, n=len(captions), unknown="ignore", **options)
+
+
+def set_sampling_defaults(run_dir: str | os.PathLike, **values: Any) -> None:
+    """Update the sampling defaults in a run's ``text2image.json`` (what :func:`generate` and
+    ``diffusio txt2img`` use when not told), e.g. ``guidance=5.0, threshold="static"``."""
+    from ..io import read_json, write_json_atomic
+
+    path = Path(run_dir) / T2I_FILE
+    info = read_json(path)
+    info["sampling"] = {**dict(info.get("sampling") or {}), **values}
+    write_json_atomic(path, info)

@@ -402,7 +402,7 @@ class DALLE22022(Reproduction):
 
     def record_metrics(self, r: dict[str, Any]) -> dict[str, Any]:
         priors = {a: {k: v for k, v in e.items() if k != "per_image"} for a, e in r["priors"].items()}
-        div = [{k: v for k, v in x.items()} for x in r["diversity"]]
+        div = r["diversity"]
         return {"runs": r["runs"], "train_seconds": r["train_seconds"], "clip": r["clip"],
                 "priors": priors, "diversity": div, "real": r["real"], "floor": r["floor"],
                 "variations_digit_kept": r["variations"]["digit_kept"],

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..image.super_resolution import super_resolve_job
-from ..image.text2image import generate_job
+from ..image.text2image import generate_job, set_sampling_defaults
 from ..io import json_hash
 from ..metrics.stats import difference_se, paired_difference
 from .base import Reproduction, said
@@ -263,22 +263,9 @@ class Imagen2022(Reproduction):
         r["cascade"] = self.cascade(pool, dirs, kept[("minilm", "train", "selected")], fresh["train"])
         self.lap("cascade")
         r["txt2img"] = {v: self._public(chosen["minilm"][v]) for v in fresh}
-        self.write_sampling(dirs["minilm"], r["selected"])
+        set_sampling_defaults(dirs["minilm"], **r["selected"],
+                              selected_by=f"{self.NAME} (best caption accuracy of its sweep)")
         return r
-
-    def write_sampling(self, run_dir: str, selected: dict[str, Any]) -> None:
-        """Record the selected sampling setting as the frozen-encoder run's default (what
-        ``diffusio txt2img`` uses without flags)."""
-        from pathlib import Path
-
-        from ..image.text2image import T2I_FILE
-        from ..io import read_json, write_json_atomic
-
-        path = Path(run_dir) / T2I_FILE
-        info = read_json(path)
-        info["sampling"] = {**info.get("sampling", {}), **selected,
-                            "selected_by": f"{self.NAME} (best caption accuracy of its sweep)"}  # fmt: skip
-        write_json_atomic(path, info)
 
     @staticmethod
     def _public(row: dict[str, Any]) -> dict[str, Any]:
@@ -309,7 +296,7 @@ class Imagen2022(Reproduction):
         import torch
 
         from ..core.cascade import downsample
-        from ..image.caption_bench import fid_bootstrap
+        from ..image.caption_bench import CaptionBench
         from ..image.captions import make_captioned
         from ..metrics.fid import load_classifier
 
@@ -318,14 +305,11 @@ class Imagen2022(Reproduction):
         hi = make_captioned(s.source, len(prompts), seed=seed, split="test", canvas=size,
                             attributes=s.attributes)  # fmt: skip
         assert hi.captions == prompts.captions  # the same prompts, rendered at 2x
-        features = load_classifier(s.source, size=size)
-        with torch.no_grad():
-            ref = torch.cat([features.features(b) for b in hi.images.split(500)])
+        big = CaptionBench(None, load_classifier(s.source, size=size), s.source, size,
+                           s.attributes, s.seed)  # FID only: no judge at 2x
 
         def fid(x: Any) -> tuple[float, float]:
-            with torch.no_grad():
-                f = torch.cat([features.features(b) for b in x.split(500)])
-            return fid_bootstrap(f, ref, s.bootstrap)
+            return big.fid(x, hi.images, s.bootstrap)
 
         real_low = downsample(hi.images, 2)
         grid = [(arm, level, source, low) for arm in ("sr-aug", "sr-clean")
@@ -439,20 +423,14 @@ class Imagen2022(Reproduction):
         return image_rows_figure({LABELS[a]: r["grid"][a] for a in ARMS}, r["grid_captions"])
 
     def sweep_figure(self, r: dict[str, Any]) -> Any:
-        import matplotlib.pyplot as plt
+        from ..image.figures import curves_figure
 
-        fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.0))
-        for t in ("none", "static", "dynamic"):
-            rows = [x for x in r["sweep"] if x["threshold"] == t]
-            g = [x["scale"] for x in rows]
-            axes[0].errorbar(g, [x["fid"] for x in rows], [x["fid_se"] for x in rows], label=t,
-                             capsize=2)  # fmt: skip
-            axes[1].plot(g, [x["attributes"] for x in rows], marker="o", label=t)
-        axes[0].set_xlabel("guidance scale s"), axes[0].set_ylabel("FID (digit features)")
-        axes[1].set_xlabel("guidance scale s"), axes[1].set_ylabel("attribute accuracy")
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        return fig
+        groups = {t: [x for x in r["sweep"] if x["threshold"] == t] for t in ("none", "static", "dynamic")}
+        return curves_figure(groups, [
+            {"x": "scale", "y": "fid", "err": "fid_se", "xlabel": "guidance scale s",
+             "ylabel": "FID (digit features)"},
+            {"x": "scale", "y": "attributes", "xlabel": "guidance scale s",
+             "ylabel": "attribute accuracy"}], width=7.0)  # fmt: skip
 
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
         sec = r["train_seconds"]

@@ -292,7 +292,7 @@ class LDM2022(Reproduction):
         import torch
 
         from ..data.batch import Batch
-        from ..image.autoencoder import load_autoencoder, psnr
+        from ..image.autoencoder import load_autoencoder, reconstruction_quality
         from ..image.caption_bench import CaptionBench
         from ..image.latent_diffusion import class_token, sampling_flops, snapshot_times, step_flops
         from ..image.text2image import generate
@@ -306,13 +306,8 @@ class LDM2022(Reproduction):
                                "reconstruction": {}}  # fmt: skip
         test = prompts.images
         for f, d in ae_dirs.items():  # reconstruction quality on test digits
-            ae = load_autoencoder(d)[0]
-            with torch.no_grad():
-                rec = ae.decode(ae.encode(test)).clamp(-1, 1)
-            p = psnr(rec, test).tolist()
-            fid, se = bench.fid(rec, test, s.bootstrap)
-            out["reconstruction"][f] = {"psnr_test": p, "rfid": fid, "rfid_se": se,
-                                      "latent_shape": list(ae.encode(test[:1]).shape[1:])}  # fmt: skip
+            out["reconstruction"][f] = reconstruction_quality(load_autoencoder(d)[0], test,
+                                                              bench, s.bootstrap)  # fmt: skip
         self.lap("reconstructions")
         labels = [int(v) for v in prompts.labels["digit"]]
         options = {"sampler": s.sampler, "steps": s.steps, "seed": s.seed,
@@ -430,20 +425,12 @@ class LDM2022(Reproduction):
         report.section("Caption conditioning", self.prose("caption", r))
 
     def curve_figure(self, r: dict[str, Any]) -> Any:
-        import matplotlib.pyplot as plt
+        from ..image.figures import curves_figure
 
-        fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.0))
-        for a, curve in r["curves"].items():
-            for ax, key in zip(axes, ("seconds", "flops"), strict=True):
-                ax.errorbar([x[key] for x in curve], [x["fid"] for x in curve],
-                            [x["fid_se"] for x in curve], marker="o", label=a, capsize=2)  # fmt: skip
-        axes[0].set_xlabel("training seconds"), axes[1].set_xlabel("training FLOPs")
-        axes[1].set_xscale("log")
-        for ax in axes:
-            ax.set_ylabel("FID (digit features)"), ax.set_yscale("log")
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        return fig
+        fid = {"y": "fid", "err": "fid_se", "ylabel": "FID (digit features)", "ylog": True}
+        return curves_figure(r["curves"], [{**fid, "x": "seconds", "xlabel": "training seconds"},
+                                           {**fid, "x": "flops", "xlabel": "training FLOPs",
+                                            "xlog": True}])  # fmt: skip
 
     def text_values(self, r: dict[str, Any]) -> dict[str, Any]:
         c = self._comparison(r)
@@ -456,7 +443,7 @@ class LDM2022(Reproduction):
                 "cap_fid": f"{cap['fid']:.2f}"}  # fmt: skip
 
     def record_metrics(self, r: dict[str, Any]) -> dict[str, Any]:
-        ae = {str(f): {k: v for k, v in a.items()} for f, a in r["autoencoders"].items()}
+        ae = {str(f): a for f, a in r["autoencoders"].items()}
         return {"runs": r["runs"], "train_seconds": r["train_seconds"], "autoencoders": ae,
                 "curves": r["curves"], "flops": r["flops"], "caption": r["caption"],
                 "real": r["real"], "floor": r["floor"], "bench": r["bench"],
